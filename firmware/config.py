@@ -1,0 +1,144 @@
+"""The terminal's configuration: what each key may hold, and one clear line per mistake.
+
+Parsing TOML is the board's job (MicroPython has no tomllib); this module takes the
+parsed dict, fills defaults, and refuses anything it does not understand, naming the
+key, the value given and what is allowed.
+"""
+from firmware.money import CURRENCIES
+
+LANGUAGES = ("en", "zh")
+
+
+def _alnum(length):
+    def check(value):
+        if isinstance(value, str) and len(value) == length and _is_alnum(value):
+            return None
+        return "must be exactly %d letters or digits" % length
+    return check
+
+
+def _is_alnum(text):
+    for ch in text:
+        if not ("0" <= ch <= "9" or "A" <= ch <= "Z" or "a" <= ch <= "z"):
+            return False
+    return True
+
+
+def _text(max_len):
+    def check(value):
+        if isinstance(value, str) and 0 < len(value) <= max_len and value.strip() == value:
+            return None
+        return "must be text of 1 to %d characters without leading or trailing spaces" % max_len
+    return check
+
+
+def _int_range(low, high):
+    def check(value):
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return "must be a whole number from %d to %d" % (low, high)
+    return check
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _choice(options):
+    def check(value):
+        return None if value in options else "must be one of: " + ", ".join(options)
+    return check
+
+
+def _currency(value):
+    if value in CURRENCIES:
+        return None
+    return "must be an ISO 4217 code this terminal knows: " + ", ".join(sorted(CURRENCIES))
+
+
+def _host_address(value):
+    if value == "":
+        return None
+    if isinstance(value, str) and value.count(":") == 1:
+        host, port = value.split(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return None
+    return "must be host:port (port 1-65535), or \"\" for no host"
+
+
+def _path(value):
+    if isinstance(value, str) and value:
+        return None
+    return "must be a path"
+
+
+# section -> key -> (default, check)
+SCHEMA = {
+    "terminal": {
+        "id": ("HP000001", _alnum(8)),
+        "merchant_id": ("000000000000001", _alnum(15)),
+        "merchant_name": ("HANDPOS DEMO SHOP", _text(40)),
+        "merchant_address": ("1 TEST STREET", _text(40)),
+    },
+    "host": {
+        "address": ("", _host_address),
+        "tls": (True, _boolean),
+    },
+    "money": {
+        "currency": ("USD", _currency),
+    },
+    "ui": {
+        "language": ("en", _choice(LANGUAGES)),
+        "idle_logout_s": (300, _int_range(30, 86400)),
+        "menu_timeout_s": (60, _int_range(10, 3600)),
+        "entry_timeout_s": (60, _int_range(10, 600)),
+    },
+    "storage": {
+        "data_dir": ("/var/lib/handpos", _path),
+    },
+}
+
+
+def _show(value):
+    if isinstance(value, str):
+        return '"%s"' % value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def validate(raw):
+    """Return (config, errors): config with every default filled, errors as lines."""
+    errors = []
+    config = {}
+    if not isinstance(raw, dict):
+        return None, ["the configuration must be a table of sections"]
+    for section in raw:
+        if section not in SCHEMA:
+            errors.append("[%s]: unknown section; allowed: %s" % (section, ", ".join(sorted(SCHEMA))))
+    for section in SCHEMA:
+        given = raw.get(section, {})
+        keys = SCHEMA[section]
+        config[section] = {}
+        if not isinstance(given, dict):
+            errors.append("%s = %s: must be a section [%s]" % (section, _show(given), section))
+            given = {}
+        for key in given:
+            if key not in keys:
+                errors.append("%s.%s: unknown key; allowed: %s" % (section, key, ", ".join(sorted(keys))))
+        for key in keys:
+            default, check = keys[key]
+            if key in given:
+                value = given[key]
+                problem = check(value)
+                if problem:
+                    errors.append("%s.%s = %s: %s" % (section, key, _show(value), problem))
+                    value = default
+            else:
+                value = default
+            config[section][key] = value
+    return config, errors
+
+
+def defaults():
+    return validate({})[0]

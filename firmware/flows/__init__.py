@@ -1,0 +1,1 @@
+"""The terminal's flows, one module each; each is a state table (firmware.fsm)."""

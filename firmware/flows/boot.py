@@ -1,0 +1,118 @@
+"""Boot: a self-test of every peripheral, shown on screen, then on with what works.
+
+A missing or failing part is named with what to check; the terminal never stops for
+it. When everything passed the screen moves on by itself after a moment; when
+something failed it waits for ENTER (or 20 s) so the person can read why.
+"""
+from firmware import events, keys
+from firmware.fsm import Flow
+
+# The order the checks are listed in, and their words in the catalogue.
+PARTS = ("display", "keypad", "printer", "buzzer", "led", "storage", "clock", "battery")
+
+
+class BootFlow(Flow):
+    NAME = "boot"
+    INITIAL = "selftest"
+    STATES = {
+        "selftest": {"enter": "run_checks", "timeout": 1500,
+                     "on": {keys.ENTER: "proceed", keys.CANCEL: "proceed",
+                            keys.UP: "scroll_up", keys.DOWN: "scroll_down",
+                            "timeout": "settle", events.PRINTER: "printer_answered"}},
+        "problems": {"timeout": 20000,
+                     "on": {keys.ENTER: "proceed", keys.CANCEL: "proceed",
+                            keys.UP: "scroll_up", keys.DOWN: "scroll_down",
+                            "timeout": "proceed", events.PRINTER: "printer_answered"}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.results = {}
+        self.top = 0
+
+    def run_checks(self):
+        term = self.term
+        for part in PARTS:
+            self.results[part] = term.selftests.get(part, (False, "absent"))
+        self.results["clock"] = (True, "synced") if term.system.clock_synced() else (None, "unsynced")
+        batt = term.system.battery()
+        self.results["battery"] = (True, "%d%%" % batt[0]) if batt else (True, "mains")
+        if term.printer is not None and self.results["printer"][0]:
+            self.results["printer"] = (None, "checking")
+            term.printer.query_status()
+        return None
+
+    def failures(self):
+        return [p for p in PARTS if self.results.get(p, (True,))[0] is False]
+
+    def printer_answered(self, ev):
+        state = ev.get("state")
+        if state == "ok":
+            self.results["printer"] = (True, "ok")
+        elif state == "paper_near_end":
+            self.results["printer"] = (None, "paper_near_end")
+        else:
+            self.results["printer"] = (False, state)
+        self.term.selftests["printer"] = self.results["printer"]
+        return None
+
+    def settle(self, ev):
+        if self.failures():
+            self.term.beep("error")
+            self.term.store.audit("selftest", "", ", ".join(self.failures()))
+            return "problems"
+        return self.proceed(ev)
+
+    def proceed(self, ev):
+        from firmware.flows.login import LoginFlow
+        from firmware.flows.setup import SetupFlow
+        self.stop()
+        if self.term.store.operator_count() == 0:
+            self.term.replace_all(SetupFlow(self.term))
+        else:
+            self.term.replace_all(LoginFlow(self.term))
+        return None
+
+    def scroll_up(self, ev):
+        self.top = max(0, self.top - 1)
+
+    def scroll_down(self, ev):
+        self.top = min(max(0, len(self.lines()) - 3), self.top + 1)
+
+    def line_for(self, part):
+        t = self.t
+        ok, detail = self.results[part]
+        name = t("dev_" + part)
+        if part == "clock":
+            word = t("clock_synced") if ok else t("clock_unsynced")
+        elif part == "battery":
+            word = detail if detail != "mains" else t("battery_mains")
+        elif ok is True:
+            word = t("ok")
+        elif detail == "checking":
+            word = t("checking")
+        elif part == "printer" and detail in ("paper_out", "paper_near_end", "cover_open", "offline"):
+            word = t("st_" + detail)
+        else:
+            word = t("fail")
+        return name + ": " + word
+
+    def lines(self):
+        bad = self.failures()
+        rows = []
+        for part in bad:
+            rows.append(self.line_for(part))
+            rows.append("  " + self.t("check_" + part))
+        for part in PARTS:
+            if part not in bad:
+                rows.append(self.line_for(part))
+        return rows
+
+    def render(self):
+        t = self.t
+        rows = self.lines()
+        if self.state == "problems":
+            self.term.show(t("selftest_title"), rows[self.top:], t("footer_continue"),
+                           alert="error", status=False)
+        else:
+            self.term.show(t("selftest_title"), rows[self.top:], t("starting"), status=False)

@@ -1,0 +1,113 @@
+"""Pieces several flows share: a keypad entry field and a menu."""
+from firmware import keys
+from firmware.fsm import Flow
+
+
+class Field:
+    """Digits typed on the keypad: BKSP takes one back, CLEAR empties it."""
+
+    def __init__(self, max_len, masked=False):
+        self.max_len = max_len
+        self.masked = masked
+        self.value = ""
+
+    def key(self, name):
+        """Apply a key; True when the field changed. A full field refuses more digits."""
+        if keys.is_digit(name):
+            if len(self.value) + len(name) > self.max_len:
+                return False
+            self.value += name
+            return True
+        if name == keys.BKSP and self.value:
+            self.value = self.value[:-1]
+            return True
+        if name == keys.CLEAR and self.value:
+            self.value = ""
+            return True
+        return False
+
+    def clear(self):
+        # Rebinding drops the reference; a str cannot be wiped in place in Python.
+        self.value = ""
+
+    def shown(self):
+        if self.masked:
+            return "*" * len(self.value) if self.value else "_"
+        return self.value or "_"
+
+
+class MenuFlow(Flow):
+    """A list of entries; UP/DOWN move, a digit picks the nth entry, ENTER opens it.
+
+    Subclasses give TITLE and entries(): a list of (message id, method name). Opening
+    calls the method, which returns a state name or starts a child flow.
+    """
+    TITLE = ""
+    INITIAL = "menu"
+    STATES = {
+        "menu": {"timeout": "menu_timeout_s",  # untouched menus fall back to idle
+                 "on": {keys.UP: "up", keys.DOWN: "down", keys.ENTER: "open",
+                        "digit": "pick", keys.CANCEL: "cancel", keys.MENU: "cancel"}},
+        "notice": {"timeout": 8000,
+                   "on": {keys.ENTER: "back", keys.CANCEL: "back", "timeout": "back",
+                          keys.UP: "notice_up", keys.DOWN: "notice_down"}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.index = 0
+        self.notice_lines = []
+        self.notice_top = 0
+
+    def entries(self):
+        return []
+
+    def up(self, ev):
+        n = len(self.entries())
+        self.index = (self.index - 1) % n if n else 0
+
+    def down(self, ev):
+        n = len(self.entries())
+        self.index = (self.index + 1) % n if n else 0
+
+    def pick(self, ev):
+        number = ev.get("key")
+        if number == "00" or number == "0":
+            return None
+        i = int(number) - 1
+        if i < len(self.entries()):
+            self.index = i
+            return self.open(ev)
+        return None
+
+    def open(self, ev):
+        entries = self.entries()
+        if not entries:
+            return None
+        return getattr(self, entries[self.index][1])()
+
+    def say(self, *lines):
+        """Show a short notice in the menu's place; any key or 4 s goes back."""
+        self.notice_lines = list(lines)
+        self.notice_top = 0
+        return "notice"
+
+    def notice_up(self, ev):
+        self.notice_top = max(0, self.notice_top - 1)
+
+    def notice_down(self, ev):
+        self.notice_top = max(0, min(len(self.notice_lines) - 3, self.notice_top + 1))
+
+    def back(self, ev):
+        return "menu"
+
+    def child_done(self, child, result):
+        return "menu"
+
+    def render(self):
+        t = self.t
+        if self.state == "notice":
+            self.term.show(t(self.TITLE), self.notice_lines[self.notice_top:], t("footer_ok"))
+            return
+        lines = ["%d %s" % (i + 1, t(e[0])) for i, e in enumerate(self.entries())]
+        self.term.show(t(self.TITLE), lines, t("footer_menu"), selected=self.index)

@@ -1,0 +1,42 @@
+"""The idle screen of a logged-in terminal: the time, who is on, what is pending."""
+from firmware import keys
+from firmware.fsm import Flow
+
+
+class IdleFlow(Flow):
+    NAME = "idle"
+    INITIAL = "idle"
+    STATES = {
+        "idle": {"timeout": "idle_logout_s",
+                 "on": {keys.MENU: "menu", keys.ENTER: "menu", keys.F4: "logout",
+                        "timeout": "logout"}},
+        "menu": {"timeout": None, "on": {}},
+    }
+
+    def menu(self, ev):
+        from firmware.flows.home import HomeFlow
+        self.term.push(HomeFlow(self.term))
+        return "menu"
+
+    def child_done(self, child, result):
+        return "idle"
+
+    def logout(self, ev):
+        self.stop()
+        self.term.logout("idle" if ev.kind == "timeout" else "operator")
+
+    def render(self):
+        t = self.t
+        term = self.term
+        if self.state != "idle":
+            return
+        status = term.status()
+        op = term.operator or {}
+        lines = [t("operator_is", name=op.get("name", ""))]
+        if not status.synced:
+            lines.append(t("clock_unsynced_hint"))
+        if term.pending:
+            lines.append(t("pending_n", n=term.pending))
+        if term.printer_state not in ("ok", "paper_near_end"):
+            lines.append(t("printer_" + term.printer_state))
+        term.show(t("idle_title"), lines, t("footer_idle"), big=status.clock)

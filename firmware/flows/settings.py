@@ -1,0 +1,40 @@
+"""Settings: language for everyone; operators for supervisors; what this terminal is."""
+from firmware import i18n
+from firmware.flows.common import MenuFlow
+from firmware.flows.operator import NewOperatorFlow
+from firmware.terminal import VERSION
+
+
+class SettingsFlow(MenuFlow):
+    NAME = "settings"
+    TITLE = "settings_title"
+
+    def entries(self):
+        other = "zh" if self.t.lang == "en" else "en"
+        return [("set_language_" + other, "language"), ("set_add_operator", "add_operator"),
+                ("set_operators", "operators"), ("set_about", "about")]
+
+    def language(self):
+        new = "zh" if self.t.lang == "en" else "en"
+        self.term.set_language(new)
+        who = self.term.operator["id"] if self.term.operator else ""
+        self.term.store.audit("language", who, new)
+        return self.say(self.t("language_now", name=i18n.LANGUAGE_NAMES[new]))
+
+    def add_operator(self):
+        if self.term.role() != "supervisor":
+            self.term.beep("error")
+            return self.say(self.t("set_add_operator"), self.t("not_allowed"))
+        self.term.push(NewOperatorFlow(self.term))
+        return None
+
+    def operators(self):
+        rows = []
+        for op in self.term.store.list_operators():
+            rows.append("%s %s" % (op["id"], self.t("role_" + op["role"])))
+        return self.say(*rows)
+
+    def about(self):
+        cfg = self.term.config
+        return self.say("handpos " + VERSION, "TID " + cfg["terminal"]["id"],
+                        "MID " + cfg["terminal"]["merchant_id"], cfg["terminal"]["merchant_name"])

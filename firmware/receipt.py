@@ -1,0 +1,89 @@
+"""What the core asks the printer to print: a model, not ESC/POS.
+
+A 58 mm printer gives 32 columns of the standard font (12x24 dots); a CJK glyph takes
+two columns. The printer driver turns the model into its command set; text() gives
+what the paper shows, for the control socket, reprints and tests.
+"""
+
+WIDTH = 32
+
+
+def display_width(text):
+    """Columns the text takes on paper: CJK and full-width forms take two."""
+    width = 0
+    for ch in text:
+        width += 2 if _wide(ord(ch)) else 1
+    return width
+
+
+def _wide(code):
+    return (0x1100 <= code <= 0x115F or 0x2E80 <= code <= 0xA4CF or 0xAC00 <= code <= 0xD7A3
+            or 0xF900 <= code <= 0xFAFF or 0xFE30 <= code <= 0xFE4F or 0xFF00 <= code <= 0xFF60
+            or 0xFFE0 <= code <= 0xFFE6)
+
+
+def fit(text, width):
+    """Cut text to at most width columns, never splitting a wide glyph."""
+    out = ""
+    used = 0
+    for ch in text:
+        w = 2 if _wide(ord(ch)) else 1
+        if used + w > width:
+            break
+        out += ch
+        used += w
+    return out
+
+
+class Line:
+    def __init__(self, text, align="left", bold=False, size=1):
+        self.text = text
+        self.align = align      # left | center | right
+        self.bold = bold
+        self.size = size        # 1 normal, 2 double width and height
+
+    def columns(self, width=WIDTH):
+        return width // self.size
+
+    def render(self, width=WIDTH):
+        cols = self.columns(width)
+        text = fit(self.text, cols)
+        pad = cols - display_width(text)
+        if self.align == "center":
+            text = " " * (pad // 2) + text
+        elif self.align == "right":
+            text = " " * pad + text
+        return text
+
+
+class Receipt:
+    def __init__(self, width=WIDTH, lang="en"):
+        self.width = width
+        self.lang = lang
+        self.lines = []
+        self.kick_drawer = False
+        self.cut = True
+        self.feed_after = 3
+
+    def add(self, text, align="left", bold=False, size=1):
+        self.lines.append(Line(text, align, bold, size))
+        return self
+
+    def pair(self, left, right, bold=False):
+        """Left text and right text on one line, e.g. a label and an amount."""
+        room = self.width - display_width(right) - 1
+        left = fit(left, max(0, room))
+        gap = self.width - display_width(left) - display_width(right)
+        self.lines.append(Line(left + " " * max(1, gap) + right, "left", bold, 1))
+        return self
+
+    def rule(self, ch="-"):
+        self.lines.append(Line(ch * self.width))
+        return self
+
+    def blank(self):
+        self.lines.append(Line(""))
+        return self
+
+    def text(self):
+        return "\n".join(line.render(self.width) for line in self.lines)

@@ -1,0 +1,239 @@
+"""The terminal core: the flow stack, the session, the status bar and the timers.
+
+It owns no hardware. The composition root (board/) hands it drivers that implement
+the small interfaces below and routes their events to on_key, on_printer_event and
+on_device_lost.
+
+  display.show(screen)                  firmware.screen.Screen
+  printer.print(receipt) -> job id      firmware.receipt.Receipt; .state; query_status()
+  buzzer.beep(name)                     key | ok | error | alert
+  led.on() / led.off() / led.blink(on_ms, off_ms, times)
+  system.local_time() -> (y, mo, d, h, mi, s); system.clock_synced() -> bool
+  system.battery() -> None | (percent, charging); system.random_bytes(n)
+  watchdog.ready() / watchdog.ping() / watchdog.status(text)   (systemd; may be None)
+"""
+from firmware import events, i18n
+from firmware.auth import Auth
+from firmware.screen import Screen, Status
+
+VERSION = "0.1.0"
+LANG_SETTING = "ui.language"
+
+
+class Terminal:
+    def __init__(self, reactor, config, store, system, display=None, printer=None,
+                 buzzer=None, led=None, watchdog=None, selftests=None, auth_iterations=None):
+        self.reactor = reactor
+        self.config = config
+        self.store = store
+        self.system = system
+        self.display = display
+        self.printer = printer
+        self.buzzer = buzzer
+        self.led = led
+        self.watchdog = watchdog
+        # alias -> (ok, detail): what the composition root found when it built drivers.
+        # Shared, not copied: parts built after the terminal add their results to it.
+        self.selftests = selftests if selftests is not None else {}
+        self.t = i18n.Translator(store.get_setting(LANG_SETTING) or config["ui"]["language"])
+        kwargs = {}
+        if auth_iterations:
+            kwargs["iterations"] = auth_iterations
+        self.auth = Auth(store, reactor.clock, system.random_bytes, **kwargs)
+        self.flows = []
+        self.operator = None
+        self.printer_state = printer.state if printer is not None else "missing"
+        self.link_state = "none" if not config["host"]["address"] else "down"
+        self.pending = 0
+        self.screen = None
+        self.last_key = None
+        self.keys_seen = 0
+        self._logout_timer = None
+        self._tick_timer = None
+        self._wd_timer = None
+        self.on_screen = None           # observers (simulator, control socket)
+        self.on_receipt = None
+
+    # -- start ----------------------------------------------------------------
+    def start(self):
+        from firmware.flows.boot import BootFlow
+        self._schedule_tick()
+        if self.watchdog is not None:
+            self.watchdog.ready()
+            self._ping_watchdog()
+        self.push(BootFlow(self))
+
+    def _ping_watchdog(self):
+        self.watchdog.ping()
+        interval = self.watchdog.interval_ms() if hasattr(self.watchdog, "interval_ms") else 0
+        if interval:
+            self._wd_timer = self.reactor.call_later(interval, self._ping_watchdog)
+
+    # -- flows ----------------------------------------------------------------
+    def current(self):
+        return self.flows[-1] if self.flows else None
+
+    def push(self, flow):
+        self.flows.append(flow)
+        flow.start()
+
+    def replace_all(self, flow):
+        """Drop every running flow (logout, boot done) and start flow alone."""
+        while self.flows:
+            self.flows.pop().stop()
+        self.push(flow)
+
+    def flow_finished(self, flow, result):
+        if flow in self.flows:
+            self.flows.remove(flow)
+        parent = self.current()
+        if parent is not None and hasattr(parent, "child_done"):
+            nxt = parent.child_done(flow, result)
+            if parent.finished:
+                return
+            if nxt is not None:
+                parent.goto(nxt)
+            else:
+                parent.render()
+        elif parent is not None:
+            parent.render()
+        else:
+            self.go_home()
+
+    def go_home(self):
+        """Where a person lands when nothing else runs: idle when logged in, else login."""
+        from firmware.flows.login import LoginFlow
+        from firmware.flows.idle import IdleFlow
+        if self.operator is not None:
+            self.replace_all(IdleFlow(self))
+        else:
+            self.replace_all(LoginFlow(self))
+
+    # -- session --------------------------------------------------------------
+    def login(self, op):
+        self.operator = op
+        self.store.audit("login", op["id"], op["role"])
+        self._arm_logout()
+
+    def logout(self, reason="operator"):
+        if self.operator is not None:
+            self.store.audit("logout", self.operator["id"], reason)
+        self.operator = None
+        self._disarm_logout()
+        self.go_home()
+
+    def role(self):
+        return self.operator["role"] if self.operator else None
+
+    def _arm_logout(self):
+        self._disarm_logout()
+        if self.operator is not None:
+            self._logout_timer = self.reactor.call_later(
+                self.config["ui"]["idle_logout_s"] * 1000, self._auto_logout)
+
+    def _disarm_logout(self):
+        if self._logout_timer is not None:
+            self._logout_timer.cancel()
+            self._logout_timer = None
+
+    def _auto_logout(self):
+        self._logout_timer = None
+        flow = self.current()
+        if flow is not None and getattr(flow, "BUSY", False):
+            self._arm_logout()      # never log out under a payment in progress
+            return
+        self.logout("idle")
+
+    # -- language -------------------------------------------------------------
+    def set_language(self, lang):
+        self.t.set_language(lang)
+        self.store.set_setting(LANG_SETTING, lang)
+
+    # -- events in ------------------------------------------------------------
+    def on_key(self, name):
+        self.last_key = name
+        self.keys_seen += 1
+        if self.operator is not None:
+            self._arm_logout()
+        if self.buzzer is not None:
+            self.buzzer.beep("key")
+        flow = self.current()
+        if flow is not None:
+            flow.dispatch(events.key(name))
+
+    def on_printer_event(self, ev):
+        if ev.kind == events.PRINTER:
+            self.printer_state = ev.get("state")
+            self.refresh()
+        flow = self.current()
+        if flow is not None:
+            flow.dispatch(ev)
+
+    def on_device_lost(self, alias, reason):
+        self.selftests[alias] = (False, reason)
+        self.store.audit("device_lost", "", "%s: %s" % (alias, reason))
+        if alias == "printer":
+            self.printer_state = "missing"
+        if self.buzzer is not None:
+            self.buzzer.beep("alert")
+        flow = self.current()
+        ev = events.Event(events.DEVICE_LOST, device=alias, reason=reason)
+        if flow is None or not flow.dispatch(ev):
+            from firmware.flows.notice import NoticeFlow
+            self.push(NoticeFlow(self, self.t("dev_lost_title"),
+                                 [self.t("dev_" + alias), self.t("check_" + alias)]))
+
+    # -- output ---------------------------------------------------------------
+    def status(self):
+        y, mo, d, h, mi, s = self.system.local_time()
+        batt = self.system.battery()
+        return Status(clock="%02d:%02d" % (h, mi), synced=self.system.clock_synced(),
+                      link=self.link_state, battery=batt[0] if batt else None,
+                      charging=batt[1] if batt else False, pending=self.pending,
+                      printer=self.printer_state)
+
+    def show(self, title="", lines=None, footer="", selected=-1, big="", alert=None,
+             masked="", status=True):
+        screen = Screen(title, lines, footer, selected, big, alert,
+                        self.status() if status else None, masked)
+        self.screen = screen
+        if self.display is not None:
+            self.display.show(screen)
+        if self.on_screen is not None:
+            self.on_screen(screen)
+        return screen
+
+    def refresh(self):
+        """Draw the current flow again (the status bar changed)."""
+        flow = self.current()
+        if flow is not None and not flow.finished:
+            flow.render()
+
+    def print_receipt(self, receipt):
+        if self.printer is None:
+            return None
+        job = self.printer.print(receipt)
+        if self.on_receipt is not None:
+            self.on_receipt(receipt)
+        return job
+
+    def beep(self, name):
+        if self.buzzer is not None:
+            self.buzzer.beep(name)
+
+    # -- the clock ------------------------------------------------------------
+    def _schedule_tick(self):
+        # Wake once a minute, on the minute, to redraw the clock: nothing in between.
+        s = self.system.local_time()[5]
+        self._tick_timer = self.reactor.call_later((60 - s) * 1000 + 50, self._tick)
+
+    def _tick(self):
+        self.refresh()
+        self._schedule_tick()
+
+    def stop(self):
+        for timer in (self._logout_timer, self._tick_timer, self._wd_timer):
+            if timer is not None:
+                timer.cancel()
+        while self.flows:
+            self.flows.pop().stop()
