@@ -1,0 +1,105 @@
+"""The Store on the device: SQLite in WAL mode with synchronous=FULL.
+
+FULL makes every commit reach the SD card before it returns: a power cut loses no
+operator, setting or audit line that the screen already confirmed.
+"""
+import os
+import sqlite3
+import time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS operators (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+    salt BLOB NOT NULL, pin_hash BLOB NOT NULL, iterations INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1, created_utc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, event TEXT NOT NULL,
+    operator TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    pass
+
+
+def _utc():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class SQLiteStore:
+    def __init__(self, path):
+        self.path = path
+        folder = os.path.dirname(path)
+        try:
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(SCHEMA)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+            elif version > SCHEMA_VERSION:
+                raise StoreError("%s was written by a newer handpos (schema %d)" % (path, version))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError("storage: cannot open %s (%s): check the SD card and free space"
+                             % (path, exc))
+
+    def selftest(self):
+        try:
+            ok = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.Error as exc:
+            return False, str(exc)
+        return ok == "ok", ok
+
+    # operators
+    def operator_count(self):
+        return self.db.execute("SELECT COUNT(*) FROM operators").fetchone()[0]
+
+    def get_operator(self, op_id):
+        row = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
+                              "FROM operators WHERE id=?", (op_id,)).fetchone()
+        return self._op(row) if row else None
+
+    def list_operators(self):
+        rows = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
+                               "FROM operators ORDER BY CAST(id AS INTEGER), id").fetchall()
+        return [self._op(r) for r in rows]
+
+    @staticmethod
+    def _op(row):
+        return {"id": row[0], "name": row[1], "role": row[2], "salt": bytes(row[3]),
+                "pin_hash": bytes(row[4]), "iterations": row[5], "active": bool(row[6])}
+
+    def add_operator(self, op):
+        try:
+            self.db.execute("INSERT INTO operators VALUES (?,?,?,?,?,?,?,?)",
+                            (op["id"], op["name"], op["role"], op["salt"], op["pin_hash"],
+                             op["iterations"], 1 if op.get("active", True) else 0, _utc()))
+        except sqlite3.IntegrityError:
+            raise KeyError("operator %s exists" % op["id"])
+
+    # settings
+    def get_setting(self, key, default=None):
+        row = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key, value):
+        self.db.execute("INSERT INTO settings VALUES (?,?) ON CONFLICT(key) DO UPDATE "
+                        "SET value=excluded.value", (key, value))
+
+    # audit
+    def audit(self, event, operator="", detail=""):
+        self.db.execute("INSERT INTO audit (utc, event, operator, detail) VALUES (?,?,?,?)",
+                        (_utc(), event, operator or "", detail or ""))
+
+    def audit_log(self, limit=50):
+        return self.db.execute("SELECT seq, event, operator, detail FROM audit "
+                               "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+
+    def close(self):
+        self.db.close()
