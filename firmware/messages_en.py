@@ -80,7 +80,6 @@ MESSAGES = {
     "err_locked": "ID {id} locked",
     "try_again_in": "Try again in {s} s",
     # idle and home
-    "idle_title": "handpos",
     "operator_is": "{name}",
     "pending_n": "{n} offline pending",
     "home_title": "Menu",

@@ -1,6 +1,6 @@
 """简体中文。一行约 10 个汉字。"""
 MESSAGES = {
-    "footer_ok": "确认键: 好",
+    "footer_ok": "按确认键继续",
     "footer_menu": "确认进入 取消返回",
     "footer_back": "取消: 返回",
     "footer_entry": "确认  取消返回",
@@ -74,7 +74,6 @@ MESSAGES = {
     "err_login_inactive": "操作员已停用",
     "err_locked": "{id} 已锁定",
     "try_again_in": "{s} 秒后再试",
-    "idle_title": "handpos",
     "operator_is": "{name}",
     "pending_n": "{n} 笔离线待传",
     "home_title": "主菜单",

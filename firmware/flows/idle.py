@@ -32,11 +32,13 @@ class IdleFlow(Flow):
             return
         status = term.status()
         op = term.operator or {}
-        lines = [t("operator_is", name=op.get("name", ""))]
+        lines = []
         if not status.synced:
             lines.append(t("clock_unsynced_hint"))
         if term.pending:
             lines.append(t("pending_n", n=term.pending))
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))
-        term.show(t("idle_title"), lines, t("footer_idle"), big=status.clock)
+        # the title says who is logged in: the body keeps room for what needs doing
+        term.show(t("operator_is", name=op.get("name", "")), lines, t("footer_idle"),
+                  big=status.clock)

@@ -1,0 +1,41 @@
+# handpos: `make run` starts the simulator, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FONT := /usr/share/fonts/X11/misc/wenquanyi_9pt.pcf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test test-py test-mpy bench fonts clean
+
+setup: $(VENV)/.installed fonts
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The 12 px CJK bitmap font the display and the receipt previews use.
+fonts:
+	@[ -f $(FONT) ] || { echo "installing the CJK bitmap font (Debian package xfonts-wqy)"; \
+	  $(SUDO) apt-get install -y xfonts-wqy >/dev/null || \
+	  { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y xfonts-wqy >/dev/null; }; }
+
+run: setup
+	$(PY) -m tools sim
+
+test: setup node_modules/.installed
+	node tools/mpy_runner.mjs
+	$(PY) -m pytest -q
+
+test-mpy: node_modules/.installed
+	node tools/mpy_runner.mjs
+
+bench: setup
+	$(PY) -m tools.bench
+
+clean:
+	rm -rf $(VENV) node_modules .sim .pytest_cache .hypothesis

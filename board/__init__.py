@@ -1,0 +1,2 @@
+"""Board profiles (data) and the composition root: the only place that knows both the
+core and the drivers."""

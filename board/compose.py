@@ -1,0 +1,151 @@
+"""The composition root: from a board profile and a configuration, a running terminal.
+
+Each part is built on its own; a part that fails is named (on the console here, on the
+screen by the boot self-test) and the terminal goes on with the rest. Tests and the
+simulator pass `transports` to put stand-ins under the real drivers:
+
+  luma_device    a luma device (luma.core.device.dummy) instead of opening the panel
+  keypad_device  an evdev-like device (drivers.evdev_pipe.PipeInputDevice)
+  printer_port   an open serial port (a pty slave) instead of the profile's tty
+  pins           a pin back end (drivers.gpio.MockPins)
+  system         a drivers.system.LinuxSystem (or one with the clock pinned)
+  clock          the reactor's monotonic clock in ms (tests move it forward)
+  on_frame       called with each new frame the display pushes (the simulator's view)
+"""
+import os
+import sys
+
+from drivers import display as display_drv
+from drivers import gpio as gpio_drv
+from drivers import keypad as keypad_drv
+from drivers import printer as printer_drv
+from drivers.evdev_pipe import open_input_device
+from drivers.sdnotify import Notifier
+from drivers.store_sqlite import SQLiteStore, StoreError
+from drivers.system import LinuxSystem
+from firmware.reactor import Reactor
+from firmware.store import MemoryStore
+from firmware.terminal import Terminal
+
+
+def _console(line):
+    sys.stderr.write("handpos: " + line + "\n")
+    sys.stderr.flush()
+
+
+class Built:
+    """Everything the composition made, so that it can be closed in order."""
+
+    def __init__(self):
+        self.reactor = None
+        self.terminal = None
+        self.display = None
+        self.keypad = None
+        self.printer = None
+        self.printer_port = None
+        self.pins = None
+        self.buzzer = None
+        self.led = None
+        self.store = None
+        self.selftests = {}
+
+    def close(self):
+        if self.terminal is not None:
+            self.terminal.stop()
+        if self.keypad is not None:
+            try:
+                self.keypad.stop()
+            except OSError:
+                pass
+        if self.printer is not None:
+            self.printer.close()
+        if self.printer_port is not None:
+            try:
+                self.printer_port.close()
+            except OSError:
+                pass
+        if self.store is not None:
+            self.store.close()
+        if self.reactor is not None:
+            self.reactor.close()
+
+
+def build(profile, config, transports=None, console=_console, auth_iterations=None):
+    tr = transports or {}
+    b = Built()
+    b.reactor = Reactor(clock=tr.get("clock"))
+    tests = b.selftests
+
+    # storage first: without it nothing else can be trusted to persist
+    path = os.path.join(config["storage"]["data_dir"], "handpos.db")
+    try:
+        b.store = SQLiteStore(path)
+        tests["storage"] = b.store.selftest()
+    except StoreError as exc:
+        console(str(exc))
+        b.store = MemoryStore()
+        tests["storage"] = (False, str(exc))
+
+    # display
+    spec = profile["display"]
+    try:
+        device = tr.get("luma_device") or display_drv.open_luma_device(spec)
+        b.display = display_drv.LumaDisplay(device, on_frame=tr.get("on_frame"))
+        tests["display"] = b.display.selftest()
+    except Exception as exc:   # any failure of the panel or its font leaves a console
+        console("display: %s" % exc)
+        b.display = display_drv.NullDisplay()
+        tests["display"] = (False, str(exc))
+
+    # GPIO: buzzer and status LED
+    gp = profile["gpio"]
+    try:
+        if tr.get("pins") is not None:
+            b.pins = tr["pins"]
+        elif gp.get("backend") == "rpi":
+            b.pins = gpio_drv.RPiGPIOPins()
+        else:
+            b.pins = gpio_drv.MockPins()
+        b.buzzer = gpio_drv.Buzzer(b.pins, gp["buzzer"], b.reactor)
+        tests["buzzer"] = b.buzzer.selftest()
+        b.led = gpio_drv.LED(b.pins, gp["led"], b.reactor)
+        tests["led"] = b.led.selftest()
+    except Exception as exc:
+        console("gpio: %s: buzzer and LED off" % exc)
+        b.buzzer = b.led = None
+        tests["buzzer"] = tests["led"] = (False, str(exc))
+
+    system = tr.get("system") or LinuxSystem()
+
+    # the terminal exists before keypad and printer so their events have a target
+    b.terminal = Terminal(b.reactor, config, b.store, system, display=b.display,
+                          buzzer=b.buzzer, led=b.led, watchdog=Notifier(),
+                          selftests=tests, auth_iterations=auth_iterations)
+    term = b.terminal
+
+    # printer
+    pr = profile["printer"]
+    try:
+        b.printer_port = tr.get("printer_port") or printer_drv.open_serial(pr["port"], pr.get("baud", 9600))
+        b.printer = printer_drv.EscPosPrinter(b.printer_port, b.reactor, term.on_printer_event,
+                                              width=pr.get("width", 32))
+        term.printer = b.printer
+        term.printer_state = b.printer.state
+        tests["printer"] = (True, "port open")
+    except Exception as exc:
+        console("printer: %s" % exc)
+        term.printer_state = "missing"
+        tests["printer"] = (False, str(exc))
+
+    # keypad
+    kp = profile["keypad"]
+    try:
+        device = tr.get("keypad_device") or open_input_device(kp["device"])
+        b.keypad = keypad_drv.Keypad(device, kp["keymap"], b.reactor, term.on_key,
+                                     on_dead=lambda reason: term.on_device_lost("keypad", reason))
+        b.keypad.start()
+        tests["keypad"] = b.keypad.selftest()
+    except Exception as exc:
+        console("keypad: %s" % exc)
+        tests["keypad"] = (False, str(exc))
+    return b

@@ -1,0 +1,60 @@
+"""Reading the terminal's TOML configuration and the board profiles."""
+import os
+import tomllib
+
+from firmware import config as schema
+
+DEFAULT_PATH = "/etc/handpos/handpos.toml"
+PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+
+
+class ConfigError(Exception):
+    """Carries one line per problem; the CLI prints them and refuses to start."""
+
+    def __init__(self, problems):
+        Exception.__init__(self, "\n".join(problems))
+        self.problems = problems
+
+
+def config_path(explicit=None, env=None):
+    env = os.environ if env is None else env
+    return explicit or env.get("HANDPOS_CONFIG") or DEFAULT_PATH
+
+
+def load_config(path):
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(["%s: no such file; copy config/handpos.example.toml there "
+                           "or pass --config" % path])
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(["%s: not valid TOML: %s" % (path, exc)])
+    except OSError as exc:
+        raise ConfigError(["%s: cannot read: %s" % (path, exc.strerror)])
+    config, errors = schema.validate(raw)
+    if errors:
+        raise ConfigError(["%s: %s" % (path, e) for e in errors])
+    return config
+
+
+def profile_names():
+    return sorted(n[:-5] for n in os.listdir(PROFILE_DIR) if n.endswith(".toml"))
+
+
+def load_profile(name_or_path):
+    path = name_or_path
+    if not os.path.exists(path):
+        path = os.path.join(PROFILE_DIR, name_or_path + ".toml")
+    try:
+        with open(path, "rb") as f:
+            profile = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(["board %r: no such profile; known: %s"
+                           % (name_or_path, ", ".join(profile_names()))])
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(["%s: not valid TOML: %s" % (path, exc)])
+    missing = [s for s in ("board", "display", "keypad", "printer", "gpio") if s not in profile]
+    if missing:
+        raise ConfigError(["%s: missing section(s): %s" % (path, ", ".join(missing))])
+    return profile

@@ -1,0 +1,120 @@
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from firmware import config as schema  # noqa: E402
+
+
+class SimHarness:
+    """The whole simulated board in this process: real drivers on stand-in transports."""
+
+    def __init__(self, tmp_path, language="en", **ui):
+        from board.configfile import load_profile
+        from tools.sim import Simulator
+        config = schema.defaults()
+        config["storage"]["data_dir"] = str(tmp_path)
+        config["ui"]["language"] = language
+        config["ui"].update(ui)
+        self.console = []
+        self.skew = 0       # ms the test has moved the terminal's clock forward
+        self.sim = Simulator(load_profile("sim"), config, synced=False, auth_iterations=50,
+                             console=self.console.append, clock=self._clock)
+        self.term = self.sim.terminal
+        self.reactor = self.sim.reactor
+        self.sim.start()
+
+    def run(self, ms=0, until=None, limit=20000):
+        """Run the loop for up to ms of real time, or until until() holds."""
+        deadline = self.reactor.clock() + ms
+        for _ in range(limit):
+            if until is not None and until():
+                return True
+            left = deadline - self.reactor.clock()
+            if left <= 0 and until is None:
+                self.reactor.run_once(0)
+                return True
+            if left <= 0:
+                return until()
+            self.reactor.run_once(min(left, 50))
+        return until() if until else True
+
+    def _clock(self):
+        from firmware.compat import monotonic_ms
+        return monotonic_ms() + self.skew
+
+    def advance(self, ms):
+        """Move the terminal's clock forward and let every timer due by then fire."""
+        self.skew += ms
+        self.run(0)
+        self.run(0)
+
+    def press(self, *names):
+        """Keys through the evdev pipe and the keypad driver, as a person's would go."""
+        for name in names:
+            self.sim.press(name)
+            self.run(2000, until=lambda: not self._pending())
+        return self.text()
+
+    def _pending(self):
+        from tools.control import _pending_bytes
+        return _pending_bytes(self.sim.keypad_device.fileno()) > 0
+
+    def text(self):
+        return self.term.screen.text() if self.term.screen else ""
+
+    def wait_for(self, text, ms=5000):
+        ok = self.run(ms, until=lambda: text in self.text())
+        assert ok, "waited %d ms for %r; screen:\n%s" % (ms, text, self.text())
+        return self.text()
+
+    def flow(self):
+        f = self.term.current()
+        return (f.NAME, f.state) if f else None
+
+    def close(self):
+        self.sim.close()
+
+    # common journeys
+    def boot(self):
+        """Let the self-test see the printer answer, then skip its pause."""
+        def answered():
+            f = self.term.current()
+            return f is None or f.NAME != "boot" or f.results.get("printer", (0, ""))[1] != "checking"
+        self.run(3000, until=answered)
+        if self.term.current() is not None and self.term.current().NAME == "boot":
+            self.advance(1600)
+
+    def first_supervisor(self, op_id="1", pin="2580"):
+        self.boot()
+        self.wait_for("Welcome")
+        self.press("ENTER", *op_id)
+        self.press("ENTER", *pin)
+        self.press("ENTER", *pin)
+        self.press("ENTER")
+        self.wait_for("Operator ID")
+
+    def login(self, op_id="1", pin="2580"):
+        if self.term.current() is not None and self.term.current().NAME == "boot":
+            self.boot()
+        self.wait_for("Operator ID")
+        self.press(*op_id)
+        self.press("ENTER", *pin)
+        self.press("ENTER")
+
+
+@pytest.fixture
+def harness(tmp_path):
+    made = []
+
+    def make(**kw):
+        h = SimHarness(tmp_path, **kw)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()

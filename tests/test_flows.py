@@ -1,0 +1,199 @@
+"""The flows a person walks through, on the whole simulated board."""
+
+
+def test_first_run_creates_supervisor_then_login_menu_and_chinese(harness):
+    h = harness()
+    h.boot()
+    assert "Welcome" in h.wait_for("Create a supervisor")
+    h.press("ENTER")
+    assert "New ID, 1-6 digits" in h.text()
+    h.press("1", "ENTER")
+    assert "New PIN" in h.text()
+    h.press("2", "5", "8", "0", "ENTER")
+    assert "PIN again" in h.text()
+    h.press("2", "5", "8")
+    assert "258" not in h.text()                  # the PIN shows as stars only
+    assert "***" in h.text()
+    h.press("0", "ENTER")
+    assert "Operator 1 created" in h.text()
+    h.press("ENTER")
+    h.login("1", "2580")
+    assert h.flow() == ("idle", "idle")
+    assert "Supervisor 1" in h.text()
+    h.press("MENU")
+    assert "Menu" in h.text() and "Sale" in h.text()
+    h.press("4")                                  # Settings
+    assert "Settings" in h.text()
+    h.press("ENTER")                              # first entry: language -> 中文
+    assert "中文" in h.text()
+    h.press("ENTER")
+    assert "设置" in h.text()                      # the Settings menu, now in Chinese
+    h.press("CANCEL")
+    assert "主菜单" in h.text() and "消费" in h.text()
+
+
+def test_language_choice_survives_a_restart(harness, tmp_path):
+    h = harness()
+    h.first_supervisor()
+    h.press("F2")                                  # on the login screen: 中文
+    assert "操作员号" in h.text()
+    h.close()
+    h2 = harness()
+    h2.boot()
+    assert "操作员号" in h2.wait_for("操作员号")
+
+
+def test_pin_rules_on_creation(harness):
+    h = harness()
+    h.boot()
+    h.wait_for("Welcome")
+    h.press("ENTER", "1", "2", "3", "4", "5", "6", "7")   # a 7th digit is refused
+    assert "123456" in h.text() and "1234567" not in h.text()
+    h.press("ENTER")
+    h.press("1", "2", "3", "ENTER")
+    assert "PIN: 4 to 8 digits" in h.text()
+    h.press("1", "2", "3", "4", "ENTER")
+    assert "Too easy" in h.text()
+    h.press("7", "7", "7", "7", "ENTER")
+    assert "Too easy" in h.text()
+    h.press("2", "5", "8", "0", "ENTER", "2", "5", "8", "1", "ENTER")
+    assert "PINs differ" in h.text()
+    assert h.flow() == ("new_operator", "pin")
+    h.press("2", "5", "8", "0", "ENTER", "2", "5", "8", "0", "ENTER")
+    assert "Operator 123456 created" in h.text()
+
+
+def test_wrong_pin_three_times_locks_the_id(harness):
+    h = harness()
+    h.first_supervisor()
+    for _ in range(2):
+        h.press("1", "ENTER", "9", "9", "9", "1", "ENTER")
+        assert "Wrong ID or PIN" in h.text()
+    h.press("1", "ENTER", "9", "9", "9", "1", "ENTER")
+    assert "ID 1 locked" in h.text()
+    assert "Try again in 30 s" in h.text()
+    # even the right PIN is refused while locked
+    h.press("CANCEL", "1", "ENTER")
+    assert "locked" in h.text()
+    h.advance(31000)
+    h.press("CANCEL")
+    h.login("1", "2580")
+    assert h.flow() == ("idle", "idle")
+
+
+def test_unknown_id_reads_like_a_wrong_pin(harness):
+    h = harness()
+    h.first_supervisor()
+    h.press("4", "2", "ENTER", "2", "5", "8", "0", "ENTER")
+    assert "Wrong ID or PIN" in h.text()
+
+
+def _add_operator(h, role_key, op_id, pin):
+    h.press("MENU", "4")
+    h.press("DOWN", "ENTER")                      # Add operator
+    h.press(role_key, *op_id)
+    h.press("ENTER", *pin)
+    h.press("ENTER", *pin)
+    h.press("ENTER")
+    assert "Operator %s created" % op_id in h.text()
+    h.press("ENTER")
+    h.press("CANCEL", "CANCEL")
+
+
+def test_roles_decide_what_the_menu_opens(harness):
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    _add_operator(h, "1", "7", "1357")            # a cashier
+    h.press("MENU", "6")                           # Log out
+    h.login("7", "1357")
+    assert "Cashier 7" in h.text()
+    h.press("MENU", "5")
+    assert "Not for your role" in h.text()
+    h.press("ENTER", "2")
+    assert "Not for your role" in h.text()
+    h.press("ENTER", "1")
+    assert "Not available yet" in h.text()
+    h.press("ENTER", "4", "DOWN", "ENTER")         # a cashier cannot add operators
+    assert "Not for your role" in h.text()
+
+
+def test_technician_reaches_diagnostics(harness):
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    _add_operator(h, "3", "9", "4826")
+    h.press("MENU", "6")
+    h.login("9", "4826")
+    h.press("MENU", "5")
+    assert "Diagnostics" in h.text()
+    h.press("1")
+    assert "Display: OK" in h.text() and "Printer: OK" in h.text()
+
+
+def test_menu_times_out_to_idle_and_idle_logs_out(harness):
+    h = harness(idle_logout_s=120, menu_timeout_s=20)
+    h.first_supervisor()
+    h.login()
+    h.press("MENU")
+    h.advance(21000)
+    assert h.flow() == ("idle", "idle")
+    h.advance(120000)
+    assert h.flow() == ("login", "id")
+    assert "Operator ID" in h.text()
+
+
+def test_keys_keep_the_session_alive(harness):
+    h = harness(idle_logout_s=60, menu_timeout_s=600)
+    h.first_supervisor()
+    h.login()
+    h.press("MENU")
+    for _ in range(4):
+        h.advance(40000)
+        h.press("DOWN")
+    assert h.term.operator is not None
+    h.advance(61000)
+    assert h.term.operator is None
+
+
+def test_keypad_test_shows_each_key_and_double_cancel_leaves(harness):
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "5", "3")
+    assert "Press each key" in h.text()
+    h.press("F3")
+    assert "F3" in h.text()
+    h.press("CANCEL")
+    assert "Keypad test" in h.text()
+    h.press("CANCEL")
+    assert "Diagnostics" in h.text() and h.flow() == ("diagnostics", "menu")
+
+
+def test_printer_test_page_prints_and_paper_out_is_told(harness):
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "5", "2")
+    h.run(3000, until=lambda: "Test page printed" in h.text())
+    assert "Test page printed" in h.text()
+    h.run(3000, until=lambda: h.sim.vprinter.receipts)     # the paper end reads it
+    assert len(h.sim.vprinter.receipts) == 1
+    assert "中文打印测试" in h.sim.vprinter.receipts[0].text()
+    h.press("ENTER")
+    h.sim.vprinter.set_paper(False)
+    h.press("2")
+    h.run(3000, until=lambda: "no paper" in h.text())
+    assert "Printer: no paper" in h.text()
+    h.sim.vprinter.set_paper(True)
+    h.run(5000, until=lambda: len(h.sim.vprinter.receipts) == 2)
+    assert len(h.sim.vprinter.receipts) == 2
+
+
+def test_keypad_unplugged_is_named_on_screen(harness):
+    h = harness()
+    h.first_supervisor()
+    h.sim.keypad_device.close_writer()
+    h.run(2000, until=lambda: "Device lost" in h.text())
+    assert "Keypad" in h.text() and "Check keypad cable" in h.text()
+    assert h.reactor.errors == 0

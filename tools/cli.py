@@ -1,0 +1,125 @@
+"""The `handpos` command: run the terminal, the simulator, or check a configuration."""
+import argparse
+import os
+import sys
+
+from board.configfile import ConfigError, config_path, load_config, load_profile
+from firmware import config as schema
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIM_CONFIG = os.path.join(REPO, "config", "sim.toml")
+
+
+def _config_or_exit(path):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            sys.stderr.write("handpos: " + line + "\n")
+        sys.stderr.write("handpos: refusing to start until the configuration is fixed\n")
+        sys.exit(2)
+
+
+def _profile_or_exit(name):
+    try:
+        return load_profile(name)
+    except ConfigError as exc:
+        for line in exc.problems:
+            sys.stderr.write("handpos: " + line + "\n")
+        sys.exit(2)
+
+
+def cmd_run(args):
+    config = _config_or_exit(config_path(args.config))
+    profile = _profile_or_exit(args.board)
+    from board import compose
+    built = compose.build(profile, config)
+    import signal
+
+    def stop(signum, frame):
+        built.reactor.stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        built.terminal.start()
+        built.reactor.run()
+    finally:
+        built.close()
+    return 0
+
+
+def cmd_sim(args):
+    from tools import sim as simmod
+    if args.config:
+        config = _config_or_exit(args.config)
+    elif os.path.exists(SIM_CONFIG):
+        config = _config_or_exit(SIM_CONFIG)
+    else:
+        config = schema.defaults()
+    config["storage"]["data_dir"] = os.path.abspath(args.data)
+    profile = _profile_or_exit(args.board)
+    synced = {"auto": None, "yes": True, "no": False}[args.clock_synced]
+    if not args.headless and not sys.stdin.isatty():
+        sys.stderr.write("handpos sim: standard input is not a terminal; "
+                         "use --headless --control PATH to drive it from a program\n")
+        return 2
+    sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
+                           control_path=args.control, synced=synced,
+                           auth_iterations=args.pin_iterations)
+    simmod.install_signal_handlers(sim)
+    try:
+        if args.headless:
+            if args.control:
+                sys.stdout.write("handpos sim: control socket at %s\n" % args.control)
+                sys.stdout.flush()
+            sim.run()
+        else:
+            simmod.run_interactive(sim)
+    finally:
+        sim.close()
+    return 0
+
+
+def cmd_check_config(args):
+    path = config_path(args.config)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line)
+        return 2
+    print("%s: OK" % path)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="handpos", description="handheld point-of-sale terminal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the terminal on its board")
+    p.add_argument("--board", default="pizero2w", help="board profile name or path")
+    p.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or /etc/handpos/handpos.toml)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sim", help="run the terminal simulator")
+    p.add_argument("--board", default="sim")
+    p.add_argument("--config", help="configuration file (default config/sim.toml)")
+    p.add_argument("--data", default=os.path.join(REPO, ".sim"), help="data directory (default .sim/)")
+    p.add_argument("--headless", action="store_true", help="no screen: drive it through --control")
+    p.add_argument("--control", help="path of a Unix socket taking JSON-line commands")
+    p.add_argument("--snapshot", help="save every new frame and receipt as PNG in this directory")
+    p.add_argument("--clock-synced", choices=("auto", "yes", "no"), default="auto",
+                   help="what the clock mark says (auto: ask the kernel)")
+    p.add_argument("--pin-iterations", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("check-config", help="check a configuration file and name every problem")
+    p.add_argument("config", nargs="?")
+    p.set_defaults(func=cmd_check_config)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
