@@ -202,3 +202,29 @@ def test_device_lost_event_shows_what_to_check():
     assert term.printer_state == "missing"
     ev = events.Event(events.DEVICE_LOST, device="printer")
     assert ev.get("device") == "printer"
+
+
+def test_key_storm_started_in_every_flow():
+    from firmware.flows import boot, diagnostics, home, idle, login, notice, operator, settings, setup
+    starts = (lambda t: boot.BootFlow(t), lambda t: setup.SetupFlow(t), lambda t: login.LoginFlow(t),
+              lambda t: idle.IdleFlow(t), lambda t: home.HomeFlow(t),
+              lambda t: settings.SettingsFlow(t), lambda t: diagnostics.DiagnosticsFlow(t),
+              lambda t: operator.NewOperatorFlow(t),
+              lambda t: notice.NoticeFlow(t, "T", ["line"]))
+    pool = list(keys.ALL) + ["NOT_A_KEY", ""]
+    for n, make in enumerate(starts):
+        clock = FakeClock()
+        term, reactor = _terminal(clock)
+        errors = []
+        reactor.on_error = errors.append
+        term.auth.create("1", "S", "supervisor", "2580")
+        term.login(term.store.get_operator("1"))
+        term.replace_all(make(term))
+        rnd = Lcg(n + 1)
+        for i in range(600):
+            term.on_key(pool[rnd.below(len(pool))])
+            if rnd.below(50) == 0:
+                clock.now += 30000 + rnd.below(40000)
+            reactor.run_once(0)
+            assert term.flows and term.screen is not None
+        assert errors == [], "flow %d: %r" % (n, errors)
