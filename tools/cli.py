@@ -93,6 +93,10 @@ def cmd_check_config(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "hostsim":
+        from tools import hostsim
+        return hostsim.main(argv[1:])
     parser = argparse.ArgumentParser(prog="handpos", description="handheld point-of-sale terminal")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -112,6 +116,9 @@ def main(argv=None):
                    help="what the clock mark says (auto: ask the kernel)")
     p.add_argument("--pin-iterations", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_sim)
+
+    # listed for --help; the simulator parses its own options (see main below)
+    sub.add_parser("hostsim", help="the acquirer host simulator (ISO 8583 over TLS)")
 
     p = sub.add_parser("check-config", help="check a configuration file and name every problem")
     p.add_argument("config", nargs="?")

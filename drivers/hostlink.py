@@ -1,0 +1,620 @@
+"""The link to the acquirer host: ISO 8583 over TCP (and TLS), driven by the reactor.
+
+Each message travels in a frame: a 2-byte big-endian length, then the message
+(drivers/iso8583_spec.py). The link connects when there is something to send,
+keeps the connection while requests are outstanding and closes it after
+idle_close_ms of quiet: a handheld on battery should not hold a socket open all day,
+and acquirers drop idle connections anyway.
+
+Nothing here blocks. The TCP connect and the TLS handshake are non-blocking and
+advance on POLLOUT/POLLIN; the one thing with no descriptor, a DNS lookup of a host
+name, runs in a short-lived helper thread that posts its answer to the loop (a
+numeric address needs no lookup).
+
+request(msg, timeout_ms, callback) calls callback(result) exactly once, from the loop
+and never from inside request(), with one of
+
+    {"kind": "response", "msg": {...}}
+    {"kind": "timeout", "sent": True}
+    {"kind": "error", "reason": "...", "sent": bool}
+
+"sent" says whether any byte of the request left the terminal. A timeout always
+means it did: the host may have acted on it, so the transaction side reverses. An
+error with sent=False means the host cannot have seen it (connect refused, TLS
+failure, the deadline passed before the link came up).
+
+A reply is delivered only to the request with the same STAN (DE11) whose expected
+response type it carries (0200 -> 0210, 0401 -> 0410), and only once. Anything else
+(undecodable bytes, a STAN nobody waits for, the wrong type, a second copy, a reply
+after the timeout, another terminal's TID) goes to on_unmatched(raw_or_msg, reason)
+and is never taken for an answer.
+"""
+import collections
+import errno
+import os
+import socket
+import ssl
+import threading
+import time
+
+from drivers.iso8583_spec import MAX_MESSAGE, RESPONSES, HostMessageError, decode, encode, \
+    response_mti
+from firmware.reactor import POLLIN, POLLOUT
+
+MAX_FRAME = 8192                 # a length prefix above this drops the connection
+assert MAX_FRAME >= MAX_MESSAGE
+RECV_SIZE = 16384
+RECENT = 256                     # finished requests remembered to explain late replies
+
+IDLE = "idle"
+RESOLVING = "resolving"
+CONNECTING = "connecting"
+HANDSHAKE = "handshake"
+OPEN = "open"
+
+_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY)
+
+
+def make_client_context(ca_file, cert_file=None, key_file=None):
+    """A TLS client context that trusts only the acquirer's CA and checks the host name.
+
+    The system's CA store is deliberately not loaded: the terminal talks to one host,
+    and pinning its CA means a certificate bought from any public CA cannot stand in.
+    cert_file/key_file give the terminal's own certificate where the acquirer wants
+    mutual TLS.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)      # CERT_REQUIRED + check_hostname
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cafile=ca_file)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def frame(message_bytes):
+    """The message with its 2-byte big-endian length prefix."""
+    if len(message_bytes) > MAX_FRAME:
+        raise HostMessageError("message is %d bytes, a frame holds at most %d"
+                               % (len(message_bytes), MAX_FRAME))
+    return len(message_bytes).to_bytes(2, "big") + bytes(message_bytes)
+
+
+class Stan:
+    """The systems trace audit number (DE11): 000001..999999, then 000001 again.
+
+    save(value) is called with each new value before it is handed out, so a STAN is
+    durable before any request carries it and a restart never reuses one (the host's
+    duplicate check keys on TID + STAN).
+    """
+
+    MAX = 999999
+
+    def __init__(self, last=0, save=None):
+        last = int(last)
+        self.last = last if 0 <= last <= self.MAX else 0
+        self._save = save
+
+    def next(self):
+        value = self.last % self.MAX + 1
+        if self._save is not None:
+            self._save(value)
+        self.last = value
+        return "%06d" % value
+
+
+def _utc(when):
+    if when is None:
+        return time.gmtime()
+    if isinstance(when, (int, float)):
+        return time.gmtime(when)
+    if hasattr(when, "utctimetuple"):
+        return when.utctimetuple()
+    return when                   # a struct_time already
+
+
+def make_rrn(stan, when=None):
+    """A retrieval reference number (DE37), 12 characters: YDDDHHSSSSSS.
+
+    Y the last digit of the UTC year, DDD the UTC day of the year, HH the UTC hour,
+    SSSSSS the STAN. STANs wrap after 999999, so the hour keeps two RRNs of one
+    terminal apart for as long as it does fewer than a million requests an hour; the
+    TID (DE41) tells terminals apart. The host normally assigns the RRN; the terminal
+    makes its own for offline approvals and advices.
+    """
+    t = _utc(when)
+    return "%d%03d%02d%06d" % (t.tm_year % 10, t.tm_yday, t.tm_hour, int(stan))
+
+
+def transmission_time(when=None):
+    """DE7, MMDDhhmmss in UTC."""
+    t = _utc(when)
+    return "%02d%02d%02d%02d%02d" % (t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
+class _Request:
+    __slots__ = ("key", "callback", "tid", "data", "timer", "sent", "admitted")
+
+    def __init__(self, key, callback, tid, data):
+        self.key = key
+        self.callback = callback
+        self.tid = tid
+        self.data = data
+        self.timer = None
+        self.sent = False
+        self.admitted = False
+
+
+class HostLink:
+    """Requests to the acquirer host and their matched responses.
+
+    window caps the requests in flight on the connection; more wait their turn
+    (their deadline runs from request()). on_link("up"|"down") reports reachability:
+    "up" once a connection (and its TLS handshake) succeeds, "down" when a connect
+    fails or an open connection breaks. An idle connection closed by either side
+    (idle_close_ms here, the host's own idle timer there) is not a change.
+    """
+
+    def __init__(self, reactor, host, port, ssl_context=None, on_link=None,
+                 connect_timeout_ms=15000, idle_close_ms=60000, on_unmatched=None,
+                 server_hostname=None, window=8):
+        self.reactor = reactor
+        self.host = host
+        self.port = int(port)
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname or host
+        self.on_link = on_link
+        self.on_unmatched = on_unmatched
+        self.connect_timeout_ms = connect_timeout_ms
+        self.idle_close_ms = idle_close_ms
+        self.window = max(1, int(window))
+        self.phase = IDLE
+        self.link = None             # None until known, then "up" / "down"
+        self.last_error = None
+        self._sock = None
+        self._fd = None
+        self._events = 0
+        self._addrs = []
+        self._attempt = 0            # generation: stale lookups and timers are ignored
+        self._connect_timer = None
+        self._idle_timer = None
+        self._pending = {}           # (stan, response mti) -> _Request
+        self._waiting = collections.deque()   # not yet admitted to the window
+        self._outq = collections.deque()      # [request, bytes, offset]
+        self._inbuf = bytearray()
+        self._recent = collections.OrderedDict()
+
+    # -- the caller's side -------------------------------------------------------
+    @property
+    def outstanding(self):
+        return len(self._pending)
+
+    def request(self, msg, timeout_ms, callback):
+        try:
+            mti = msg.get("t") if isinstance(msg, dict) else None
+            stan = msg.get("11") if isinstance(msg, dict) else None
+            if not stan:
+                raise HostMessageError("a request needs a STAN (DE11)", "11")
+            expect = response_mti(mti or "")
+            data = frame(encode(msg))
+        except HostMessageError as exc:
+            self._soon(callback, {"kind": "error", "reason": "request not sent: " + exc.reason,
+                                  "sent": False})
+            return
+        key = (stan, expect)
+        if key in self._pending:
+            self._soon(callback, {"kind": "error", "sent": False,
+                                  "reason": "request not sent: STAN %s already waits for a %s"
+                                  % (stan, expect)})
+            return
+        req = _Request(key, callback, msg.get("41"), data)
+        req.timer = self.reactor.call_later(timeout_ms, self._timed_out, req)
+        self._pending[key] = req
+        self._recent.pop(key, None)
+        self._waiting.append(req)
+        self._cancel_idle()
+        self._admit()
+        if self.phase == IDLE:
+            self._connect()
+        elif self.phase == OPEN:
+            self._write()
+
+    def close(self, reason="link closed"):
+        """Close now; outstanding requests get an error."""
+        self._broken(reason, report=False)
+
+    # -- connecting ----------------------------------------------------------------
+    def _connect(self):
+        self._attempt += 1
+        attempt = self._attempt
+        self.phase = RESOLVING
+        self.last_error = None
+        self._connect_timer = self.reactor.call_later(self.connect_timeout_ms,
+                                                      self._connect_timed_out, attempt)
+        try:
+            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM, 0,
+                                       socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            # A name: the lookup may wait on the network, so it goes to a thread.
+            threading.Thread(target=self._lookup, args=(attempt,), daemon=True,
+                             name="hostlink-dns").start()
+            return
+        self._resolved(attempt, addrs, None)
+
+    def _lookup(self, attempt):
+        try:
+            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
+            self.reactor.post(self._resolved, attempt, addrs, None)
+        except OSError as exc:
+            self.reactor.post(self._resolved, attempt, None, exc)
+
+    def _resolved(self, attempt, addrs, exc):
+        if attempt != self._attempt or self.phase != RESOLVING:
+            return
+        if exc is not None or not addrs:
+            self._connect_failed("cannot find host %s: check the host name and the network"
+                                 % self.host)
+            return
+        self._addrs = list(addrs)
+        self._next_address()
+
+    def _next_address(self):
+        while self._addrs:
+            family, kind, proto, _, sockaddr = self._addrs.pop(0)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:
+                self.last_error = exc
+                continue
+            sock.setblocking(False)
+            err = sock.connect_ex(sockaddr)
+            if err == 0 or err in _IN_PROGRESS:
+                self._sock = sock
+                self._fd = sock.fileno()
+                self.phase = CONNECTING
+                self._events = POLLOUT
+                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, POLLOUT)
+                return
+            sock.close()
+            self.last_error = OSError(err, os.strerror(err))
+        self._connect_failed(self._connect_reason(self.last_error))
+
+    def _connect_reason(self, exc):
+        code = exc.errno if isinstance(exc, OSError) else None
+        where = "%s:%d" % (self.host, self.port)
+        if code == errno.ECONNREFUSED:
+            return "host %s refused the connection: is the host service running?" % where
+        if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "no route to host %s: check the network connection" % where
+        if code == errno.ETIMEDOUT:
+            return "host %s did not answer the connect" % where
+        return "cannot connect to host %s: %s" % (where, getattr(exc, "strerror", None) or exc)
+
+    def _connected(self):
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._drop_socket()
+            self.last_error = OSError(err, os.strerror(err))
+            self.phase = RESOLVING          # try the host's next address, if any
+            self._next_address()
+            return
+        if self.ssl_context is None:
+            self._opened()
+            return
+        try:
+            self._sock = self.ssl_context.wrap_socket(self._sock, server_hostname=self.server_hostname,
+                                                      do_handshake_on_connect=False)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            self._connect_failed("TLS setup failed: %s" % exc)
+            return
+        self.phase = HANDSHAKE
+        self._handshake()
+
+    def _handshake(self):
+        try:
+            self._sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._set_events(POLLIN)
+            return
+        except ssl.SSLWantWriteError:
+            self._set_events(POLLOUT)
+            return
+        except ssl.SSLCertVerificationError as exc:
+            self._connect_failed("TLS: the host's certificate is not trusted (%s): check the "
+                                 "pinned CA file" % (exc.verify_message or exc.reason))
+            return
+        except ssl.SSLError as exc:
+            self._connect_failed("TLS handshake failed: %s" % (exc.reason or exc))
+            return
+        except OSError as exc:
+            self._connect_failed("connection lost during the TLS handshake: %s"
+                                 % (exc.strerror or exc))
+            return
+        self._opened()
+
+    def _opened(self):
+        self.phase = OPEN
+        self.last_error = None
+        self._cancel_connect_timer()
+        self._set_link("up")
+        self._set_events(POLLIN | (POLLOUT if self._outq else 0))
+        self._write()
+        self._maybe_idle()          # every request may have timed out meanwhile
+
+    def _connect_timed_out(self, attempt):
+        if attempt == self._attempt and self.phase in (RESOLVING, CONNECTING, HANDSHAKE):
+            self._connect_timer = None
+            self._connect_failed("host %s:%d did not answer within %d s"
+                                 % (self.host, self.port, self.connect_timeout_ms // 1000))
+
+    def _connect_failed(self, reason):
+        self.last_error = reason
+        self._broken(reason)
+
+    # -- the descriptor --------------------------------------------------------------
+    def _on_ready(self, fd, revents):
+        if fd != self._fd:
+            return
+        if self.phase == CONNECTING:
+            self._connected()
+        elif self.phase == HANDSHAKE:
+            self._handshake()
+        elif self.phase == OPEN:
+            if revents & POLLIN or not revents & POLLOUT:
+                self._read()
+            if self.phase == OPEN and revents & POLLOUT:
+                self._write()
+
+    def _on_dead(self, fd, reason):
+        # The reactor already unregistered fd (hang-up or error without data).
+        if fd != self._fd:
+            return
+        self._events = 0
+        if self.phase == CONNECTING:
+            self.reactor.remove(fd)
+            self._connected()               # SO_ERROR holds the reason
+        elif self.phase == HANDSHAKE:
+            self._connect_failed("connection lost during the TLS handshake")
+        else:
+            self._broken("connection to the host lost (%s)" % reason)
+
+    def _set_events(self, events):
+        if self._fd is None:
+            return
+        if events != self._events:
+            self._events = events
+            if self.reactor.watching(self._fd):
+                self.reactor.modify(self._fd, events)
+            else:
+                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, events)
+
+    # -- writing -------------------------------------------------------------------------
+    def _admit(self):
+        while self._waiting and self._in_flight() < self.window:
+            req = self._waiting.popleft()
+            req.admitted = True
+            self._outq.append([req, req.data, 0])
+
+    def _in_flight(self):
+        return sum(1 for r in self._pending.values() if r.admitted)
+
+    def _write(self):
+        while self._outq and self.phase == OPEN:
+            entry = self._outq[0]
+            req, data, offset = entry
+            try:
+                n = self._sock.send(memoryview(data)[offset:])
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                break
+            except ssl.SSLError as exc:
+                self._broken("TLS error while sending: %s" % (exc.reason or exc))
+                return
+            except OSError as exc:
+                self._broken("sending to the host failed: %s" % (exc.strerror or exc))
+                return
+            if n <= 0:
+                break
+            if req is not None:
+                req.sent = True
+            entry[2] = offset + n
+            if entry[2] >= len(data):
+                self._outq.popleft()
+        if self.phase == OPEN:
+            self._set_events(POLLIN | (POLLOUT if self._outq else 0))
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self):
+        while self.phase == OPEN:
+            try:
+                chunk = self._sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except ssl.SSLZeroReturnError:
+                self._broken("the host closed the connection")
+                return
+            except ssl.SSLError as exc:
+                self._broken("TLS error while receiving: %s" % (exc.reason or exc))
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNRESET:
+                    self._broken("the host reset the connection")
+                else:
+                    self._broken("receiving from the host failed: %s" % (exc.strerror or exc))
+                return
+            if not chunk:
+                if self._pending or self._outq or self._inbuf:
+                    self._broken("the host closed the connection")
+                else:
+                    self._quiet_close()     # hosts close idle connections: not a failure
+                return
+            self._inbuf += chunk
+            self._frames()
+            # A TLS record may hold more than one recv's worth; the socket will not
+            # poll readable for bytes already inside the TLS layer.
+            pending = getattr(self._sock, "pending", None) if self.phase == OPEN else None
+            if pending is None or not pending():
+                return
+
+    def _frames(self):
+        buf = self._inbuf
+        while len(buf) >= 2 and self.phase == OPEN:
+            size = (buf[0] << 8) | buf[1]
+            if size > MAX_FRAME:
+                self._broken("the host sent a %d-byte frame (the limit is %d): connection "
+                             "dropped" % (size, MAX_FRAME))
+                return
+            if len(buf) < 2 + size:
+                return
+            raw = bytes(buf[2:2 + size])
+            del buf[:2 + size]
+            if size:                      # an empty frame is a keep-alive
+                self._reply(raw)
+
+    def _reply(self, raw):
+        try:
+            msg = decode(raw)
+        except HostMessageError as exc:
+            self._unmatched(raw, "undecodable reply: " + exc.reason)
+            return
+        mti = msg["t"]
+        stan = msg.get("11")
+        if mti not in RESPONSES:
+            self._unmatched(msg, "%s is not a response: the terminal does not serve requests" % mti)
+            return
+        key = (stan, mti)
+        req = self._pending.get(key)
+        if req is None:
+            how = self._recent.get(key)
+            if how == "answered":
+                reason = "duplicate %s for STAN %s: already answered" % (mti, stan)
+            elif how == "timed out":
+                reason = "late %s for STAN %s: the request had timed out" % (mti, stan)
+            elif how is not None:
+                reason = "%s for STAN %s after the request failed" % (mti, stan)
+            else:
+                waiting = [k[1] for k in self._pending if k[0] == stan]
+                if waiting:
+                    reason = "wrong message type %s for STAN %s: waiting for %s" \
+                        % (mti, stan, ", ".join(sorted(waiting)))
+                else:
+                    reason = "no request waits for STAN %s (%s)" % (stan, mti)
+            self._unmatched(msg, reason)
+            return
+        tid = msg.get("41")
+        if req.tid and tid and tid != req.tid:
+            self._unmatched(msg, "%s for STAN %s names terminal %s, not %s"
+                            % (mti, stan, tid, req.tid))
+            return
+        self._finish(req, {"kind": "response", "msg": msg}, "answered")
+
+    def _unmatched(self, what, reason):
+        if self.on_unmatched is not None:
+            self._soon(self.on_unmatched, what, reason)
+
+    # -- ending requests -------------------------------------------------------------------
+    def _finish(self, req, result, how):
+        if self._pending.get(req.key) is not req:
+            return
+        del self._pending[req.key]
+        if req.timer is not None:
+            req.timer.cancel()
+        self._recent[req.key] = how
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        self._soon(req.callback, result)
+        self._admit()
+        if self.phase == OPEN:
+            self._write()
+        self._maybe_idle()
+
+    def _timed_out(self, req):
+        if self._pending.get(req.key) is not req:
+            return
+        req.timer = None
+        if req.sent:
+            self._finish(req, {"kind": "timeout", "sent": True}, "timed out")
+            return
+        # Not one byte left: take it back so it never goes out after its deadline.
+        if req in self._waiting:
+            self._waiting.remove(req)
+        for entry in list(self._outq):
+            if entry[0] is req and entry[2] == 0:
+                self._outq.remove(entry)
+        reason = self.last_error if isinstance(self.last_error, str) else None
+        self._finish(req, {"kind": "error", "sent": False,
+                           "reason": "not sent: " + (reason or "no connection to the host in time")},
+                     "failed")
+
+    def _broken(self, reason, report=True):
+        """Close the connection; every outstanding request gets an error."""
+        was_open = self.phase == OPEN
+        self._attempt += 1
+        self._cancel_connect_timer()
+        self._cancel_idle()
+        self._drop_socket()
+        self.phase = IDLE
+        self._addrs = []
+        self._inbuf = bytearray()
+        self._outq.clear()
+        self._waiting.clear()
+        failed = list(self._pending.values())
+        self._pending.clear()
+        for req in failed:
+            if req.timer is not None:
+                req.timer.cancel()
+            self._recent[req.key] = "failed"
+            self._soon(req.callback, {"kind": "error", "reason": reason, "sent": req.sent})
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        if report and (was_open or self.link != "down"):
+            self._set_link("down")
+
+    def _drop_socket(self):
+        if self._fd is not None:
+            self.reactor.remove(self._fd)
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._fd = None
+        self._events = 0
+
+    # -- idle --------------------------------------------------------------------------------
+    def _maybe_idle(self):
+        if self._pending or self._outq or self.phase != OPEN or not self.idle_close_ms:
+            return
+        self._cancel_idle()
+        self._idle_timer = self.reactor.call_later(self.idle_close_ms, self._idle_close)
+
+    def _idle_close(self):
+        self._idle_timer = None
+        if not self._pending and not self._outq and self.phase == OPEN:
+            self._quiet_close()
+
+    def _quiet_close(self):
+        self._attempt += 1
+        self._cancel_idle()
+        self._drop_socket()
+        self.phase = IDLE
+        self._inbuf = bytearray()
+
+    def _cancel_idle(self):
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _cancel_connect_timer(self):
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _set_link(self, state):
+        if state != self.link:
+            self.link = state
+            if self.on_link is not None:
+                self._soon(self.on_link, state)
+
+    def _soon(self, callback, *args):
+        self.reactor.call_soon(callback, *args)
