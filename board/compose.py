@@ -11,6 +11,7 @@ simulator pass `transports` to put stand-ins under the real drivers:
   system         a drivers.system.LinuxSystem (or one with the clock pinned)
   clock          the reactor's monotonic clock in ms (tests move it forward)
   on_frame       called with each new frame the display pushes (the simulator's view)
+  msr_device     an evdev-like device for the HID magnetic stripe reader
 """
 import os
 import sys
@@ -19,13 +20,26 @@ from drivers import display as display_drv
 from drivers import gpio as gpio_drv
 from drivers import keypad as keypad_drv
 from drivers import printer as printer_drv
+import json
+
+from drivers import msr as msr_drv
 from drivers.evdev_pipe import open_input_device
+from drivers.journal_sqlite import JournalError, SQLiteJournal
 from drivers.sdnotify import Notifier
 from drivers.store_sqlite import SQLiteStore, StoreError
 from drivers.system import LinuxSystem
+from firmware import dukpt
+from firmware.journal import MemoryJournal
+from firmware.payments import Payments
 from firmware.reactor import Reactor
 from firmware.store import MemoryStore
 from firmware.terminal import Terminal
+
+# ANSI X9.24-1 test key: BDK 0123456789ABCDEFFEDCBA9876543210, initial KSN below.
+# Loaded only when [security] test_keys = true and no real key was loaded.
+TEST_BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+TEST_KSN = bytes.fromhex("FFFF9876543210E00000")
+DUKPT_SETTING = "dukpt.state"
 
 
 def _console(line):
@@ -47,6 +61,9 @@ class Built:
         self.buzzer = None
         self.led = None
         self.store = None
+        self.journal = None
+        self.msr = None
+        self.host = None
         self.selftests = {}
 
     def close(self):
@@ -64,6 +81,15 @@ class Built:
                 self.printer_port.close()
             except OSError:
                 pass
+        if self.msr is not None:
+            try:
+                self.msr.stop()
+            except OSError:
+                pass
+        if self.host is not None:
+            self.host.close("shutting down")
+        if self.journal is not None:
+            self.journal.close()
         if self.store is not None:
             self.store.close()
         if self.reactor is not None:
@@ -148,4 +174,65 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     except Exception as exc:
         console("keypad: %s" % exc)
         tests["keypad"] = (False, str(exc))
+
+    _build_payments(b, profile, config, tr, console)
     return b
+
+
+def load_dukpt(store, config, console):
+    """The DUKPT terminal from the store, or the test key where the config allows."""
+    def save(state):
+        store.set_setting(DUKPT_SETTING, json.dumps(state))
+
+    saved = store.get_setting(DUKPT_SETTING)
+    if saved:
+        try:
+            return dukpt.DukptTerminal.from_state(json.loads(saved), save)
+        except (ValueError, dukpt.DukptError) as exc:
+            console("PIN key: the stored DUKPT state is damaged (%s): load a new key" % exc)
+            return None
+    if config["security"]["test_keys"]:
+        console("PIN key: no key loaded; using the ANSI X9.24 TEST key (security.test_keys)")
+        return dukpt.DukptTerminal(dukpt.derive_ipek(TEST_BDK, TEST_KSN), TEST_KSN, save)
+    return None
+
+
+def _build_payments(b, profile, config, tr, console):
+    term = b.terminal
+    tests = b.selftests
+    path = os.path.join(config["storage"]["data_dir"], "journal.db")
+    try:
+        b.journal = SQLiteJournal(path)
+    except JournalError as exc:
+        console(str(exc))
+        b.journal = MemoryJournal()
+        tests["storage"] = (False, str(exc))
+
+    readers = 0
+    spec = profile.get("msr")
+    if spec:
+        try:
+            device = tr.get("msr_device") or open_input_device(spec["device"])
+            b.msr = msr_drv.HidMsr(device, b.reactor, term.on_swipe,
+                                   on_dead=lambda reason: term.on_device_lost("msr", reason),
+                                   on_error=term.on_swipe_error)
+            b.msr.start()
+            tests["msr"] = b.msr.selftest()
+            readers += 1
+        except Exception as exc:
+            console("card reader: %s" % exc)
+            tests["msr"] = (False, str(exc))
+
+    key = load_dukpt(b.store, config, console)
+    address = config["host"]["address"]
+    if address:
+        from drivers.hostlink import HostLink, make_client_context
+        host, port = address.rsplit(":", 1)
+        try:
+            ctx = make_client_context(config["host"]["ca_file"]) if config["host"]["tls"] else None
+            b.host = HostLink(b.reactor, host, int(port), ssl_context=ctx, on_link=term.on_link,
+                              on_unmatched=lambda raw, why: term.store.audit("host_unmatched", "", why))
+        except Exception as exc:   # a missing or unreadable CA file
+            console("host: %s" % exc)
+            term.link_state = "down"
+    term.payments = Payments(term, b.journal, b.host, key, card_readers=readers)

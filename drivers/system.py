@@ -53,6 +53,9 @@ class LinuxSystem:
     def local_time(self):
         return time.localtime()[:6]
 
+    def utc_time(self):
+        return time.gmtime()[:6]
+
     def utc_offset_min(self):
         return -(time.altzone if time.localtime().tm_isdst > 0 else time.timezone) // 60
 

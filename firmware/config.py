@@ -66,6 +66,10 @@ def _host_address(value):
     return "must be host:port (port 1-65535), or \"\" for no host"
 
 
+def _optional_path(value):
+    return None if isinstance(value, str) else "must be a path, or \"\""
+
+
 def _path(value):
     if isinstance(value, str) and value:
         return None
@@ -83,15 +87,25 @@ SCHEMA = {
     "host": {
         "address": ("", _host_address),
         "tls": (True, _boolean),
+        "ca_file": ("", _optional_path),          # the pinned CA of the host's certificate
+        "response_timeout_s": (30, _int_range(5, 120)),
+    },
+    "security": {
+        # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)
+        "test_keys": (False, _boolean),
     },
     "money": {
         "currency": ("USD", _currency),
+        # the largest amount one payment may take, in minor units
+        "max_amount": (1000000, _int_range(1, 99999999999)),
+        "cash": (True, _boolean),
     },
     "ui": {
         "language": ("en", _choice(LANGUAGES)),
         "idle_logout_s": (300, _int_range(30, 86400)),
         "menu_timeout_s": (60, _int_range(10, 3600)),
         "entry_timeout_s": (60, _int_range(10, 600)),
+        "card_timeout_s": (60, _int_range(10, 300)),
     },
     "storage": {
         "data_dir": ("/var/lib/handpos", _path),
@@ -137,6 +151,10 @@ def validate(raw):
             else:
                 value = default
             config[section][key] = value
+    host = config["host"]
+    if host["address"] and host["tls"] and not host["ca_file"]:
+        errors.append("host.ca_file = \"\": the host's CA certificate is needed when host.tls "
+                      "is true (or set host.tls = false on a closed network)")
     return config, errors
 
 

@@ -46,7 +46,7 @@ class Flow:
             return
         if nxt is not None and nxt != state:
             self.goto(nxt)
-        elif self.state == state:
+        elif self.state == state and self.on_top():
             self.render()
 
     def _timeout_ms(self, value):
@@ -104,9 +104,12 @@ class Flow:
             return True
         if nxt is not None:
             self.goto(nxt)      # naming the current state enters it afresh
-        else:
-            self.render()
+        elif self.on_top():
+            self.render()       # a handler that started a child flow leaves the screen to it
         return True
+
+    def on_top(self):
+        return self.term.current() is self
 
     # -- ending ---------------------------------------------------------------
     def finish(self, result=None):

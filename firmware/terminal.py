@@ -51,6 +51,8 @@ class Terminal:
         self._logout_timer = None
         self._tick_timer = None
         self._wd_timer = None
+        self.payments = None            # firmware.payments.Payments, set by the board
+        self.unprinted = []             # approvals whose receipt a crash kept from paper
         self.on_screen = None           # observers (simulator, control socket)
         self.on_receipt = None
 
@@ -58,6 +60,8 @@ class Terminal:
     def start(self):
         from firmware.flows.boot import BootFlow
         self._schedule_tick()
+        if self.payments is not None:
+            self.unprinted = self.payments.recover()
         if self.watchdog is not None:
             self.watchdog.ready()
             self._ping_watchdog()
@@ -144,6 +148,28 @@ class Terminal:
             return
         self.logout("idle")
 
+    def today(self):
+        """(year, month) for expiry checks, None while the clock is not trustworthy."""
+        if not self.system.clock_synced():
+            return None
+        return self.system.local_time()[:2]
+
+    def on_swipe(self, track1, track2):
+        """A magnetic stripe was read. Only a flow waiting for a card gets it."""
+        flow = self.current()
+        if flow is not None and flow.dispatch(events.Event("swipe", track1=track1, track2=track2)):
+            return
+        self.beep("error")
+
+    def on_swipe_error(self, reason):
+        flow = self.current()
+        if flow is None or not flow.dispatch(events.Event("swipe_error", reason=reason)):
+            self.beep("error")
+
+    def on_link(self, state):
+        self.link_state = state
+        self.refresh()
+
     # -- language -------------------------------------------------------------
     def set_language(self, lang):
         self.t.set_language(lang)
@@ -162,6 +188,8 @@ class Terminal:
             flow.dispatch(events.key(name))
 
     def on_printer_event(self, ev):
+        if ev.kind == events.PRINTED and self.payments is not None:
+            self.payments.printed(ev.get("job"))
         if ev.kind == events.PRINTER:
             self.printer_state = ev.get("state")
             self.refresh()

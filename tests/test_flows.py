@@ -22,8 +22,9 @@ def test_first_run_creates_supervisor_then_login_menu_and_chinese(harness):
     assert "Supervisor 1" in h.text()
     h.press("MENU")
     assert "Menu" in h.text() and "Sale" in h.text()
-    h.press("4")                                  # Settings
-    assert "Settings" in h.text()
+    h.press("6")                                  # Settings
+    assert h.flow() == ("settings", "menu")
+    assert "Add operator" in h.text()
     h.press("ENTER")                              # first entry: language -> 中文
     assert "中文" in h.text()
     h.press("ENTER")
@@ -89,7 +90,7 @@ def test_unknown_id_reads_like_a_wrong_pin(harness):
 
 
 def _add_operator(h, role_key, op_id, pin):
-    h.press("MENU", "4")
+    h.press("MENU", "6")
     h.press("DOWN", "ENTER")                      # Add operator
     h.press(role_key, *op_id)
     h.press("ENTER", *pin)
@@ -105,16 +106,14 @@ def test_roles_decide_what_the_menu_opens(harness):
     h.first_supervisor()
     h.login()
     _add_operator(h, "1", "7", "1357")            # a cashier
-    h.press("MENU", "6")                           # Log out
+    h.press("MENU", "8")                           # Log out
     h.login("7", "1357")
     assert "Cashier 7" in h.text()
-    h.press("MENU", "5")
+    h.press("MENU", "7")
     assert "Not for your role" in h.text()
-    h.press("ENTER", "2")
-    assert "Not for your role" in h.text()
-    h.press("ENTER", "1")
-    assert "Not available yet" in h.text()
-    h.press("ENTER", "4", "DOWN", "ENTER")         # a cashier cannot add operators
+    h.press("ENTER", "5")
+    assert "Not available yet" in h.text()        # reports: a later issue
+    h.press("ENTER", "6", "DOWN", "ENTER")         # a cashier cannot add operators
     assert "Not for your role" in h.text()
 
 
@@ -123,9 +122,9 @@ def test_technician_reaches_diagnostics(harness):
     h.first_supervisor()
     h.login()
     _add_operator(h, "3", "9", "4826")
-    h.press("MENU", "6")
+    h.press("MENU", "8")
     h.login("9", "4826")
-    h.press("MENU", "5")
+    h.press("MENU", "7")
     assert "Diagnostics" in h.text()
     h.press("1")
     assert "Display: OK" in h.text() and "Printer: OK" in h.text()
@@ -160,7 +159,7 @@ def test_keypad_test_shows_each_key_and_double_cancel_leaves(harness):
     h = harness()
     h.first_supervisor()
     h.login()
-    h.press("MENU", "5", "3")
+    h.press("MENU", "7", "3")
     assert "Press each key" in h.text()
     h.press("F3")
     assert "F3" in h.text()
@@ -174,7 +173,7 @@ def test_printer_test_page_prints_and_paper_out_is_told(harness):
     h = harness()
     h.first_supervisor()
     h.login()
-    h.press("MENU", "5", "2")
+    h.press("MENU", "7", "2")
     h.run(3000, until=lambda: "Test page printed" in h.text())
     assert "Test page printed" in h.text()
     h.run(3000, until=lambda: h.sim.vprinter.receipts)     # the paper end reads it

@@ -44,13 +44,13 @@ def test_person_journey_through_the_control_socket(sim):
     screen = c.wait("MENU menu")
     assert screen["big"].count(":") == 1            # the idle clock
     assert c.call("state")["operator"] == "1"
-    c.press("MENU", "4", "ENTER")
+    c.press("MENU", "6", "ENTER")
     c.wait("语言: 中文")
     c.press("ENTER", "CANCEL")
     assert "主菜单" in c.screen()["text"]
     assert c.call("state")["language"] == "zh"
     # diagnostics: a test page reaches the virtual printer's paper
-    c.press("5", "2")
+    c.press("7", "2")
     c.wait("测试页已打印", 5000)
     for _ in range(100):
         receipts = c.call("receipts")["receipts"]

@@ -12,6 +12,9 @@ Requests (one JSON object a line) and their answers:
                                                   shows text, {"ok": false, "error": ...} else
   {"cmd": "receipts"}                          -> {"ok": true, "receipts": ["...", ...]}
   {"cmd": "paper", "present": false}           -> {"ok": true}  (the virtual printer's paper)
+  {"cmd": "swipe", "card": "visa_pin"}         -> {"ok": true}  (a test card through the HID
+                                                  reader driver; or "track1"/"track2" given)
+  {"cmd": "journal"}                           -> {"ok": true, "records": [...]}
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
   {"cmd": "snapshot", "path": "x.png"}         -> {"ok": true}  (the current frame as PNG)
   {"cmd": "quit"}                              -> {"ok": true}, then the simulator exits
@@ -150,6 +153,19 @@ class ControlServer:
 
     def cmd_receipts(self, conn, req):
         self._reply(conn, {"ok": True, "receipts": [r.text() for r in self.sim.vprinter.receipts]})
+
+    def cmd_swipe(self, conn, req):
+        from tools.sim import TEST_CARDS
+        card = req.get("card")
+        if card is not None and card not in TEST_CARDS and card != "unreadable":
+            self._reply(conn, {"ok": False, "error": "unknown test card %r; known: %s"
+                               % (card, ", ".join(sorted(TEST_CARDS) + ["unreadable"]))})
+            return
+        self.sim.swipe(req.get("track1"), req.get("track2"), card)
+        self._reply(conn, {"ok": True})
+
+    def cmd_journal(self, conn, req):
+        self._reply(conn, {"ok": True, "records": self.sim.terminal.payments.journal.find()})
 
     def cmd_paper(self, conn, req):
         self.sim.vprinter.set_paper(bool(req["present"]))

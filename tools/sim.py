@@ -36,6 +36,29 @@ SIM_QUIT = ord("Q")
 
 HELP = ("keys: 0-9  z=00  .  Enter=ENTER  Esc/x=CANCEL  Bksp=BKSP  c/Del=CLEAR  "
         "F1-F4  Up/Down  m=MENU   P=paper in/out  Q=quit")
+HELP_CARDS = ("swipe: !=Visa PIN  @=MC signature  #=chip card  $=expired  %=bad number  "
+              "^=unreadable   (PIN of every test card: 1234)")
+
+# Published test card numbers only. Expiry December 2030.
+TEST_CARDS = {
+    "visa_pin": ("4111111111111111", "TEST/VISA PIN", "3012", "120"),
+    "mc_signature": ("5555555555554444", "TEST/MASTERCARD", "3012", "101"),
+    "visa_chip": ("4012888888881881", "TEST/VISA CHIP", "3012", "201"),
+    "expired": ("378282246310005", "TEST/AMEX EXPIRED", "2001", "101"),
+    "bad_luhn": ("4111111111111112", "TEST/BAD NUMBER", "3012", "101"),
+}
+CARD_KEYS = {ord("!"): "visa_pin", ord("@"): "mc_signature", ord("#"): "visa_chip",
+             ord("$"): "expired", ord("%"): "bad_luhn", ord("^"): "unreadable"}
+
+
+def card_tracks(name):
+    """(track1, track2) as a reader's sentinels frame them, for a named test card."""
+    from firmware import magstripe
+    if name == "unreadable":
+        return "%E?", ";E?"
+    pan, holder, expiry, service = TEST_CARDS[name]
+    return ("%" + magstripe.encode_track1(pan, holder, expiry, service, "0000000") + "?",
+            ";" + magstripe.encode_track2(pan, expiry, service, "0000000") + "?")
 
 
 def pc_key_to_code(ch):
@@ -63,6 +86,7 @@ class Simulator:
             os.makedirs(snapshot_dir, exist_ok=True)
 
         self.keypad_device = PipeInputDevice()
+        self.msr_device = PipeInputDevice(name="handpos-sim-msr")
         self.printer_master, printer_slave = make_pty()
         spec = profile["display"]
         self.luma = dummy(width=spec.get("width", 128), height=spec.get("height", 64), mode="1")
@@ -74,6 +98,7 @@ class Simulator:
             "system": LinuxSystem(synced=synced),
             "on_frame": self._on_frame,
             "clock": clock,
+            "msr_device": self.msr_device,
         }
         kwargs = {"auth_iterations": auth_iterations}
         if console is not None:
@@ -118,6 +143,13 @@ class Simulator:
     def press(self, name):
         self.keypad_device.press(self.key_codes[name])
 
+    def swipe(self, track1=None, track2=None, card=None):
+        """Swipe through the HID reader driver: the tracks typed as a wedge reader types."""
+        from drivers.msr import keystrokes
+        if card is not None:
+            track1, track2 = card_tracks(card)
+        self.msr_device.inject_events(keystrokes((track1 or "") + (track2 or "")))
+
     def press_code(self, code_name):
         code = evdev.ecodes.ecodes.get(code_name)
         if code is not None:
@@ -142,8 +174,9 @@ class Simulator:
             self.control.close()
         self.vprinter.close()           # the pty pair goes with it
         self.built.close()
-        self.keypad_device.close_writer()
-        self.keypad_device.close()
+        for device in (self.keypad_device, self.msr_device):
+            device.close_writer()
+            device.close()
 
 
 class CursesUI:
@@ -172,6 +205,9 @@ class CursesUI:
                 return
             if ch == SIM_PAPER:
                 self.sim.vprinter.set_paper(not self.sim.vprinter.paper)
+                continue
+            if ch in CARD_KEYS:
+                self.sim.swipe(card=CARD_KEYS[ch])
                 continue
             code = pc_key_to_code(ch)
             if code is not None:
@@ -239,10 +275,11 @@ class CursesUI:
         y = max(len(rows) + 3, 3)
         if maxx - px < 36:
             y = max(y, 3)
-        self._put(maxy - 3, 0, "printer: %s   language: %s   operator: %s   last key: %s" % (
-            term.printer_state, term.t.lang, term.operator["id"] if term.operator else "-",
-            term.last_key or "-"))
+        self._put(maxy - 4, 0, "printer: %s   host: %s   language: %s   operator: %s   last key: %s" % (
+            term.printer_state, term.link_state, term.t.lang,
+            term.operator["id"] if term.operator else "-", term.last_key or "-"))
         self._put(maxy - 2, 0, HELP)
+        self._put(maxy - 1, 0, HELP_CARDS)
         self.scr.refresh()
 
 

@@ -8,7 +8,8 @@ from firmware import events, keys
 from firmware.fsm import Flow
 
 # The order the checks are listed in, and their words in the catalogue.
-PARTS = ("display", "keypad", "printer", "buzzer", "led", "storage", "clock", "battery")
+PARTS = ("display", "keypad", "msr", "printer", "buzzer", "led", "storage", "clock", "battery")
+OPTIONAL = ("msr",)     # listed only on boards that have one
 
 
 class BootFlow(Flow):
@@ -32,7 +33,7 @@ class BootFlow(Flow):
 
     def run_checks(self):
         term = self.term
-        for part in PARTS:
+        for part in self.parts():
             self.results[part] = term.selftests.get(part, (False, "absent"))
         self.results["clock"] = (True, "synced") if term.system.clock_synced() else (None, "unsynced")
         batt = term.system.battery()
@@ -42,8 +43,11 @@ class BootFlow(Flow):
             term.printer.query_status()
         return None
 
+    def parts(self):
+        return [p for p in PARTS if p not in OPTIONAL or p in self.term.selftests]
+
     def failures(self):
-        return [p for p in PARTS if self.results.get(p, (True,))[0] is False]
+        return [p for p in self.parts() if self.results.get(p, (True,))[0] is False]
 
     def printer_answered(self, ev):
         state = ev.get("state")
@@ -103,7 +107,7 @@ class BootFlow(Flow):
         for part in bad:
             rows.append(self.line_for(part))
             rows.append("  " + self.t("check_" + part))
-        for part in PARTS:
+        for part in self.parts():
             if part not in bad:
                 rows.append(self.line_for(part))
         return rows

@@ -36,6 +36,43 @@ class Field:
         return self.value or "_"
 
 
+class AmountField:
+    """An amount typed ATM-style in minor units: 1, 2, 5, 0 reads 12.50.
+
+    The digits fill from the right, so the person never types the decimal point; 00
+    adds two zeros; BKSP takes the last digit back; CLEAR empties. More than max_minor
+    is refused as it is typed (the screen says why), never silently cut.
+    """
+
+    def __init__(self, currency, max_minor):
+        from firmware.money import format_amount
+        self._format = format_amount
+        self.currency = currency
+        self.max_minor = max_minor
+        self.value = 0
+        self.too_big = False
+
+    def key(self, name):
+        self.too_big = False
+        if keys.is_digit(name):
+            new = self.value * (10 ** len(name)) + int(name)
+            if new > self.max_minor:
+                self.too_big = True
+                return False
+            self.value = new
+            return True
+        if name == keys.BKSP and self.value:
+            self.value //= 10
+            return True
+        if name == keys.CLEAR and self.value:
+            self.value = 0
+            return True
+        return False
+
+    def shown(self):
+        return self._format(self.value, self.currency)
+
+
 class MenuFlow(Flow):
     """A list of entries; UP/DOWN move, a digit picks the nth entry, ENTER opens it.
 

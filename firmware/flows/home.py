@@ -4,7 +4,9 @@ from firmware.flows.common import MenuFlow
 # message id, method, roles allowed (None: everyone logged in)
 ENTRIES = (
     ("menu_sale", "sale", None),
-    ("menu_refund", "refund", ("supervisor",)),
+    ("menu_refund", "refund", None),      # a supervisor's PIN is asked inside
+    ("menu_void", "void", None),          # likewise
+    ("menu_reprint", "reprint", None),
     ("menu_reports", "reports", ("supervisor", "cashier")),
     ("menu_settings", "settings", None),
     ("menu_diagnostics", "diagnostics", ("supervisor", "technician")),
@@ -33,12 +35,26 @@ class HomeFlow(MenuFlow):
         return self.say(self.t(msg), self.t("not_allowed"))
 
     def sale(self):
-        return self._not_built("menu_sale")
+        from firmware.flows.sale import SaleFlow
+        self.term.push(SaleFlow(self.term))
+        return None
 
     def refund(self):
-        if not self._allowed("refund"):
-            return self._refuse("menu_refund")
-        return self._not_built("menu_refund")
+        from firmware.flows.void import RefundStartFlow
+        self.term.push(RefundStartFlow(self.term))
+        return None
+
+    def void(self):
+        from firmware.flows.void import VoidFlow
+        self.term.push(VoidFlow(self.term))
+        return None
+
+    def reprint(self):
+        last = self.term.payments.last_receipt()
+        if last is None:
+            return self.say(self.t("menu_reprint"), self.t("err_nothing_to_print"))
+        self.term.payments.print_receipt(last["id"], "merchant", reprint=True)
+        return self.say(self.t("menu_reprint"), self.t("reprinting", n=last["id"]))
 
     def reports(self):
         if not self._allowed("reports"):
@@ -56,6 +72,13 @@ class HomeFlow(MenuFlow):
         from firmware.flows.diagnostics import DiagnosticsFlow
         self.term.push(DiagnosticsFlow(self.term))
         return None
+
+    def child_done(self, child, result):
+        # a payment ends on the idle screen, ready for the next customer
+        if child.NAME in ("sale", "refund_start", "void"):
+            self.finish(None)
+            return None
+        return "menu"
 
     def logout(self):
         self.stop()

@@ -9,13 +9,21 @@ class IdleFlow(Flow):
     STATES = {
         "idle": {"timeout": "idle_logout_s",
                  "on": {keys.MENU: "menu", keys.ENTER: "menu", keys.F4: "logout",
-                        "timeout": "logout"}},
+                        "digit": "quick_sale", "timeout": "logout"}},
         "menu": {"timeout": None, "on": {}},
     }
 
     def menu(self, ev):
         from firmware.flows.home import HomeFlow
         self.term.push(HomeFlow(self.term))
+        return "menu"
+
+    def quick_sale(self, ev):
+        """A digit on the idle screen starts a sale with that digit already typed."""
+        from firmware.flows.sale import SaleFlow
+        sale = SaleFlow(self.term)
+        self.term.push(sale)
+        sale.dispatch(ev)
         return "menu"
 
     def child_done(self, child, result):
@@ -37,6 +45,14 @@ class IdleFlow(Flow):
             lines.append(t("clock_unsynced_hint"))
         if term.pending:
             lines.append(t("pending_n", n=term.pending))
+        if term.payments is not None:
+            unprinted = [r for r in term.unprinted if not
+                         (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]
+            if unprinted:
+                lines.append(t("unprinted_n", n=len(unprinted)))
+            reversals = len(term.payments.pending_reversals())
+            if reversals:
+                lines.append(t("reversals_n", n=reversals))
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))
         # the title says who is logged in: the body keeps room for what needs doing

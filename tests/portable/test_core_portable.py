@@ -3,6 +3,8 @@ from firmware import auth, config, events, i18n, keys
 from firmware.money import format_amount
 from firmware.reactor import Reactor
 from firmware.store import MemoryStore
+from firmware.journal import MemoryJournal
+from firmware.payments import Payments
 from firmware.terminal import Terminal
 
 
@@ -72,6 +74,12 @@ class FixedSystem:
     def local_time(self):
         return (2026, 11, 21, 9, 30, 0)
 
+    def utc_time(self):
+        return (2026, 11, 21, 1, 30, 0)
+
+    def utc_offset_min(self):
+        return 480
+
     def clock_synced(self):
         return False
 
@@ -90,6 +98,7 @@ def _terminal(clock, selftests=ALL_OK):
     reactor = Reactor(clock=clock, poller=QuietPoller())
     term = Terminal(reactor, config.defaults(), MemoryStore(), FixedSystem(), auth_iterations=20,
                     selftests=selftests)
+    term.payments = Payments(term, MemoryJournal())     # cash only: no host, no reader
     return term, reactor
 
 
@@ -135,7 +144,7 @@ def test_whole_first_run_and_login_on_the_core_alone():
     assert term.screen.big == "09:30"
     assert "09:30?" in term.screen.text()          # unsynchronised clock is marked
     assert "B64" in term.screen.text()
-    _keys(term, reactor, keys.MENU, "4", keys.ENTER)
+    _keys(term, reactor, keys.MENU, "6", keys.ENTER)
     assert term.t.lang == "zh"
 
 

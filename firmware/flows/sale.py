@@ -1,0 +1,344 @@
+"""A sale: amount, payment method, then cash (tendered, change, drawer) or card
+(swipe, PIN, online authorisation), then the receipts.
+
+Nothing here talks to a device: the payments service (firmware.payments) writes the
+journal and speaks to the host; the flow shows what happens, in words.
+"""
+from firmware import events, keys
+from firmware.flows.common import AmountField, Field
+from firmware.fsm import Flow
+from firmware.money import format_amount
+
+ENTRY = "entry_timeout_s"
+CARD = "card_timeout_s"
+PIN_MAX = 12
+
+# Service code third digit (ISO 7813): 0, 3, 5 PIN required; 6, 7 prompt for a PIN
+# when a PIN pad is there, which it always is. Others: signature.
+PIN_SERVICE_DIGITS = "03567"
+
+
+class SaleFlow(Flow):
+    NAME = "sale"
+    INITIAL = "amount"
+    KIND = "sale"
+    STATES = {
+        "amount": {"timeout": ENTRY,
+                   "on": {"digit": "type_amount", keys.BKSP: "type_amount", keys.CLEAR: "type_amount",
+                          keys.ENTER: "amount_done", keys.CANCEL: "cancel"}},
+        "method": {"timeout": ENTRY,
+                   "on": {"1": "pick_card", "2": "pick_cash", keys.F1: "pick_card",
+                          keys.F2: "pick_cash", keys.CANCEL: "back_to_amount"}},
+        "tendered": {"timeout": ENTRY,
+                     "on": {"digit": "type_tendered", keys.BKSP: "type_tendered",
+                            keys.CLEAR: "type_tendered", keys.ENTER: "tendered_done",
+                            keys.CANCEL: "back_to_method"}},
+        "change": {"enter": "commit_cash", "timeout": 60000,
+                   "on": {keys.ENTER: "to_copy", keys.CANCEL: "to_copy", "timeout": "to_copy",
+                          events.PRINTER: "printer_changed", events.PRINTED: "printed"}},
+        "card": {"enter": "await_card", "timeout": CARD,
+                 "on": {"swipe": "swiped", "swipe_error": "swipe_failed",
+                        keys.CANCEL: "back_to_method", "timeout": "card_timed_out"}},
+        "card_error": {"timeout": 4000,
+                       "on": {keys.ENTER: "retry_card", keys.CANCEL: "back_to_method",
+                              "timeout": "retry_card", "swipe": "swiped"}},
+        "pin": {"enter": "enter_pin", "timeout": ENTRY,
+                "on": {"digit": "type_pin", keys.BKSP: "type_pin", keys.CLEAR: "type_pin",
+                       keys.ENTER: "pin_done", keys.CANCEL: "abandon_card",
+                       "timeout": "abandon_card"}},
+        # The host has the request: only its answer (or the payments service's own
+        # timeout, which reverses) ends this state. CANCEL asks for a reversal.
+        "authorising": {"enter": "send", "timeout": None,
+                        "on": {"authorised": "answered", keys.CANCEL: "cancel_sent"}},
+        "result": {"timeout": 60000,
+                   "on": {keys.ENTER: "to_copy", keys.CANCEL: "to_copy", "timeout": "to_copy",
+                          events.PRINTER: "printer_changed", events.PRINTED: "printed"}},
+        "copy": {"timeout": 30000,
+                 "on": {keys.ENTER: "print_copy", keys.CANCEL: "done", "timeout": "done",
+                        events.PRINTER: "printer_changed", events.PRINTED: "printed"}},
+        "closing": {"timeout": 60000,
+                    "on": {events.PRINTED: "printed_then_done", events.PRINTER: "printer_changed",
+                           keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done"}},
+    }
+    BUSY = False
+
+    def __init__(self, term, original=None):
+        Flow.__init__(self, term)
+        cfg = term.config["money"]
+        self.currency = cfg["currency"]
+        limit = cfg["max_amount"]
+        if original is not None:
+            limit = original["amount"] - original["refunded"]
+        self.amount = AmountField(self.currency, limit)
+        self.tendered = AmountField(self.currency, cfg["max_amount"] * 10)
+        self.pin = Field(PIN_MAX, masked=True)
+        self.card = None
+        self.rec = None
+        self.error = None
+        self.printer_note = None
+        self.fallback = False
+        self.jobs = []
+        self.original = original
+
+    # -- amount -----------------------------------------------------------------
+    def type_amount(self, ev):
+        self.error = None
+        self.amount.key(ev.get("key"))
+        if self.amount.too_big:
+            self.error = "err_amount_max"
+            self.term.beep("error")
+
+    def amount_done(self, ev):
+        if self.amount.value <= 0:
+            self.error = "err_amount_zero"
+            return None
+        self.error = None
+        if self.original is not None:
+            # a refund goes back the way the money came, never above what is left
+            if self.amount.value > self.original["amount"] - self.original["refunded"]:
+                self.error = "err_refund_too_much"
+                return None
+            if self.original["method"] == "cash":
+                self.tendered.value = 0
+                return "change"
+            return self.pick_card(ev)
+        return "method"
+
+    def back_to_amount(self, ev):
+        return "amount"
+
+    # -- method -----------------------------------------------------------------
+    def pick_cash(self, ev):
+        if not self.term.config["money"]["cash"]:
+            self.error = "err_cash_off"
+            return None
+        return "tendered"
+
+    def pick_card(self, ev):
+        if not self.term.payments.card_ready():
+            self.error = self.term.payments.card_unready_reason()
+            self.term.beep("error")
+            return None
+        return "card"
+
+    def back_to_method(self, ev):
+        self.error = None
+        self._forget_card()
+        return "method" if self.original is None else "amount"
+
+    # -- cash -------------------------------------------------------------------
+    def type_tendered(self, ev):
+        self.error = None
+        self.tendered.key(ev.get("key"))
+
+    def tendered_done(self, ev):
+        if self.tendered.value == 0:
+            self.tendered.value = self.amount.value      # ENTER alone: exact money
+        if self.tendered.value < self.amount.value:
+            self.error = "err_tendered_short"
+            return None
+        self.error = None
+        return "change"
+
+    def commit_cash(self):
+        # The record is durable before the drawer opens or the receipt prints.
+        self.rec = self.term.payments.cash(self.KIND, self.amount.value, self.tendered.value,
+                                           original=self.original)
+        self._print("merchant")
+        return None
+
+    # -- card -------------------------------------------------------------------
+    def await_card(self):
+        self.term.payments.expect_card(True)
+
+    def swiped(self, ev):
+        from firmware import magstripe
+        try:
+            self.card = magstripe.parse_swipe(ev.get("track1"), ev.get("track2"),
+                                              self.term.today(), fallback=self.fallback)
+        except magstripe.CardError as exc:
+            self.error = "card_" + exc.code
+            self.term.beep("error")
+            return "card_error"
+        self.error = None
+        self.term.payments.expect_card(False)
+        if self.original is not None and self.original["method"] == "card" \
+                and self.card.last4 != self.original["last4"]:
+            self._forget_card()
+            self.error = "err_not_same_card"
+            return "card_error"
+        if self.KIND == "sale" and self.card.service_code[2:3] in PIN_SERVICE_DIGITS:
+            return "pin"
+        return "authorising"      # refunds credit the card: no PIN
+
+    def swipe_failed(self, ev):
+        self.error = "card_unreadable"
+        return "card_error"
+
+    def retry_card(self, ev):
+        return "card"
+
+    def card_timed_out(self, ev):
+        self.term.payments.expect_card(False)
+        self.error = "err_card_timeout"
+        return "method"
+
+    def abandon_card(self, ev):
+        self.pin.clear()
+        self._forget_card()
+        return "method"
+
+    def enter_pin(self):
+        self.pin = Field(PIN_MAX, masked=True)
+
+    def type_pin(self, ev):
+        self.error = None
+        self.pin.key(ev.get("key"))
+
+    def pin_done(self, ev):
+        if len(self.pin.value) < 4:
+            self.error = "err_pin_short"
+            return None
+        return "authorising"
+
+    def send(self):
+        pin = self.pin.value
+        self.pin.clear()
+        self.BUSY = True
+        self.rec = self.term.payments.authorise(self.KIND, self.amount.value, self.card, pin,
+                                                self._authorised, original=self.original)
+        pin = None
+        self.card = None      # the payments service wiped what it took
+        return None
+
+    def _authorised(self, rec):
+        self.rec = rec
+        if not self.finished:
+            self.dispatch(events.Event("authorised"))
+
+    def answered(self, ev):
+        self.BUSY = False
+        rec = self.rec
+        if rec["state"] == "approved":
+            self.term.beep("ok")
+        else:
+            self.term.beep("error")
+        self._print("merchant")
+        return "result"
+
+    def cancel_sent(self, ev):
+        self.term.payments.cancel(self.rec["id"])
+        return None
+
+    def _forget_card(self):
+        if self.card is not None:
+            self.card.wipe()
+            self.card = None
+        self.term.payments.expect_card(False)
+
+    # -- receipts ---------------------------------------------------------------
+    def _print(self, copy):
+        job = self.term.payments.print_receipt(self.rec["id"], copy)
+        if job is not None:
+            self.jobs.append(job)
+
+    def to_copy(self, ev):
+        return "copy"
+
+    def print_copy(self, ev):
+        self._print("customer")
+        return "closing"
+
+    def printer_changed(self, ev):
+        state = ev.get("state")
+        self.printer_note = None if state in ("ok", "paper_near_end") else "printer_" + state
+
+    def printed(self, ev):
+        self.printer_note = None
+
+    def printed_then_done(self, ev):
+        if not self.term.printer or not self.term.printer.busy:
+            return self.done(ev)
+        return None
+
+    def done(self, ev):
+        self.finish(self.rec)
+
+    def cancel(self, ev=None):
+        self._forget_card()
+        self.pin.clear()
+        if self.BUSY:
+            return None           # an authorisation under way ends only by its answer
+        self.finish(None)
+
+    # -- screens ----------------------------------------------------------------
+    def title(self):
+        return self.t("menu_" + self.KIND)
+
+    def render(self):
+        t = self.t
+        show = self.term.show
+        err = [t(self.error)] if self.error else []
+        fmt = lambda v: format_amount(v, self.currency)
+        s = self.state
+        if s == "amount":
+            prompt = t("enter_amount") if self.original is None else t(
+                "refund_up_to", amount=fmt(self.amount.max_minor))
+            show(self.title(), [prompt] + err, t("footer_entry"),
+                 masked=self.currency + " " + self.amount.shown())
+        elif s == "method":
+            show(self.title(), ["%s %s" % (self.currency, fmt(self.amount.value)),
+                                "1 " + t("pay_card"), "2 " + t("pay_cash")] + err, t("footer_back"))
+        elif s == "tendered":
+            show(t("pay_cash"), [t("total_is", amount=fmt(self.amount.value)), t("enter_tendered")] + err,
+                 t("footer_entry"), masked=self.tendered.shown())
+        elif s == "change":
+            note = [t(self.printer_note)] if self.printer_note else [t("printing")]
+            if self.original is not None:
+                show(t("pay_back"), note, t("footer_continue"), big=fmt(self.amount.value), alert="ok")
+            else:
+                show(t("change_due"), note, t("footer_continue"),
+                     big=fmt(self.tendered.value - self.amount.value), alert="ok")
+        elif s == "card":
+            show(self.title(), [t("total_is", amount=fmt(self.amount.value)),
+                                t("swipe_card")] + err, t("footer_back"))
+        elif s == "card_error":
+            show(self.title(), [t(self.error), t("swipe_again")], t("footer_back"), alert="error")
+        elif s == "pin":
+            show(t("enter_pin"), [t("total_is", amount=fmt(self.amount.value))] + err,
+                 t("footer_entry"), masked=self.pin.shown())
+        elif s == "authorising":
+            show(self.title(), [t("authorising"), t("do_not_remove")], t("footer_wait"))
+        elif s in ("result", "copy", "closing"):
+            self._render_result()
+
+    def _render_result(self):
+        t = self.t
+        rec = self.rec
+        fmt = format_amount(rec["amount"], rec["currency"])
+        note = [t(self.printer_note)] if self.printer_note else []
+        if self.state == "copy":
+            footer, lines = t("footer_copy"), [t("customer_copy_q")]
+        elif self.state == "closing":
+            footer, lines = t("footer_continue"), [t("printing")]
+        else:
+            footer, lines = t("footer_continue"), []
+        if rec["state"] == "approved":
+            big = t("approved")
+            lines = [fmt + ((" " + t("auth_code_is", code=rec["auth_code"])) if rec["auth_code"] else "")] + lines
+            alert = "ok"
+        elif rec["state"] == "declined":
+            big = t("declined")
+            lines = [t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"]
+                     else t("rc_other", rc=rec["rc"])] + lines
+            alert = "error"
+        else:
+            big = t("not_charged")
+            lines = [t(rec["reason"] or "reason_no_reply")] + lines
+            alert = "error"
+        self.term.show(self.title(), note + lines, footer, big=big, alert=alert)
+
+
+class RefundFlow(SaleFlow):
+    NAME = "refund"
+    KIND = "refund"

@@ -1,0 +1,130 @@
+"""Void: a supervisor cancels an approved sale of the open batch. A card void goes to
+the host as a reversal of the sale (0400, repeated as 0401 until acknowledged); a cash
+void opens the drawer to pay the money back."""
+from firmware import events, keys
+from firmware.flows.pick import PickFlow
+from firmware.flows.supervisor import SupervisorFlow
+from firmware.fsm import Flow
+from firmware.money import format_amount
+
+
+class VoidFlow(Flow):
+    NAME = "void"
+    INITIAL = "supervisor"
+    STATES = {
+        "supervisor": {"enter": "ask_supervisor", "timeout": None, "on": {}},
+        "pick": {"enter": "ask_pick", "timeout": None, "on": {}},
+        "working": {"enter": "send", "timeout": None, "on": {"voided": "voided"}},
+        "result": {"timeout": 60000,
+                   "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done",
+                          events.PRINTED: "ignore", events.PRINTER: "ignore"}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.supervisor = None
+        self.original = None
+        self.rec = None
+
+    def ask_supervisor(self):
+        self.term.push(SupervisorFlow(self.term, "menu_void"))
+
+    def eligible(self, rec):
+        if rec["kind"] != "sale":
+            return "err_void_not_sale"
+        if rec["state"] != "approved":
+            return "err_void_state"
+        if rec["batch"] != self.term.payments.batch():
+            return "err_void_settled"
+        if rec["refunded"]:
+            return "err_void_refunded"
+        return None
+
+    def ask_pick(self):
+        self.term.push(PickFlow(self.term, "menu_void", self.eligible))
+
+    def child_done(self, child, result):
+        if result is None:
+            self.finish(None)
+            return None
+        if child.NAME == "supervisor":
+            self.supervisor = result
+            return "pick"
+        self.original = result
+        return "working"
+
+    def send(self):
+        self.term.payments.void(self.original, self.supervisor, self._answer)
+
+    def _answer(self, rec):
+        self.rec = rec
+        if not self.finished:
+            self.dispatch(events.Event("voided"))
+
+    def voided(self, ev):
+        if self.rec["state"] == "approved":
+            self.term.beep("ok")
+            self.term.payments.print_receipt(self.rec["id"], "merchant")
+        return "result"
+
+    def ignore(self, ev):
+        return None
+
+    def done(self, ev):
+        self.finish(self.rec)
+
+    def render(self):
+        t = self.t
+        if self.state == "working":
+            self.term.show(t("menu_void"), [t("authorising")], t("footer_wait"))
+        elif self.state == "result":
+            amount = format_amount(self.rec["amount"], self.rec["currency"])
+            if self.rec["state"] == "approved":
+                self.term.show(t("menu_void"), [amount, t("void_done")], t("footer_continue"),
+                               big=t("voided"), alert="ok")
+            else:
+                self.term.show(t("menu_void"), [amount, t("void_queued")], t("footer_continue"),
+                               alert="warn")
+
+
+class RefundStartFlow(Flow):
+    """Supervisor, then the original sale, then the refund itself (flows.sale)."""
+    NAME = "refund_start"
+    INITIAL = "supervisor"
+    STATES = {
+        "supervisor": {"enter": "ask_supervisor", "timeout": None, "on": {}},
+        "pick": {"enter": "ask_pick", "timeout": None, "on": {}},
+        "refund": {"enter": "start_refund", "timeout": None, "on": {}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.original = None
+
+    def ask_supervisor(self):
+        self.term.push(SupervisorFlow(self.term, "menu_refund"))
+
+    def eligible(self, rec):
+        if rec["kind"] != "sale" or rec["state"] != "approved":
+            return "err_refund_not_sale"
+        if rec["amount"] - rec["refunded"] <= 0:
+            return "err_refund_used"
+        return None
+
+    def ask_pick(self):
+        self.term.push(PickFlow(self.term, "menu_refund", self.eligible))
+
+    def start_refund(self):
+        from firmware.flows.sale import RefundFlow
+        self.term.push(RefundFlow(self.term, original=self.original))
+
+    def child_done(self, child, result):
+        if child.NAME == "supervisor":
+            return "pick" if result is not None else self.finish(None)
+        if child.NAME == "pick":
+            if result is None:
+                return self.finish(None)
+            self.original = result
+            return "refund"
+        self.finish(result)
+        return None
