@@ -35,6 +35,10 @@ def load_config(path):
     config, errors = schema.validate(raw)
     if errors:
         raise ConfigError(["%s: %s" % (path, e) for e in errors])
+    # relative paths in the file are relative to the file, not to where it was started
+    ca = config["host"]["ca_file"]
+    if ca and not os.path.isabs(ca):
+        config["host"]["ca_file"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), ca))
     return config
 
 

@@ -222,4 +222,8 @@ MESSAGES = {
     "rcpt_thanks": "Thank you",
     "dev_msr": "Card reader",
     "check_msr": "Check card reader",
+    "diag_echo": "Host echo test",
+    "diag_echo_wait": "Asking the host...",
+    "diag_echo_ok": "Host answered: OK",
+    "diag_echo_fail": "No answer from host",
 }

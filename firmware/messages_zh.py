@@ -214,4 +214,8 @@ MESSAGES = {
     "rcpt_thanks": "谢谢惠顾",
     "dev_msr": "读卡器",
     "check_msr": "检查读卡器",
+    "diag_echo": "主机回响测试",
+    "diag_echo_wait": "正在联系主机...",
+    "diag_echo_ok": "主机应答正常",
+    "diag_echo_fail": "主机无应答",
 }

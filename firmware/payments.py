@@ -19,6 +19,19 @@ STAN_LIMIT = 999999
 REVERSAL_BACKOFF_MS = (2000, 5000, 15000, 30000, 60000, 120000, 300000)
 
 
+def brand(pan):
+    """The scheme's name from the first digits (which the masked PAN keeps)."""
+    if pan.startswith("4"):
+        return "VISA"
+    if pan[:2] in ("51", "52", "53", "54", "55") or "2221" <= pan[:4] <= "2720":
+        return "MASTERCARD"
+    if pan[:2] in ("34", "37"):
+        return "AMEX"
+    if pan[:2] == "62":
+        return "UNIONPAY"
+    return ""
+
+
 def _hex(data):
     return "".join("%02X" % b for b in data)
 
@@ -104,12 +117,19 @@ class Payments:
         stan = self.next_stan()
         rec = self._new(kind, "card", amount, "sending", stan=stan, pan_masked=card.masked,
                         last4=card.last4, entry=card.entry_mode, cvm=cvm,
+                        card_label=brand(card.masked),
                         original_id=original["id"] if original else 0)
         msg = hostmsg.financial_request(rec, self.term.config, self.term.system.local_time(),
                                         card.track2, pin_fields, original)
         card.wipe()
+        # Keep only what checking the reply needs; the request dict (track data, PIN
+        # block) is dropped once the link has encoded it.
+        check = {}
+        for k in ("t", "11", "41", "4"):
+            if k in msg:
+                check[k] = msg[k]
         timeout = self.term.config["host"]["response_timeout_s"] * 1000
-        self.host.request(msg, timeout, lambda result: self._answer(rec["id"], msg, result, callback))
+        self.host.request(msg, timeout, lambda result: self._answer(rec["id"], check, result, callback))
         msg = None
         return rec
 
@@ -247,6 +267,23 @@ class Payments:
         attempts = rec["reversal_attempts"]
         delay = REVERSAL_BACKOFF_MS[min(attempts - 1, len(REVERSAL_BACKOFF_MS) - 1)]
         self.kick_reversals(delay)
+
+    # -- network management -----------------------------------------------------
+    def sign_on(self, code="001", callback=None):
+        """0800: 001 sign-on at start, 301 echo (Diagnostics). The link state in the
+        status bar follows from whether the host answers."""
+        if self.host is None:
+            return False
+        utc, _ = self._stamp()
+        msg = hostmsg.network_request(self.term.config, self.next_stan(), utc, code)
+
+        def answered(result):
+            ok = result["kind"] == "response" and result["msg"].get("39") == "00"
+            self.term.store.audit("network_" + code, "", "ok" if ok else result.get("reason", result["kind"]))
+            if callback is not None:
+                callback(ok)
+        self.host.request(msg, 10000, answered)
+        return True
 
     # -- start-up ---------------------------------------------------------------
     def recover(self):

@@ -62,6 +62,7 @@ class Terminal:
         self._schedule_tick()
         if self.payments is not None:
             self.unprinted = self.payments.recover()
+            self.payments.sign_on()
         if self.watchdog is not None:
             self.watchdog.ready()
             self._ping_watchdog()

@@ -13,16 +13,20 @@ from firmware import config as schema  # noqa: E402
 class SimHarness:
     """The whole simulated board in this process: real drivers on stand-in transports."""
 
-    def __init__(self, tmp_path, language="en", **ui):
+    def __init__(self, tmp_path, language="en", host=None, synced=False, **ui):
         from board.configfile import load_profile
         from tools.sim import Simulator
         config = schema.defaults()
         config["storage"]["data_dir"] = str(tmp_path)
         config["ui"]["language"] = language
         config["ui"].update(ui)
+        config["security"]["test_keys"] = True
+        if host is not None:            # (address, ca_file or None for plain TCP)
+            config["host"].update(address=host[0], tls=host[1] is not None,
+                                  ca_file=host[1] or "", response_timeout_s=5)
         self.console = []
         self.skew = 0       # ms the test has moved the terminal's clock forward
-        self.sim = Simulator(load_profile("sim"), config, synced=False, auth_iterations=50,
+        self.sim = Simulator(load_profile("sim"), config, synced=synced, auth_iterations=50,
                              console=self.console.append, clock=self._clock)
         self.term = self.sim.terminal
         self.reactor = self.sim.reactor
@@ -112,9 +116,20 @@ def harness(tmp_path):
     made = []
 
     def make(**kw):
-        h = SimHarness(tmp_path, **kw)
+        h = SimHarness(tmp_path / "terminal", **kw)
         made.append(h)
         return h
     yield make
     for h in made:
         h.close()
+
+
+@pytest.fixture
+def hostsim(tmp_path):
+    """The acquirer simulator on an ephemeral loopback port, TLS with its own test CA."""
+    from tools.hostsim import HostSim
+    sim = HostSim(str(tmp_path / "host"), tls=True, slow_ms=60000, log=lambda *a: None)
+    host, port = sim.start("127.0.0.1", 0)
+    sim.address = "%s:%d" % (host, port)
+    yield sim
+    sim.stop()

@@ -48,7 +48,7 @@ def rss_kib(pid):
 
 def start_sim(data, sock, snapshot=None):
     args = [sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
-            "--data", data, "--clock-synced", "no", "--pin-iterations", "1000"]
+            "--data", data, "--clock-synced", "no", "--pin-iterations", "1000", "--host", "off"]
     if snapshot:
         args += ["--snapshot", snapshot]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -162,6 +162,83 @@ def bench_cold_start(runs):
             "runs": runs}
 
 
+def bench_payments(sales):
+    """Card sales (signature card, so no PIN wait) against the host simulator over TLS on
+    loopback, timed inside the terminal: swipe decoded -> request fully written to the
+    socket; first reply bytes read -> APPROVED frame pushed; first reply bytes read ->
+    first receipt byte (ESC @) at the printer's end of the pty."""
+    from board.configfile import load_profile
+    from firmware import config as schema
+    from tools.hostsim import HostSim
+    from tools.sim import Simulator
+    with tempfile.TemporaryDirectory() as tmp:
+        host = HostSim(os.path.join(tmp, "host"), tls=True, log=lambda *a: None)
+        address = "%s:%d" % host.start("127.0.0.1", 0)
+        config = schema.defaults()
+        config["storage"]["data_dir"] = os.path.join(tmp, "terminal")
+        config["host"].update(address=address, tls=True, ca_file=host.ca_file)
+        config["security"]["test_keys"] = True
+        config["ui"]["menu_timeout_s"] = 3600
+        sim = Simulator(load_profile("sim"), config, synced=False, auth_iterations=50)
+        term, reactor, link = sim.terminal, sim.reactor, sim.built.host
+        sim.start()
+        term.auth.create("1", "Supervisor 1", "supervisor", "2580")
+        term.login(term.store.get_operator("1"))
+        term.go_home()
+        marks = {}
+        now = time.perf_counter
+
+        def wrap(obj, name, before=None, after=None):
+            orig = getattr(obj, name)
+
+            def wrapper(*args, **kw):
+                if before:
+                    before(*args)
+                out = orig(*args, **kw)
+                if after:
+                    after(*args)
+                return out
+            setattr(obj, name, wrapper)
+
+        wrap(sim.built.msr.swipe, "on_swipe", before=lambda *a: marks.setdefault("swipe", now()))
+        wrap(link, "_write", after=lambda *a: "swipe" in marks and not link._outq
+             and marks.setdefault("sent", now()))
+        wrap(link, "_read", before=lambda *a: "sent" in marks and marks.setdefault("reply", now()))
+        wrap(sim.built.display, "on_frame", after=lambda *a: term.screen is not None
+             and term.screen.big == term.t("approved") and marks.setdefault("frame", now()))
+        wrap(sim.vprinter, "feed", before=lambda data: "reply" in marks and b"\x1b@" in bytes(data)
+             and marks.setdefault("paper", now()))
+
+        def spin(until, limit=4000):
+            for _ in range(limit):
+                if until():
+                    return True
+                reactor.run_once(5)
+            return False
+
+        to_wire, to_frame, to_paper = [], [], []
+        for i in range(sales):
+            marks.clear()
+            for key in str(100 + i) + "0":
+                sim.press(key)
+            for key in ("ENTER", "1"):
+                sim.press(key)
+            spin(lambda: term.current().state == "card")
+            sim.swipe(card="mc_signature")
+            spin(lambda: "paper" in marks and "frame" in marks)
+            if len(marks) == 5:
+                to_wire.append((marks["sent"] - marks["swipe"]) * 1000)
+                to_frame.append((marks["frame"] - marks["reply"]) * 1000)
+                to_paper.append((marks["paper"] - marks["reply"]) * 1000)
+            sim.press("CANCEL")
+            sim.press("CANCEL")
+            spin(lambda: term.current().NAME == "idle" and not term.printer.busy)
+        sim.close()
+        host.stop()
+    return {"card_to_wire_ms": statistics.median(to_wire), "reply_to_frame_ms": statistics.median(to_frame),
+            "reply_to_paper_ms": statistics.median(to_paper), "sales": len(to_wire)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short smoke run")
@@ -172,6 +249,10 @@ def main(argv=None):
     keys = bench_keys(presses)
     print("key press -> new frame: median %.2f ms, p99 %.2f ms (%d presses)"
           % (keys["key_frame_median_ms"], keys["key_frame_p99_ms"], presses))
+    pay = bench_payments(10 if args.quick else 100)
+    print("card sale, inside the terminal (median of %d): swipe -> request on the wire %.2f ms; "
+          "reply -> APPROVED frame %.2f ms; reply -> first receipt byte %.2f ms"
+          % (pay["sales"], pay["card_to_wire_ms"], pay["reply_to_frame_ms"], pay["reply_to_paper_ms"]))
     cold = bench_cold_start(runs)
     print("cold start: first frame %.0f ms, login screen %.0f ms (median of %d; includes the "
           "1.5 s self-test pause)" % (cold["first_frame_ms"], cold["login_screen_ms"], runs))

@@ -48,6 +48,30 @@ def cmd_run(args):
     return 0
 
 
+def start_hostsim(address, data_dir):
+    """Start `handpos hostsim` beside the simulated terminal; returns (process, CA path)
+    or (None, why)."""
+    import socket
+    import subprocess
+    import time
+    os.makedirs(data_dir, exist_ok=True)
+    log = open(os.path.join(data_dir, "hostsim.log"), "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "tools", "hostsim", "--listen", address,
+                             "--data", data_dir, "--quiet"], cwd=REPO, stdout=log, stderr=log)
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return None, "it exited (see %s)" % os.path.join(data_dir, "hostsim.log")
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return proc, os.path.join(data_dir, "tls", "ca.pem")
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    return None, "it did not open %s in time" % address
+
+
 def cmd_sim(args):
     from tools import sim as simmod
     if args.config:
@@ -63,6 +87,17 @@ def cmd_sim(args):
         sys.stderr.write("handpos sim: standard input is not a terminal; "
                          "use --headless --control PATH to drive it from a program\n")
         return 2
+    hostsim = None
+    address = config["host"]["address"]
+    if args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost"):
+        hostsim, ca = start_hostsim(address, os.path.join(config["storage"]["data_dir"], "host"))
+        if hostsim is None:
+            sys.stderr.write("handpos sim: the host simulator did not start (%s); "
+                             "the terminal runs without it\n" % ca)
+        else:
+            config["host"]["ca_file"] = ca
+    elif args.host == "off":
+        config["host"]["address"] = ""
     sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
                            control_path=args.control, synced=synced,
                            auth_iterations=args.pin_iterations)
@@ -77,6 +112,9 @@ def cmd_sim(args):
             simmod.run_interactive(sim)
     finally:
         sim.close()
+        if hostsim is not None:
+            hostsim.terminate()
+            hostsim.wait(10)
     return 0
 
 
@@ -114,6 +152,9 @@ def main(argv=None):
     p.add_argument("--snapshot", help="save every new frame and receipt as PNG in this directory")
     p.add_argument("--clock-synced", choices=("auto", "yes", "no"), default="auto",
                    help="what the clock mark says (auto: ask the kernel)")
+    p.add_argument("--host", choices=("auto", "off", "external"), default="auto",
+                   help="auto: start the host simulator when the config's host is on loopback; "
+                        "off: no host; external: use the configured host as it is")
     p.add_argument("--pin-iterations", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_sim)
 

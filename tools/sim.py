@@ -57,8 +57,8 @@ def card_tracks(name):
     if name == "unreadable":
         return "%E?", ";E?"
     pan, holder, expiry, service = TEST_CARDS[name]
-    return ("%" + magstripe.encode_track1(pan, holder, expiry, service, "0000000") + "?",
-            ";" + magstripe.encode_track2(pan, expiry, service, "0000000") + "?")
+    return (magstripe.encode_track1(pan, holder, expiry, service, "0000000"),
+            magstripe.encode_track2(pan, expiry, service, "0000000"))
 
 
 def pc_key_to_code(ch):

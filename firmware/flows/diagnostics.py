@@ -29,7 +29,16 @@ class DiagnosticsFlow(MenuFlow):
     def entries(self):
         return [("diag_selftest", "selftest"), ("diag_printer", "printer_test"),
                 ("diag_keypad", "keypad_test"), ("diag_buzzer", "buzzer_test"),
-                ("diag_system", "system_info")]
+                ("diag_echo", "echo_test"), ("diag_system", "system_info")]
+
+    def echo_test(self):
+        def answered(ok):
+            self.notice_lines = [self.t("diag_echo_ok") if ok else self.t("diag_echo_fail")]
+            if not self.finished and self.state == "notice" and self.on_top():
+                self.render()
+        if not self.term.payments.sign_on("301", answered):
+            return self.say(self.t("err_no_host"))
+        return self.say(self.t("diag_echo_wait"))
 
     def selftest(self):
         t = self.t
