@@ -12,6 +12,7 @@ simulator pass `transports` to put stand-ins under the real drivers:
   clock          the reactor's monotonic clock in ms (tests move it forward)
   on_frame       called with each new frame the display pushes (the simulator's view)
   msr_device     an evdev-like device for the HID magnetic stripe reader
+  msr_port       an open serial port for a serial stripe reader ([msr] serial = tty)
 """
 import os
 import sys
@@ -212,10 +213,16 @@ def _build_payments(b, profile, config, tr, console):
     spec = profile.get("msr")
     if spec:
         try:
-            device = tr.get("msr_device") or open_input_device(spec["device"])
-            b.msr = msr_drv.HidMsr(device, b.reactor, term.on_swipe,
-                                   on_dead=lambda reason: term.on_device_lost("msr", reason),
-                                   on_error=term.on_swipe_error)
+            lost = lambda reason: term.on_device_lost("msr", reason)
+            if spec.get("serial"):
+                # a serial reader sends CR/LF-framed tracks on a tty
+                port = tr.get("msr_port") or msr_drv.open_serial(spec["serial"], spec.get("baud", 9600))
+                b.msr = msr_drv.SerialMsr(port, b.reactor, term.on_swipe,
+                                          on_error=term.on_swipe_error, on_dead=lost)
+            else:
+                device = tr.get("msr_device") or open_input_device(spec["device"])
+                b.msr = msr_drv.HidMsr(device, b.reactor, term.on_swipe, on_dead=lost,
+                                       on_error=term.on_swipe_error)
             b.msr.start()
             tests["msr"] = b.msr.selftest()
             readers += 1

@@ -206,7 +206,7 @@ MESSAGES = {
     "rcpt_stan": "STAN",
     "rcpt_rrn": "RRN",
     "rcpt_auth": "Auth code",
-    "rcpt_original": "Original STAN",
+    "rcpt_original": "Original",
     "rcpt_txn": "Receipt",
     "rcpt_total": "TOTAL",
     "rcpt_tendered": "Cash given",

@@ -198,7 +198,7 @@ MESSAGES = {
     "rcpt_stan": "流水号",
     "rcpt_rrn": "参考号",
     "rcpt_auth": "授权码",
-    "rcpt_original": "原流水号",
+    "rcpt_original": "原交易",
     "rcpt_txn": "凭证号",
     "rcpt_total": "合计",
     "rcpt_tendered": "实收",

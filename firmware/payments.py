@@ -191,7 +191,8 @@ class Payments:
         stan = self.next_stan()
         rec = self._new("void", "card", original["amount"], "sending", stan=stan,
                         original_id=original["id"], pan_masked=original["pan_masked"],
-                        last4=original["last4"], entry=original["entry"])
+                        last4=original["last4"], entry=original["entry"],
+                        card_label=original["card_label"])
         self.journal.update(original["id"], state="reversal_pending", reason="reason_voided",
                             rev_stan=stan, reversal_attempts=0)
         self.term.store.audit("void", who, "#%d of #%d" % (rec["id"], original["id"]))

@@ -66,13 +66,15 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     if rec["method"] == "card":
         r.pair(rec["card_label"] or t("rcpt_card"), "**** " + rec["last4"])
         r.pair(t("rcpt_entry"), t(ENTRY_IDS.get(rec["entry"], "entry_swipe")))
-    r.pair(t("rcpt_stan"), rec["stan"] or "-")
+    if rec["stan"]:                     # cash never goes to the host: no STAN
+        r.pair(t("rcpt_stan"), rec["stan"])
     if rec["rrn"]:
         r.pair(t("rcpt_rrn"), rec["rrn"])
     if rec["auth_code"]:
         r.pair(t("rcpt_auth"), rec["auth_code"])
     if original is not None:
-        r.pair(t("rcpt_original"), original["stan"] or ("#%d" % original["id"]))
+        r.pair(t("rcpt_original"), "#%d" % original["id"] +
+               ((" STAN " + original["stan"]) if original["stan"] else ""))
     r.pair(t("rcpt_txn"), "#%d" % rec["id"])
     r.rule()
     sign = "-" if rec["kind"] in ("refund", "void") else ""

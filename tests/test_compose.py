@@ -94,3 +94,33 @@ def test_unwritable_storage_is_named(tmp_path):
         built.close()
         keypad.close_writer()
         keypad.close()
+
+
+def test_serial_stripe_reader_from_the_profile(tmp_path):
+    import os
+    import tty
+    profile = copy.deepcopy(load_profile("sim"))
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    profile["msr"] = {"serial": os.ttyname(slave), "baud": 9600}
+    profile["printer"]["port"] = str(tmp_path / "no-such-tty")
+    keypad = PipeInputDevice()
+    built = compose.build(profile, _config(tmp_path),
+                          {"luma_device": dummy(width=128, height=64, mode="1"),
+                           "keypad_device": keypad, "pins": MockPins(),
+                           "system": LinuxSystem(synced=False)},
+                          console=lambda line: None, auth_iterations=20)
+    swipes = []
+    built.terminal.on_swipe = lambda t1, t2: swipes.append((t1, t2))
+    built.msr.swipe.on_swipe = built.terminal.on_swipe
+    try:
+        assert built.selftests["msr"][0] is True
+        os.write(master, b";4111111111111111=30121200000000?\r\n")
+        assert _spin(built, lambda: swipes)
+        assert "4111111111111111=3012" in swipes[0][1]
+    finally:
+        built.close()
+        keypad.close_writer()
+        keypad.close()
+        os.close(master)
+        os.close(slave)

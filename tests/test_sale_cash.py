@@ -132,3 +132,17 @@ def test_paper_out_in_the_middle_of_a_sale_is_told_and_finishes(harness):
     paper = _paper(h, 1)
     assert "USD 5.00" in paper[0]
     assert paper[0].count("TOTAL") == 1                  # no line printed twice
+
+
+def test_chinese_receipt_when_the_terminal_speaks_chinese(harness):
+    h = harness(language="zh")
+    h.boot()
+    h.wait_for("欢迎")
+    h.press("ENTER", "1", "ENTER", "2", "5", "8", "0", "ENTER", "2", "5", "8", "0", "ENTER", "ENTER")
+    h.wait_for("操作员号")
+    h.press("1", "ENTER", "2", "5", "8", "0", "ENTER")
+    h.press("1", "2", "5", "0", "ENTER", "2", "ENTER")
+    assert "找零" in h.text()
+    paper = _paper(h, 1)[0]
+    for words in ("消费", "现金", "合计", "实收", "找零", "交易成功", "商户存根"):
+        assert words in paper, words
