@@ -10,23 +10,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM_CONFIG = os.path.join(REPO, "config", "sim.toml")
 
 
-def _config_or_exit(path):
+def _or_exit(load, what, last_line=None):
+    """load(what), or one line per problem on stderr and exit status 2."""
     try:
-        return load_config(path)
+        return load(what)
     except ConfigError as exc:
-        for line in exc.problems:
+        for line in exc.problems + ([last_line] if last_line else []):
             sys.stderr.write("handpos: " + line + "\n")
-        sys.stderr.write("handpos: refusing to start until the configuration is fixed\n")
         sys.exit(2)
+
+
+def _config_or_exit(path):
+    return _or_exit(load_config, path, "refusing to start until the configuration is fixed")
 
 
 def _profile_or_exit(name):
-    try:
-        return load_profile(name)
-    except ConfigError as exc:
-        for line in exc.problems:
-            sys.stderr.write("handpos: " + line + "\n")
-        sys.exit(2)
+    return _or_exit(load_profile, name)
 
 
 def cmd_run(args):
