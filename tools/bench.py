@@ -46,9 +46,10 @@ def rss_kib(pid):
     return 0
 
 
-def start_sim(data, sock, snapshot=None):
+def start_sim(data, sock, snapshot=None, extra=None):
     args = [sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
-            "--data", data, "--clock-synced", "no", "--pin-iterations", "1000", "--host", "off"]
+            "--data", data, "--clock-synced", "no", "--pin-iterations", "1000"]
+    args += extra if extra else ["--host", "off"]
     if snapshot:
         args += ["--snapshot", snapshot]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
