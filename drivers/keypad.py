@@ -5,11 +5,11 @@ matrix-keypad overlay, a USB keypad), drivers.evdev_pipe.PipeInputDevice in test
 the simulator. Either way this driver reads kernel input events from a descriptor the
 reactor watches; it never blocks and never polls.
 """
-import errno
 import logging
 
 from evdev import ecodes
 
+from drivers.evdev_input import EvdevInput
 from firmware import keys as fkeys
 
 log = logging.getLogger("handpos.keypad")
@@ -39,7 +39,7 @@ def compile_keymap(keymap):
     return codes
 
 
-class Keypad:
+class Keypad(EvdevInput):
     """Calls on_key(name) once per key press.
 
     Auto-repeat is ignored: a held key must not enter "000" into an amount. A press
@@ -48,56 +48,21 @@ class Keypad:
     on_dead(reason).
     """
 
+    WHAT = "keypad"
+    CHECK = "its cable or overlay"
+    LEAKS = "keys"
+    GRAB_FAILED = "keys may also reach the console"
+    _log = log
+
     def __init__(self, device, keymap, reactor, on_key, on_dead=None):
-        self.device = device
+        super().__init__(device, reactor, on_dead)
         self.codes = compile_keymap(keymap)
-        self.reactor = reactor
         self.on_key = on_key
-        self.on_dead = on_dead
-        self.running = False
-        self.grabbed = False
-        self.grab_error = None   # the OSError a failed grab raised, if any
-        self.lost = None         # why the device went away, once it has
         self.pressed = 0         # key presses delivered
         self.unknown = 0         # presses of codes the keymap does not know
         self.last_unknown = None
-        self._fd = None
 
-    def start(self):
-        if self.running:
-            return
-        try:
-            # Exclusive: otherwise the console on tty1 also types the digits.
-            self.device.grab()
-            self.grabbed = True
-            self.grab_error = None
-        except OSError as exc:
-            self.grab_error = exc
-            log.warning("keypad %s: cannot grab it (%s); keys may also reach the console",
-                        self._name(), exc)
-        self._fd = self.device.fileno()
-        self.reactor.add_reader(self._fd, self._readable, self._dead)
-        self.running = True
-        self.lost = None
-
-    def stop(self):
-        if self.grabbed:
-            try:
-                self.device.ungrab()
-            except OSError:
-                pass  # already gone: nothing to release
-            self.grabbed = False
-        if self._fd is not None:
-            self.reactor.remove(self._fd)
-            self._fd = None
-        self.running = False
-
-    def _readable(self, fd, revents):
-        try:
-            events = list(self.device.read())
-        except BlockingIOError:
-            return   # woken with nothing to read: harmless
-        # EOFError and OSError(ENODEV) go up to the reactor, which calls _dead.
+    def _events(self, events):
         for event in events:
             if event.type != ecodes.EV_KEY or event.value != KEY_DOWN:
                 continue
@@ -109,26 +74,7 @@ class Keypad:
             self.pressed += 1
             self.on_key(name)
 
-    def _dead(self, fd, reason):
-        self.running = False
-        self.grabbed = False
-        self._fd = None
-        self.lost = reason
-        log.warning("keypad %s lost: %s", self._name(), reason)
-        if self.on_dead is not None:
-            self.on_dead(reason)
-
-    def _name(self):
-        return repr(getattr(self.device, "name", "?"))
-
-    def selftest(self):
-        """(ok, detail)."""
-        name = self._name()
-        if self.lost is not None:
-            return False, ("keypad %s lost (%s): check its cable or overlay, then restart"
-                           % (name, self.lost))
-        if not self.running:
-            return False, "keypad %s not started" % name
+    def _selftest_running(self, name):
         missing = self._unsupported()
         if missing and len(missing) == len(self.codes):
             return False, ("keypad %s sends none of the mapped keys: check the keymap in "
@@ -138,11 +84,7 @@ class Keypad:
         if missing:
             # One keymap may serve several keypads; a key this one lacks is a note.
             detail += "; the device has no %s" % ", ".join(missing)
-        if self.grab_error is not None:
-            reason = errno.errorcode.get(getattr(self.grab_error, "errno", None) or 0,
-                                         str(self.grab_error))
-            detail += "; not grabbed (%s): keys also reach the console" % reason
-        return True, detail
+        return True, detail + self._grab_note()
 
     def _unsupported(self):
         """Mapped evdev names the device says it cannot send (real devices only)."""

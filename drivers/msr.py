@@ -12,12 +12,12 @@ are assembled in a fixed-size bytearray that is zeroed once the tracks are hande
 over (see firmware/magstripe.py for what can and cannot be wiped in Python), and a
 reader that never stops sending fills it once and no further.
 """
-import errno
 import logging
 import os
 
 from evdev import ecodes
 
+from drivers.evdev_input import EvdevInput
 from firmware.magstripe import UNREADABLE, split_tracks
 
 log = logging.getLogger("handpos.msr")
@@ -234,7 +234,7 @@ class SwipeAssembler:
         self._n = 0
 
 
-class HidMsr:
+class HidMsr(EvdevInput):
     """A USB HID keyboard-wedge magstripe reader on its evdev node.
 
     The reader types each swipe as key presses and ends it with Enter. This decodes
@@ -243,11 +243,15 @@ class HidMsr:
     device so the console does not also receive the card number as typed text.
     """
 
+    WHAT = "card reader"
+    CHECK = "its USB cable"
+    LEAKS = "swipes"
+    GRAB_FAILED = "swipes may also reach the console as typed text"
+    _log = log
+
     def __init__(self, device, reactor, on_swipe, on_dead=None, on_error=None,
                  gap_ms=GAP_MS, max_chars=MAX_SWIPE_CHARS, keymap=None):
-        self.device = device
-        self.reactor = reactor
-        self.on_dead = on_dead
+        super().__init__(device, reactor, on_dead)
         self.codes = compile_keymap(keymap or US_KEYMAP)
         self._shift_codes = frozenset(ecodes.ecodes[n] for n in SHIFT_KEYS)
         self._end_codes = frozenset(ecodes.ecodes[n] for n in END_KEYS)
@@ -256,50 +260,14 @@ class HidMsr:
                                     settle_ms=0, max_chars=max_chars,
                                     name="card reader %s" % self._name())
         self._shift = set()
-        self.running = False
-        self.grabbed = False
-        self.grab_error = None
-        self.lost = None
         self.unknown = 0             # presses of keys the keymap lacks
-        self._fd = None
 
-    def start(self):
-        if self.running:
-            return
-        try:
-            self.device.grab()
-            self.grabbed = True
-            self.grab_error = None
-        except OSError as exc:
-            self.grab_error = exc
-            log.warning("card reader %s: cannot grab it (%s); swipes may also reach "
-                        "the console as typed text", self._name(), exc)
-        self._fd = self.device.fileno()
+    def _reset(self):
+        # Started, stopped or lost: no shift is held and no swipe is under way.
         self._shift.clear()
-        self.reactor.add_reader(self._fd, self._readable, self._dead)
-        self.running = True
-        self.lost = None
-
-    def stop(self):
-        if self.grabbed:
-            try:
-                self.device.ungrab()
-            except OSError:
-                pass
-            self.grabbed = False
-        if self._fd is not None:
-            self.reactor.remove(self._fd)
-            self._fd = None
         self.swipe.reset()
-        self.running = False
 
-    def _readable(self, fd, revents):
-        try:
-            # list(): evdev's read() is a generator, so EAGAIN comes on first use
-            events = list(self.device.read())
-        except BlockingIOError:
-            return
-        # EOFError and OSError(ENODEV) go up to the reactor, which calls _dead.
+    def _events(self, events):
         for event in events:
             if event.type != ecodes.EV_KEY:
                 continue
@@ -324,36 +292,12 @@ class HidMsr:
                 self.unknown += 1
                 self.swipe.add(UNKNOWN_CHAR)
 
-    def _dead(self, fd, reason):
-        self.running = False
-        self.grabbed = False
-        self._fd = None
-        self.lost = reason
-        self.swipe.reset()
-        log.warning("card reader %s lost: %s", self._name(), reason)
-        if self.on_dead is not None:
-            self.on_dead(reason)
-
-    def _name(self):
-        return repr(getattr(self.device, "name", "?"))
-
-    def selftest(self):
-        """(ok, detail)."""
-        name = self._name()
-        if self.lost is not None:
-            return False, ("card reader %s lost (%s): check its USB cable, then restart"
-                           % (name, self.lost))
-        if not self.running:
-            return False, "card reader %s not started" % name
+    def _selftest_running(self, name):
         s = self.swipe
         detail = "card reader %s ok: %d swipes, %d unreadable" % (name, s.swipes, s.errors)
         if self.unknown:
             detail += ", %d unknown keys (is the reader set to a US keyboard layout?)" % self.unknown
-        if self.grab_error is not None:
-            reason = errno.errorcode.get(getattr(self.grab_error, "errno", None) or 0,
-                                         str(self.grab_error))
-            detail += "; not grabbed (%s): swipes also reach the console" % reason
-        return True, detail
+        return True, detail + self._grab_note()
 
 
 class SerialMsr:
