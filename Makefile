@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(VENV)/.installed fonts
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml | fonts
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -18,11 +18,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The 12 px CJK bitmap font the display and the receipt previews use.
+# Debian packages: the 12 px CJK bitmap font (display, receipt previews); pcscd with the
+# vsmartcard virtual reader (the simulator's chip reader); what pyscard builds against.
+DEBS := xfonts-wqy pcscd vsmartcard-vpcd libpcsclite-dev swig
 fonts:
-	@[ -f $(FONT) ] || { echo "installing the CJK bitmap font (Debian package xfonts-wqy)"; \
-	  $(SUDO) apt-get install -y xfonts-wqy >/dev/null || \
-	  { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y xfonts-wqy >/dev/null; }; }
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || { echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get install -y $$missing >/dev/null || \
+	  { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y $$missing >/dev/null; }; }
 
 run: setup
 	$(PY) -m tools sim

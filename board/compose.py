@@ -13,6 +13,7 @@ simulator pass `transports` to put stand-ins under the real drivers:
   on_frame       called with each new frame the display pushes (the simulator's view)
   msr_device     an evdev-like device for the HID magnetic stripe reader
   msr_port       an open serial port for a serial stripe reader ([msr] serial = tty)
+  scard          a PC/SC module for the chip reader (default: pyscard's smartcard.scard)
 """
 import os
 import sys
@@ -30,6 +31,7 @@ from drivers.sdnotify import Notifier
 from drivers.store_sqlite import SQLiteStore, StoreError
 from drivers.system import LinuxSystem
 from firmware import dukpt
+from firmware.emv import params as emv_params
 from firmware.journal import MemoryJournal
 from firmware.payments import Payments
 from firmware.reactor import Reactor
@@ -64,6 +66,7 @@ class Built:
         self.store = None
         self.journal = None
         self.msr = None
+        self.chip = None
         self.host = None
         self.selftests = {}
 
@@ -87,6 +90,8 @@ class Built:
                 self.msr.stop()
             except OSError:
                 pass
+        if self.chip is not None:
+            self.chip.stop()
         if self.host is not None:
             self.host.close("shutting down")
         if self.journal is not None:
@@ -230,6 +235,27 @@ def _build_payments(b, profile, config, tr, console):
             console("card reader: %s" % exc)
             tests["msr"] = (False, str(exc))
 
+    chip = None
+    spec = profile.get("chip")
+    if spec:
+        try:
+            from drivers import pcsc
+
+            def card_event(kind, atr=None):
+                if kind == "inserted" and pcsc.reader_kind(chip.reader, atr) == "contactless":
+                    kind = "tapped"
+                term.on_card_event(kind, atr)
+            chip = pcsc.PcscReader(b.reactor, spec["reader"], card_event,
+                                   on_dead=lambda reason: term.on_device_lost("chip", reason),
+                                   scard=tr.get("scard"))
+            chip.start()
+            b.chip = chip
+            tests["chip"] = (True, "reader %r" % spec["reader"])
+        except Exception as exc:   # pyscard missing, no PC/SC service
+            console("chip reader: %s" % exc)
+            tests["chip"] = (False, str(exc))
+            chip = None
+
     key = load_dukpt(b.store, config, console)
     address = config["host"]["address"]
     if address:
@@ -242,4 +268,21 @@ def _build_payments(b, profile, config, tr, console):
         except Exception as exc:   # a missing or unreadable CA file
             console("host: %s" % exc)
             term.link_state = "down"
-    term.payments = Payments(term, b.journal, b.host, key, card_readers=readers)
+    term.payments = Payments(term, b.journal, b.host, key, card_readers=readers,
+                             chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)))
+
+
+def load_ca_keys(config):
+    """The payment schemes' CA public keys for offline data authentication: the bundled
+    test CA (config/emv_test_ca.json) only in test mode; a field terminal gets its keys
+    with the acquirer's parameters (not yet built: SDA/DDA then fail, and the TVR says
+    so, which online authorisation tolerates)."""
+    if not config["security"]["test_keys"]:
+        return []
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "config", "emv_test_ca.json")
+    try:
+        with open(path) as f:
+            return json.load(f)["ca_keys"]
+    except (OSError, ValueError, KeyError):
+        return []

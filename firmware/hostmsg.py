@@ -40,13 +40,18 @@ def _common(rec, config, local):
             "49": numeric(rec["currency"])}
 
 
-def financial_request(rec, config, local, track2, pin=None, original=None):
-    """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None."""
+def financial_request(rec, config, local, track2, pin=None, original=None, emv=None):
+    """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None; emv is
+    {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap."""
     msg = {"t": "0200"}
     msg.update(_common(rec, config, local))
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
     if track2:
         msg["35"] = track2
+    if emv is not None:
+        msg["55"] = emv["de55"]
+        if emv.get("pan_seq"):
+            msg["23"] = ("000" + str(emv["pan_seq"]))[-3:]
     if pin is not None:
         msg["53"] = pin[0]
         msg["52"] = pin[1]

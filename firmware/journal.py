@@ -28,6 +28,8 @@ FIELDS = {
     "receipt_printed": 0, "reversal_attempts": 0, "reason": "", "card_label": "",
     "cvm": "",            # how the cardholder was verified: pin | signature | none
     "rev_stan": "",       # the STAN of this record's reversal (repeats keep it)
+    # chip and contactless: for the receipt and for disputes
+    "aid": "", "app_label": "", "tvr": "", "tsi": "", "cryptogram": "",
 }
 
 

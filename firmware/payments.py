@@ -32,13 +32,28 @@ def brand(pan):
     return ""
 
 
+def _issuer_auth_data(de55_hex):
+    """Tag 91 of the host's DE55, for the card's second GENERATE AC; None if absent."""
+    if not de55_hex:
+        return None
+    from firmware.emv import tlv
+    try:
+        import binascii
+        return tlv.find_value(tlv.parse(binascii.unhexlify(de55_hex)), 0x91)
+    except (ValueError, TypeError):
+        return None
+
+
 def _hex(data):
     return "".join("%02X" % b for b in data)
 
 
 class Payments:
-    def __init__(self, term, journal, host=None, dukpt=None, card_readers=0):
+    def __init__(self, term, journal, host=None, dukpt=None, card_readers=0, chip_reader=None,
+                 emv=None):
         self.term = term
+        self.chip_reader = chip_reader    # drivers.pcsc.PcscReader (chip and contactless)
+        self.emv = emv                    # the EMV kernel's terminal configuration
         self.journal = journal
         self.host = host
         self.dukpt = dukpt
@@ -54,7 +69,7 @@ class Payments:
     def card_unready_reason(self):
         if self.host is None:
             return "err_no_host"
-        if not self.card_readers:
+        if not self.card_readers and self.chip_reader is None:
             return "err_no_reader"
         if self.dukpt is None:
             return "err_no_key"
@@ -98,7 +113,28 @@ class Payments:
         return rec
 
     # -- card -------------------------------------------------------------------
-    def authorise(self, kind, amount, card, pin, callback, original=None):
+    # -- chip ---------------------------------------------------------------------
+    def emv_config(self):
+        return self.emv
+
+    def card_exchange(self, apdu, callback):
+        """An APDU to the chip; callback({"ok", "rapdu" | "reason"}) on the loop."""
+        self.chip_reader.exchange(bytes(apdu), callback)
+        if isinstance(apdu, bytearray):       # an offline PIN VERIFY: the kernel wipes it too
+            for i in range(len(apdu)):
+                apdu[i] = 0
+
+    def chip_complete(self, txn_id, outcome):
+        """The card's final word after the host's. The host approved but the card said
+        no (or went away): the approval is reversed. Returns the updated record."""
+        rec = self.journal.get(txn_id)
+        self.journal.update(txn_id, tvr=outcome.get("tvr") or "", tsi=outcome.get("tsi") or "",
+                            cryptogram=outcome.get("cryptogram") or "")
+        if rec["state"] == "approved" and (outcome.get("reversal") or not outcome.get("approved")):
+            self._to_reversal(txn_id, "reason_card_declined", str(outcome.get("reason")))
+        return self.journal.get(txn_id)
+
+    def authorise(self, kind, amount, card, pin, callback, original=None, emv=None):
         """Send a card payment; callback(record) once its outcome is in the journal."""
         pin_fields = None
         cvm = "signature"
@@ -115,12 +151,15 @@ class Payments:
             pin_fields = (_hex(ksn), _hex(block))
             cvm = "pin"
         stan = self.next_stan()
+        extra = {}
+        if emv is not None:
+            extra = {"aid": emv.get("aid") or "", "app_label": emv.get("label") or ""}
         rec = self._new(kind, "card", amount, "sending", stan=stan, pan_masked=card.masked,
                         last4=card.last4, entry=card.entry_mode, cvm=cvm,
                         card_label=brand(card.masked),
-                        original_id=original["id"] if original else 0)
+                        original_id=original["id"] if original else 0, **extra)
         msg = hostmsg.financial_request(rec, self.term.config, self.term.system.local_time(),
-                                        card.track2, pin_fields, original)
+                                        card.track2, pin_fields, original, emv)
         card.wipe()
         # Keep only what checking the reply needs; the request dict (track data, PIN
         # block) is dropped once the link has encoded it.
@@ -169,6 +208,8 @@ class Payments:
             self.journal.update(txn_id, state="failed", reason="reason_host_down")
         self._cancelled.discard(txn_id)
         rec = self.journal.get(txn_id)
+        if kind == "response" and rec["state"] in ("approved", "declined"):
+            rec["issuer_data"] = _issuer_auth_data(result["msg"].get("55"))
         self.term.store.audit("card_" + rec["kind"], rec["operator"],
                               "#%d %s %s" % (txn_id, rec["state"], rec["rc"] or rec["reason"]))
         callback(rec)

@@ -66,6 +66,11 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     if rec["method"] == "card":
         r.pair(rec["card_label"] or t("rcpt_card"), "**** " + rec["last4"])
         r.pair(t("rcpt_entry"), t(ENTRY_IDS.get(rec["entry"], "entry_swipe")))
+    if rec["aid"]:                      # chip and contactless: what disputes need
+        r.pair(rec["app_label"] or "AID", rec["aid"])
+        r.pair("TVR " + rec["tvr"], "TSI " + rec["tsi"])
+        if rec["cryptogram"]:
+            r.pair(t("rcpt_cryptogram"), rec["cryptogram"])
     if rec["stan"]:                     # cash never goes to the host: no STAN
         r.pair(t("rcpt_stan"), rec["stan"])
     if rec["rrn"]:

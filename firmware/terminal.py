@@ -162,6 +162,23 @@ class Terminal:
             return
         self.beep("error")
 
+    def on_card_event(self, kind, atr=None):
+        """The chip reader: reader_ready | reader_lost | inserted | tapped | removed."""
+        if kind == "reader_ready":
+            self.selftests["chip"] = (True, "reader %s" % atr)
+            return
+        if kind == "reader_lost":
+            if self.selftests.get("chip", (True,))[0] is not False:
+                self.on_device_lost("chip", atr or "reader lost")
+            return
+        name = {"inserted": "card_inserted", "tapped": "card_tapped",
+                "removed": "card_removed"}.get(kind)
+        flow = self.current()
+        if name is None or flow is None:
+            return
+        if not flow.dispatch(events.Event(name, atr=atr)) and name != "card_removed":
+            self.beep("error")      # a card where none is wanted
+
     def on_swipe_error(self, reason):
         flow = self.current()
         if flow is None or not flow.dispatch(events.Event("swipe_error", reason=reason)):

@@ -13,7 +13,7 @@ from firmware import config as schema  # noqa: E402
 class SimHarness:
     """The whole simulated board in this process: real drivers on stand-in transports."""
 
-    def __init__(self, tmp_path, language="en", host=None, synced=False, **ui):
+    def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, **ui):
         from board.configfile import load_profile
         from tools.sim import Simulator
         config = schema.defaults()
@@ -26,7 +26,10 @@ class SimHarness:
                                   ca_file=host[1] or "", response_timeout_s=5)
         self.console = []
         self.skew = 0       # ms the test has moved the terminal's clock forward
-        self.sim = Simulator(load_profile("sim"), config, synced=synced, auth_iterations=50,
+        profile = load_profile("sim")
+        if not chip:                # the chip reader needs pcscd: only the tests that ask
+            profile.pop("chip", None)
+        self.sim = Simulator(profile, config, synced=synced, auth_iterations=50,
                              console=self.console.append, clock=self._clock)
         self.term = self.sim.terminal
         self.reactor = self.sim.reactor

@@ -16,7 +16,8 @@ def _start(tmp_path, config, sock):
         os.unlink(sock)
     proc = subprocess.Popen([sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
                              "--config", config, "--data", str(tmp_path / "data"),
-                             "--clock-synced", "no", "--pin-iterations", "200", "--host", "external"],
+                             "--clock-synced", "no", "--pin-iterations", "200", "--host", "external",
+                             "--chip", "off"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not os.path.exists(sock):

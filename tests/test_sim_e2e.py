@@ -18,7 +18,7 @@ def sim(tmp_path):
     snap = str(tmp_path / "snap")
     proc = subprocess.Popen([sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
                              "--data", str(tmp_path / "data"), "--snapshot", snap,
-                             "--clock-synced", "no", "--pin-iterations", "200", "--host", "off"],
+                             "--clock-synced", "no", "--pin-iterations", "200", "--host", "off", "--chip", "off"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while not os.path.exists(sock):

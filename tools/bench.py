@@ -50,6 +50,7 @@ def start_sim(data, sock, snapshot=None, extra=None):
     args = [sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
             "--data", data, "--clock-synced", "no", "--pin-iterations", "1000"]
     args += extra if extra else ["--host", "off"]
+    args += ["--chip", "off"]
     if snapshot:
         args += ["--snapshot", snapshot]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

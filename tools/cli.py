@@ -97,9 +97,26 @@ def cmd_sim(args):
             config["host"]["ca_file"] = ca
     elif args.host == "off":
         config["host"]["address"] = ""
+    pcscd = None
+    chip_port = None
+    if profile.get("chip") and args.chip == "auto":
+        # a pcscd of the simulator's own, with only the Virtual PCD reader, on a
+        # private socket: the chip reader driver goes through real PC/SC
+        from tools.vcard import PrivatePcscd
+        try:
+            pcscd = PrivatePcscd(os.path.join(config["storage"]["data_dir"], "pcscd"))
+            pcscd.start()
+            os.environ["PCSCLITE_CSOCK_NAME"] = pcscd.socket_path
+            chip_port = pcscd.port
+        except (RuntimeError, OSError) as exc:
+            sys.stderr.write("handpos sim: no chip reader (%s)\n" % exc)
+            pcscd = None
+            profile.pop("chip", None)
+    elif args.chip == "off":
+        profile.pop("chip", None)
     sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
                            control_path=args.control, synced=synced,
-                           auth_iterations=args.pin_iterations)
+                           auth_iterations=args.pin_iterations, chip_port=chip_port)
     simmod.install_signal_handlers(sim)
     try:
         if args.headless:
@@ -114,6 +131,8 @@ def cmd_sim(args):
         if hostsim is not None:
             hostsim.terminate()
             hostsim.wait(10)
+        if pcscd is not None:
+            pcscd.stop()
     return 0
 
 
@@ -154,6 +173,9 @@ def main(argv=None):
     p.add_argument("--host", choices=("auto", "off", "external"), default="auto",
                    help="auto: start the host simulator when the config's host is on loopback; "
                         "off: no host; external: use the configured host as it is")
+    p.add_argument("--chip", choices=("auto", "off"), default="auto",
+                   help="auto: a private pcscd with the Virtual PCD reader for the chip cards "
+                        "(needs Debian's pcscd and vsmartcard-vpcd); off: no chip reader")
     p.add_argument("--pin-iterations", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_sim)
 

@@ -15,6 +15,9 @@ Requests (one JSON object a line) and their answers:
   {"cmd": "swipe", "card": "visa_pin"}         -> {"ok": true}  (a test card through the HID
                                                   reader driver; or "track1"/"track2" given)
   {"cmd": "journal"}                           -> {"ok": true, "records": [...]}
+  {"cmd": "insert", "card": "online_pin"}      -> a tools/vcard.py card into the chip reader
+  {"cmd": "tap", "card": "no_cvm"}             -> a contactless tap (the card leaves after it)
+  {"cmd": "remove"}                            -> the card out of the reader
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
   {"cmd": "snapshot", "path": "x.png"}         -> {"ok": true}  (the current frame as PNG)
   {"cmd": "quit"}                              -> {"ok": true}, then the simulator exits
@@ -162,6 +165,31 @@ class ControlServer:
                                % (card, ", ".join(sorted(TEST_CARDS) + ["unreadable"]))})
             return
         self.sim.swipe(req.get("track1"), req.get("track2"), card)
+        self._reply(conn, {"ok": True})
+
+    def cmd_insert(self, conn, req):
+        self._chip(conn, "insert", req)
+
+    def cmd_tap(self, conn, req):
+        self._chip(conn, "tap", req)
+
+    def cmd_remove(self, conn, req):
+        self._chip(conn, "remove", req)
+
+    def _chip(self, conn, action, req):
+        slot = self.sim.chip
+        if slot is None:
+            self._reply(conn, {"ok": False, "error": "this board has no chip reader"})
+            return
+        if action == "remove":
+            slot.remove()
+        else:
+            card = req.get("card", "online_pin")
+            if card not in slot.vcard.PROFILES:
+                self._reply(conn, {"ok": False, "error": "unknown card profile %r; known: %s"
+                                   % (card, ", ".join(sorted(slot.vcard.PROFILES)))})
+                return
+            getattr(slot, action)(card)
         self._reply(conn, {"ok": True})
 
     def cmd_journal(self, conn, req):

@@ -582,6 +582,8 @@ class HostSim:
         amount's delivery, so a slow or silent case stays slow or silent.
         """
         code, delivery, note = OUTCOMES.get(int(msg["4"]) % 100, APPROVED)
+        if "55" in msg:
+            code, note = self._check_arqc(msg, code, note)
         if "52" not in msg:
             return code, delivery, note
         pan = _pan_of(msg)
@@ -597,6 +599,32 @@ class HostSim:
             return "55", delivery, "wrong PIN"
         return code, delivery, note + ", PIN verified"
 
+    def _check_arqc(self, msg, code, note):
+        """Chip and contactless: the ARQC in DE55 must be the card's (test issuer keys)."""
+        from tools import emv_issuer
+        try:
+            ok = emv_issuer.verify_arqc(bytes.fromhex(msg["55"]), pan=_pan_of(msg),
+                                        psn=msg.get("23", "")[-2:] or None)
+        except (emv_issuer.De55Error, ValueError) as exc:
+            return "30", note + ", DE55 unusable: %s" % exc
+        if not ok:
+            return "05", note + ", ARQC wrong: declined"
+        return code, note + ", ARQC verified"
+
+    def _emv_reply(self, msg, response):
+        """Tag 91 (ARPC + ARC) in DE55 so that the card can authenticate the issuer."""
+        if "55" not in msg or response.get("39") == "30":
+            return response
+        from tools import emv_issuer
+        try:
+            tags = emv_issuer.normalise_tags(bytes.fromhex(msg["55"]))
+            de55 = emv_issuer.response_de55(tags["9F26"], response["39"], pan=_pan_of(msg),
+                                            psn=msg.get("23", "")[-2:] or None)
+        except (emv_issuer.De55Error, KeyError, ValueError):
+            return response
+        response["55"] = de55.hex().upper()
+        return response
+
     def _authorisation(self, msg):
         code, delivery, note = self._decide(msg)
         if code != "00":
@@ -611,10 +639,10 @@ class HostSim:
             return self._void(msg)
         code, delivery, note = self._decide(msg)
         if code != "00":
-            return self._response(msg, code), delivery, note
+            return self._emv_reply(msg, self._response(msg, code)), delivery, note
         rrn, auth = self._approval_codes()
         self.ledger.book(msg, "refund" if proc[:2] == "20" else "sale", rrn, auth)
-        return self._response(msg, "00") | {"37": rrn, "38": auth}, delivery, note
+        return self._emv_reply(msg, self._response(msg, "00") | {"37": rrn, "38": auth}), delivery, note
 
     def _void(self, msg):
         """0200 with processing code 02: undo the sale whose RRN is in DE37."""

@@ -49,6 +49,48 @@ TEST_CARDS = {
 }
 CARD_KEYS = {ord("!"): "visa_pin", ord("@"): "mc_signature", ord("#"): "visa_chip",
              ord("$"): "expired", ord("%"): "bad_luhn", ord("^"): "unreadable"}
+# Chip cards (tools/vcard.py profiles) put into pcscd's vpcd reader: insert, tap, remove.
+CHIP_KEYS = {ord("i"): ("insert", "online_pin"), ord("o"): ("insert", "offline_pin"),
+             ord("a"): ("insert", "declines_aac"), ord("k"): ("insert", "blocked_app"),
+             ord("d"): ("insert", "dda"), ord("t"): ("tap", "no_cvm"), ord("r"): ("remove", None)}
+HELP_CHIP = ("chip: i=insert (online PIN)  o=offline PIN  a=card declines  k=blocked  d=DDA  "
+             "t=tap  r=remove")
+
+
+class ChipSlot:
+    """The card in pcscd's Virtual PCD reader: a tools/vcard.py card connected to vpcd
+    in a thread (vpcd sees a connection as a card inserted, its end as removal)."""
+
+    def __init__(self, port=None, log=None):
+        from tools import vcard
+        self.vcard = vcard
+        self.port = port or vcard.VPCD_PORT
+        self.log = log
+        self.profile = None
+        self._stop = None
+        self._thread = None
+
+    def insert(self, profile, remove_after_ms=None):
+        import threading
+        self.remove()
+        self._stop = threading.Event()
+        self.profile = profile
+        self._thread = threading.Thread(
+            target=self.vcard.run_vpcd_card, name="vcard",
+            kwargs={"profile": profile, "port": self.port, "stop_event": self._stop,
+                    "remove_after_ms": remove_after_ms, "log": self.log}, daemon=True)
+        self._thread.start()
+
+    def tap(self, profile):
+        # a tap: the card stays in the field for the one exchange a contactless
+        # transaction needs, then leaves
+        self.insert(profile, remove_after_ms=1500)
+
+    def remove(self):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(3)
+        self._stop = self._thread = self.profile = None
 
 
 def card_tracks(name):
@@ -76,7 +118,7 @@ def pc_key_to_code(ch):
 
 class Simulator:
     def __init__(self, profile, config, snapshot_dir=None, control_path=None,
-                 synced=None, auth_iterations=None, console=None, clock=None):
+                 synced=None, auth_iterations=None, console=None, clock=None, chip_port=None):
         self.snapshot_dir = snapshot_dir
         self.frames = 0
         self.receipts_saved = 0
@@ -116,6 +158,8 @@ class Simulator:
         self.key_codes = {}
         for code_name, pos_key in profile["keypad"]["keymap"].items():
             self.key_codes.setdefault(pos_key, evdev.ecodes.ecodes[code_name])
+
+        self.chip = ChipSlot(chip_port) if profile.get("chip") else None
 
         self.control = None
         if control_path:
@@ -172,6 +216,8 @@ class Simulator:
     def close(self):
         if self.control is not None:
             self.control.close()
+        if self.chip is not None:
+            self.chip.remove()
         self.vprinter.close()           # the pty pair goes with it
         self.built.close()
         for device in (self.keypad_device, self.msr_device):
@@ -208,6 +254,13 @@ class CursesUI:
                 continue
             if ch in CARD_KEYS:
                 self.sim.swipe(card=CARD_KEYS[ch])
+                continue
+            if ch in CHIP_KEYS and self.sim.chip is not None:
+                action, card = CHIP_KEYS[ch]
+                if action == "remove":
+                    self.sim.chip.remove()
+                else:
+                    getattr(self.sim.chip, action)(card)
                 continue
             code = pc_key_to_code(ch)
             if code is not None:
@@ -275,11 +328,13 @@ class CursesUI:
         y = max(len(rows) + 3, 3)
         if maxx - px < 36:
             y = max(y, 3)
-        self._put(maxy - 4, 0, "printer: %s   host: %s   language: %s   operator: %s   last key: %s" % (
+        self._put(maxy - 5, 0, "printer: %s   host: %s   language: %s   operator: %s   last key: %s" % (
             term.printer_state, term.link_state, term.t.lang,
             term.operator["id"] if term.operator else "-", term.last_key or "-"))
-        self._put(maxy - 2, 0, HELP)
-        self._put(maxy - 1, 0, HELP_CARDS)
+        self._put(maxy - 3, 0, HELP)
+        self._put(maxy - 2, 0, HELP_CARDS)
+        if sim.chip is not None:
+            self._put(maxy - 1, 0, HELP_CHIP + ("   [card: %s]" % sim.chip.profile if sim.chip.profile else ""))
         self.scr.refresh()
 
 

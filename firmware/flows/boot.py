@@ -8,8 +8,8 @@ from firmware import events, keys
 from firmware.fsm import Flow
 
 # The order the checks are listed in, and their words in the catalogue.
-PARTS = ("display", "keypad", "msr", "printer", "buzzer", "led", "storage", "clock", "battery")
-OPTIONAL = ("msr",)     # listed only on boards that have one
+PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "clock", "battery")
+OPTIONAL = ("msr", "chip")     # listed only on boards that have one
 
 
 class BootFlow(Flow):
@@ -19,11 +19,13 @@ class BootFlow(Flow):
         "selftest": {"enter": "run_checks", "timeout": 1500,
                      "on": {keys.ENTER: "proceed", keys.CANCEL: "proceed",
                             keys.UP: "scroll_up", keys.DOWN: "scroll_down",
-                            "timeout": "settle", events.PRINTER: "printer_answered"}},
+                            "timeout": "settle", events.PRINTER: "printer_answered",
+                            events.DEVICE_LOST: "part_lost"}},
         "problems": {"timeout": 20000,
                      "on": {keys.ENTER: "proceed", keys.CANCEL: "proceed",
                             keys.UP: "scroll_up", keys.DOWN: "scroll_down",
-                            "timeout": "proceed", events.PRINTER: "printer_answered"}},
+                            "timeout": "proceed", events.PRINTER: "printer_answered",
+                            events.DEVICE_LOST: "part_lost"}},
     }
 
     def __init__(self, term):
@@ -58,6 +60,13 @@ class BootFlow(Flow):
         else:
             self.results["printer"] = (False, state)
         self.term.selftests["printer"] = self.results["printer"]
+        return None
+
+    def part_lost(self, ev):
+        """A part found missing while the self-test shows: it joins the list."""
+        part = ev.get("device")
+        if part in PARTS:
+            self.results[part] = (False, ev.get("reason"))
         return None
 
     def settle(self, ev):

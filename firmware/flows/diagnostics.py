@@ -44,7 +44,7 @@ class DiagnosticsFlow(MenuFlow):
         t = self.t
         rows = []
         for part in PARTS:
-            if part in ("clock", "battery") or (part == "msr" and part not in self.term.selftests):
+            if part in ("clock", "battery") or (part in ("msr", "chip") and part not in self.term.selftests):
                 continue
             ok, detail = self.term.selftests.get(part, (False, "absent"))
             word = t("ok") if ok else (t("warn") if ok is None else t("fail"))

@@ -38,10 +38,14 @@ class SaleFlow(Flow):
                           events.PRINTER: "printer_changed", events.PRINTED: "printed"}},
         "card": {"enter": "await_card", "timeout": CARD,
                  "on": {"swipe": "swiped", "swipe_error": "swipe_failed",
+                        "card_inserted": "chip_in", "card_tapped": "chip_tap",
                         keys.CANCEL: "back_to_method", "timeout": "card_timed_out"}},
         "card_error": {"timeout": 4000,
                        "on": {keys.ENTER: "retry_card", keys.CANCEL: "back_to_method",
-                              "timeout": "retry_card", "swipe": "swiped"}},
+                              "timeout": "retry_card", "swipe": "swiped",
+                              "card_inserted": "chip_in", "card_tapped": "chip_tap"}},
+        # a chip or contactless card is being read (flows.chip runs above this state)
+        "chip": {"timeout": None, "on": {}},
         "pin": {"enter": "enter_pin", "timeout": ENTRY,
                 "on": {"digit": "type_pin", keys.BKSP: "type_pin", keys.CLEAR: "type_pin",
                        keys.ENTER: "pin_done", keys.CANCEL: "abandon_card",
@@ -170,6 +174,36 @@ class SaleFlow(Flow):
         if self.KIND == "sale" and self.card.service_code[2:3] in PIN_SERVICE_DIGITS:
             return "pin"
         return "authorising"      # refunds credit the card: no PIN
+
+    def chip_in(self, ev):
+        return self._start_chip("contact")
+
+    def chip_tap(self, ev):
+        return self._start_chip("contactless")
+
+    def _start_chip(self, interface):
+        from firmware.flows.chip import ChipFlow
+        self.error = None
+        self.BUSY = True
+        self.term.payments.expect_card(False)
+        self.term.push(ChipFlow(self.term, self.KIND, self.amount.value, interface,
+                                original=self.original))
+        return "chip"
+
+    def child_done(self, child, result):
+        self.BUSY = False
+        outcome = child.outcome or {}
+        if child.rec is None:
+            # nothing reached the host: say why and let the person try again; a chip
+            # that could not be read allows a fallback swipe (entry mode 80)
+            reason = outcome.get("reason") or "card_error"
+            if reason in ("card_error", "bad_data"):
+                self.fallback = True
+            self.error = "emv_" + reason
+            self.term.beep("error")
+            return "card_error"
+        self.rec = child.rec
+        return self.answered(None)
 
     def swipe_failed(self, ev):
         self.error = "card_unreadable"
@@ -300,10 +334,12 @@ class SaleFlow(Flow):
                 show(t("change_due"), note, t("footer_continue"),
                      big=fmt(self.tendered.value - self.amount.value), alert="ok")
         elif s == "card":
-            show(self.title(), [t("total_is", amount=fmt(self.amount.value)),
-                                t("swipe_card")] + err, t("footer_back"))
+            prompt = t("present_card") if self.term.payments.chip_reader is not None else t("swipe_card")
+            show(self.title(), [t("total_is", amount=fmt(self.amount.value)), prompt] + err,
+                 t("footer_back"))
         elif s == "card_error":
-            show(self.title(), [t(self.error), t("swipe_again")], t("footer_back"), alert="error")
+            again = t("fallback_swipe") if self.fallback else t("swipe_again")
+            show(self.title(), [t(self.error), again], t("footer_back"), alert="error")
         elif s == "pin":
             show(t("enter_pin"), [t("total_is", amount=fmt(self.amount.value))] + err,
                  t("footer_entry"), masked=self.pin.shown())

@@ -1,0 +1,206 @@
+"""A chip or contactless card inside a sale: the EMV kernel's steps, turned into reader
+exchanges, PIN entry, the cardholder's application choice and the online request.
+
+The kernel (firmware.emv.kernel) never waits; this flow carries each of its Steps out
+and hands the answer back: an APDU goes to the card reader and its answer comes back
+as an "apdu" event; a PIN is typed here; "go_online" becomes a 0200 with DE55 through
+the payments service, whose answer (and the issuer's tag 91) returns to the kernel for
+the second GENERATE AC. The flow ends with the kernel's outcome and the journal record.
+"""
+from firmware import events, keys
+from firmware.emv import tlv
+from firmware.emv.kernel import Kernel
+from firmware.flows.common import Field
+from firmware.fsm import Flow
+from firmware.magstripe import CardData
+
+ENTRY = "entry_timeout_s"
+CARD_WAIT = 30000       # a card that stops answering for this long is a failed read
+
+
+class ChipFlow(Flow):
+    NAME = "chip"
+    INITIAL = "reading"
+    STATES = {
+        # "reading" starts the kernel; "working" carries on after a PIN, a choice or the
+        # host's answer (re-entering "reading" would start a second transaction)
+        "reading": {"enter": "begin", "timeout": CARD_WAIT,
+                    "on": {"apdu": "answered", "card_removed": "removed",
+                           keys.CANCEL: "abort", "timeout": "abort"}},
+        "working": {"timeout": CARD_WAIT,
+                    "on": {"apdu": "answered", "card_removed": "removed",
+                           keys.CANCEL: "abort", "timeout": "abort"}},
+        "choose": {"timeout": ENTRY,
+                   "on": {"digit": "chosen", keys.CANCEL: "abort", "card_removed": "removed",
+                          "timeout": "abort"}},
+        "pin": {"enter": "enter_pin", "timeout": ENTRY,
+                "on": {"digit": "type_pin", keys.BKSP: "type_pin", keys.CLEAR: "type_pin",
+                       keys.ENTER: "pin_done", keys.F1: "pin_bypass", keys.CANCEL: "abort",
+                       "card_removed": "removed", "timeout": "abort"}},
+        # The request is at the host: only its answer (or the payments service's own
+        # timeout, which reverses) ends this state.
+        "online": {"timeout": None,
+                   "on": {"authorised": "host_answered", "card_removed": "removed_online"}},
+    }
+
+    def __init__(self, term, kind, amount, interface="contact", original=None):
+        Flow.__init__(self, term)
+        self.kind = kind
+        self.amount = amount
+        self.interface = interface
+        self.original = original
+        self.kernel = None
+        self.step = None
+        self.pin = Field(12, masked=True)
+        self.online_pin = None
+        self.choices = []
+        self.rec = None
+        self.error = None
+        self.outcome = None
+
+    # -- the kernel's steps --------------------------------------------------
+    def begin(self):
+        term = self.term
+        y, mo, d, h, mi, s = term.system.local_time()
+        txn = {"amount": self.amount, "type": "refund" if self.kind == "refund" else "purchase",
+               "date": ("%02d%02d%02d" % (y % 100, mo, d)) if term.system.clock_synced() else None,
+               "time": "%02d%02d%02d" % (h, mi, s), "interface": self.interface,
+               "unpredictable": term.system.random_bytes,
+               # no offline approvals yet (store-and-forward is a later issue): always online
+               "force_online": True}
+        self.kernel = Kernel(term.payments.emv_config(), txn)
+        return self._follow(self.kernel.start())
+
+    def _follow(self, step):
+        """Carry out one Step; return the state to go to (or None to stay)."""
+        self.step = step
+        if "send" in step:
+            self.term.payments.card_exchange(step["send"], self._apdu_answer)
+            return None
+        if "ask_pin" in step:
+            self.error = "err_pin_wrong_offline" if step.get("retry") else None
+            return "pin"
+        if "choose_app" in step:
+            self.choices = step["choose_app"]
+            return "choose"
+        if "go_online" in step:
+            return self._go_online(step)
+        self._finish_with(step["done"])
+        return None
+
+    def _apdu_answer(self, result):
+        if not self.finished:
+            self.dispatch(events.Event("apdu", result=result))
+
+    def answered(self, ev):
+        result = ev.get("result")
+        rapdu = result["rapdu"] if result.get("ok") else None
+        return self._follow(self.kernel.on_response(rapdu))
+
+    def chosen(self, ev):
+        i = int(ev.get("key")) - 1
+        if i < 0 or i >= len(self.choices):
+            return None
+        return self._follow_from("working", self.kernel.on_cardholder_choice(i))
+
+    def _follow_from(self, state, step):
+        nxt = self._follow(step)
+        return nxt if nxt is not None else (state if not self.finished else None)
+
+    # -- PIN --------------------------------------------------------------------
+    def enter_pin(self):
+        self.pin = Field(12, masked=True)
+
+    def type_pin(self, ev):
+        self.error = None
+        self.pin.key(ev.get("key"))
+
+    def pin_done(self, ev):
+        if len(self.pin.value) < 4:
+            self.error = "err_pin_short"
+            return None
+        pin = self.pin.value
+        self.pin.clear()
+        if self.step["ask_pin"] == "online":
+            self.online_pin = pin          # encrypted under DUKPT with the request
+            step = self.kernel.on_pin(True)
+        else:
+            step = self.kernel.on_pin(pin)  # the kernel sends VERIFY and wipes its copy
+        pin = None
+        return self._follow_from("working", step)
+
+    def pin_bypass(self, ev):
+        """F1: the cardholder cannot enter a PIN (the card's CVM list decides)."""
+        self.pin.clear()
+        return self._follow_from("working", self.kernel.on_pin(None))
+
+    # -- online -----------------------------------------------------------------
+    def _go_online(self, step):
+        card = step["card"]
+        track2 = card.get("track2") or ""
+        service = track2.split("=", 1)[1][4:7] if "=" in track2 else "201"
+        data = CardData(card["pan"], "", card.get("expiry") or "", service, track2=track2 or None,
+                        entry_mode="tap" if self.interface == "contactless" else "chip")
+        de55 = tlv.encode_all([(tlv.tag_int(tag), value) for tag, value in step["go_online"].items()])
+        aid = self.kernel.aid or b""
+        emv = {"de55": "".join("%02X" % b for b in de55), "pan_seq": card.get("pan_seq"),
+               "aid": "".join("%02X" % b for b in aid), "label": self.kernel.label or ""}
+        pin = self.online_pin
+        self.online_pin = None
+        self.rec = self.term.payments.authorise(self.kind, self.amount, data, pin, self._authorised,
+                                                original=self.original, emv=emv)
+        pin = None
+        return "online"
+
+    def _authorised(self, rec):
+        self.rec = rec
+        if not self.finished:
+            self.dispatch(events.Event("authorised"))
+
+    def host_answered(self, ev):
+        rec = self.rec
+        if rec["state"] in ("approved", "declined"):
+            iad = rec.get("issuer_data")
+            step = self.kernel.on_online_result(rec["rc"], iad)
+        else:
+            # no trustworthy answer: the payments service is reversing; the card is
+            # told the host could not be reached and will decline by its default
+            step = self.kernel.on_online_result(None)
+        return self._follow_from("working", step)
+
+    def removed_online(self, ev):
+        self.term.payments.cancel(self.rec["id"])
+        return None
+
+    # -- endings ----------------------------------------------------------------
+    def removed(self, ev):
+        return self._follow_from("working", self.kernel.on_card_removed())
+
+    def abort(self, ev=None):
+        if self.kernel is None or self.kernel.done:
+            return self._finish_with({"result": "failed", "approved": False, "reason": "cancelled"})
+        return self._follow_from("working", self.kernel.cancel())
+
+    def _finish_with(self, outcome):
+        self.outcome = outcome
+        if self.rec is not None:
+            self.rec = self.term.payments.chip_complete(self.rec["id"], outcome)
+        self.finish(self)
+
+    def render(self):
+        t = self.t
+        if self.state in ("reading", "working"):
+            key = "tap_reading" if self.interface == "contactless" else "chip_reading"
+            self.term.show(t("menu_" + self.kind), [t(key), t("do_not_remove")], t("footer_wait"))
+        elif self.state == "choose":
+            self.term.show(t("choose_app"), ["%d %s" % (i + 1, c) for i, c in enumerate(self.choices)],
+                           t("footer_back"))
+        elif self.state == "pin":
+            err = [t(self.error)] if self.error else []
+            tries = self.step.get("tries_left") if self.step else None
+            extra = [t("pin_tries_left", n=tries)] if tries is not None and tries < 3 else []
+            self.term.show(t("enter_pin"), err + extra or [t("offline_pin") if self.step["ask_pin"] == "offline"
+                                                      else t("online_pin")],
+                           t("footer_pin"), masked=self.pin.shown())
+        elif self.state == "online":
+            self.term.show(t("menu_" + self.kind), [t("authorising"), t("do_not_remove")], t("footer_wait"))
