@@ -63,6 +63,7 @@ class Built:
         self.pins = None
         self.buzzer = None
         self.led = None
+        self.cl_leds = []
         self.store = None
         self.journal = None
         self.msr = None
@@ -142,6 +143,8 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
         tests["buzzer"] = b.buzzer.selftest()
         b.led = gpio_drv.LED(b.pins, gp["led"], b.reactor)
         tests["led"] = b.led.selftest()
+        # the four contactless status lights, where the board has them
+        b.cl_leds = [gpio_drv.LED(b.pins, pin, b.reactor) for pin in gp.get("cl_leds", ())]
     except Exception as exc:
         console("gpio: %s: buzzer and LED off" % exc)
         b.buzzer = b.led = None
@@ -154,6 +157,7 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
                           buzzer=b.buzzer, led=b.led, watchdog=Notifier(),
                           selftests=tests, auth_iterations=auth_iterations)
     term = b.terminal
+    term.cl_leds = b.cl_leds
 
     # printer
     pr = profile["printer"]

@@ -52,6 +52,8 @@ class Terminal:
         self._tick_timer = None
         self._wd_timer = None
         self.payments = None            # firmware.payments.Payments, set by the board
+        self.cl_leds = []               # the four contactless status lights (GPIO), if any
+        self.cl_lights = 0              # how many of them are on (EMV Book A, option 1)
         self.unprinted = []             # approvals whose receipt a crash kept from paper
         self.on_screen = None           # observers (simulator, control socket)
         self.on_receipt = None
@@ -262,6 +264,20 @@ class Terminal:
         if self.on_receipt is not None:
             self.on_receipt(receipt)
         return job
+
+    def set_cl_lights(self, n):
+        """The contactless status lights (EMV Contactless Book A, option 1): 0 off,
+        1 ready for a card, 2 card seen, 3 processing, 4 read, the card may go."""
+        self.cl_lights = n
+        for i, led in enumerate(self.cl_leds):
+            if i < n:
+                led.on()
+            else:
+                led.off()
+
+    def cl_indicator(self):
+        """The same four lights on the screen: filled for on."""
+        return " ".join("●" if i < self.cl_lights else "○" for i in range(4))
 
     def beep(self, name):
         if self.buzzer is not None:

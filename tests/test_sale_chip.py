@@ -116,12 +116,19 @@ def test_offline_pin_is_checked_by_the_card(pos):
     _back_to_idle(c)
 
 
-def test_contactless_tap_without_cvm(pos):
+def test_contactless_tap_without_cvm_with_the_four_lights(pos):
     c = pos
-    _sale(c, "900", "tap", "no_cvm")
+    c.press("9", "0", "0", "ENTER", "1")
+    screen = c.wait("Insert, tap or swipe")
+    assert "● ○ ○ ○" in screen["text"]                    # light 1: ready for a card
+    assert c.call("state")["cl_lights"] == 1
+    assert c.call("tap", card="no_cvm")["ok"]
     word, text = _until(c, ["APPROVED", "DECLINED", "NOT CHARGED"])
     assert word == "APPROVED", text
     assert _last(c)["entry"] == "tap"
+    state = c.call("state")
+    assert {5, 6, 13, 19} <= set(state["pins_ever_on"])    # all four GPIO lights were lit
+    assert state["cl_lights"] == 0                        # and are off again
     _back_to_idle(c)
 
 
@@ -160,4 +167,44 @@ def test_a_chip_that_cannot_be_read_allows_a_fallback_swipe(pos):
             c.press("1", "2", "3", "4", "ENTER")
             _until(c, ["APPROVED", "DECLINED", "NOT CHARGED"])
         assert _last(c)["entry"] == "fallback"
+    _back_to_idle(c)
+
+
+@pytest.mark.parametrize("card", ["sda", "dda"])
+def test_offline_data_authentication_cards_are_approved(pos, card):
+    c = pos
+    _sale(c, "1100", "insert", card)
+    word, text = _until(c, ["Customer PIN", "APPROVED", "DECLINED", "NOT CHARGED"])
+    if word == "Customer PIN":
+        c.press("1", "2", "3", "4", "ENTER")
+        word, text = _until(c, ["APPROVED", "DECLINED", "NOT CHARGED"])
+    assert word == "APPROVED", text
+    tvr = _last(c)["tvr"]
+    # TVR byte 1: 0x80 ODA not performed, 0x40 SDA failed, 0x08 DDA failed: none set
+    assert int(tvr[0:2], 16) & 0xC8 == 0, tvr
+    _back_to_idle(c)
+
+
+def test_expired_card_is_declined_and_nothing_charged(pos):
+    c = pos
+    before = c.host.ledger.count("HP000001", status="approved")
+    _sale(c, "1200", "insert", "expired")
+    word, text = _until(c, ["Customer PIN", "APPROVED", "DECLINED", "NOT CHARGED", "Declined"])
+    if word == "Customer PIN":
+        c.press("1", "2", "3", "4", "ENTER")
+        word, text = _until(c, ["APPROVED", "DECLINED", "NOT CHARGED", "Declined"])
+    assert word != "APPROVED", text
+    assert c.host.ledger.count("HP000001", status="approved") == before
+    _back_to_idle(c)
+
+
+def test_card_pulled_out_mid_transaction_ends_cleanly(pos):
+    c = pos
+    before = c.host.ledger.count("HP000001", status="approved")
+    _sale(c, "1300", "insert", "pulled_out")
+    word, text = _until(c, ["Card removed too soon", "Chip not read", "Customer PIN"], 20)
+    if word == "Customer PIN":
+        c.press("1", "2", "3", "4", "ENTER")
+        _until(c, ["Card removed too soon", "Chip not read", "NOT CHARGED", "DECLINED"], 20)
+    assert c.host.ledger.count("HP000001", status="approved") == before
     _back_to_idle(c)

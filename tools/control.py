@@ -205,6 +205,8 @@ class ControlServer:
                            "role": term.role(), "language": term.t.lang,
                            "flows": [f.NAME + ":" + str(f.state) for f in term.flows],
                            "printer": term.printer_state, "frames": self.sim.frames,
+                           "cl_lights": term.cl_lights,
+                           "pins_ever_on": sorted({h[0] for h in self.sim.pins.history if h[1]}),
                            "selftests": {k: [v[0], v[1]] for k, v in term.selftests.items()}})
 
     def cmd_snapshot(self, conn, req):

@@ -470,6 +470,18 @@ def _masked_pan(msg):
     return masked({"2": pan}).get("2", "") if pan else ""
 
 
+def _expiry_of(msg):
+    """YYMM from DE14, or from the track 2 (equivalent) data in DE35."""
+    if msg.get("14"):
+        return msg["14"]
+    track2 = msg.get("35", "")
+    for sep in ("=", "D"):
+        if sep in track2:
+            rest = track2.split(sep, 1)[1]
+            return rest[:4] if len(rest) >= 4 and rest[:4].isdigit() else None
+    return None
+
+
 def _pan_of(msg):
     if msg.get("2"):
         return msg["2"]
@@ -582,6 +594,11 @@ class HostSim:
         amount's delivery, so a slow or silent case stays slow or silent.
         """
         code, delivery, note = OUTCOMES.get(int(msg["4"]) % 100, APPROVED)
+        expiry = _expiry_of(msg)
+        if expiry and expiry < time.strftime("%y%m", time.gmtime()) and code == "00":
+            # the issuer judges expiry too: a terminal without a synchronised clock
+            # leaves it to the host
+            code, note = "54", "expired card (%s)" % expiry
         if "55" in msg:
             code, note = self._check_arqc(msg, code, note)
         if "52" not in msg:

@@ -74,6 +74,8 @@ class ChipFlow(Flow):
     def _follow(self, step):
         """Carry out one Step; return the state to go to (or None to stay)."""
         self.step = step
+        if self.interface == "contactless":
+            self._lights(step)
         if "send" in step:
             self.term.payments.card_exchange(step["send"], self._apdu_answer)
             return None
@@ -87,6 +89,24 @@ class ChipFlow(Flow):
             return self._go_online(step)
         self._finish_with(step["done"])
         return None
+
+    def _lights(self, step):
+        """EMV contactless lights and tones: 3 while the card is read; all four and the
+        success tone once the card may leave the field; the alert tone on failure."""
+        term = self.term
+        done = step.get("done")
+        if done is not None:
+            if done.get("result") == "failed" or done.get("reason") in ("card_removed", "try_contact"):
+                term.set_cl_lights(0)
+                term.beep("alert")
+            elif term.cl_lights < 4:
+                term.set_cl_lights(4)
+                term.beep("ok")
+        elif "go_online" in step or step.get("tap_complete"):
+            term.set_cl_lights(4)               # read: the card can be taken away
+            term.beep("ok")
+        elif term.cl_lights < 3:
+            term.set_cl_lights(3)
 
     def _apdu_answer(self, result):
         if not self.finished:
@@ -190,8 +210,11 @@ class ChipFlow(Flow):
     def render(self):
         t = self.t
         if self.state in ("reading", "working"):
-            key = "tap_reading" if self.interface == "contactless" else "chip_reading"
-            self.term.show(t("menu_" + self.kind), [t(key), t("do_not_remove")], t("footer_wait"))
+            if self.interface == "contactless":
+                lines = [t("tap_reading"), self.term.cl_indicator()]
+            else:
+                lines = [t("chip_reading"), t("do_not_remove")]
+            self.term.show(t("menu_" + self.kind), lines, t("footer_wait"))
         elif self.state == "choose":
             self.term.show(t("choose_app"), ["%d %s" % (i + 1, c) for i, c in enumerate(self.choices)],
                            t("footer_back"))
@@ -203,4 +226,5 @@ class ChipFlow(Flow):
                                                       else t("online_pin")],
                            t("footer_pin"), masked=self.pin.shown())
         elif self.state == "online":
-            self.term.show(t("menu_" + self.kind), [t("authorising"), t("do_not_remove")], t("footer_wait"))
+            second = self.term.cl_indicator() if self.interface == "contactless" else t("do_not_remove")
+            self.term.show(t("menu_" + self.kind), [t("authorising"), second], t("footer_wait"))

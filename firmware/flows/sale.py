@@ -127,6 +127,7 @@ class SaleFlow(Flow):
 
     def back_to_method(self, ev):
         self.error = None
+        self.term.set_cl_lights(0)
         self._forget_card()
         return "method" if self.original is None else "amount"
 
@@ -154,9 +155,12 @@ class SaleFlow(Flow):
     # -- card -------------------------------------------------------------------
     def await_card(self):
         self.term.payments.expect_card(True)
+        if self.term.payments.chip_reader is not None:
+            self.term.set_cl_lights(1)          # ready: present a card
 
     def swiped(self, ev):
         from firmware import magstripe
+        self.term.set_cl_lights(0)
         try:
             self.card = magstripe.parse_swipe(ev.get("track1"), ev.get("track2"),
                                               self.term.today(), fallback=self.fallback)
@@ -184,6 +188,8 @@ class SaleFlow(Flow):
     def _start_chip(self, interface):
         from firmware.flows.chip import ChipFlow
         self.error = None
+        if interface == "contactless":
+            self.term.set_cl_lights(2)          # card seen
         self.BUSY = True
         self.term.payments.expect_card(False)
         self.term.push(ChipFlow(self.term, self.KIND, self.amount.value, interface,
@@ -193,6 +199,7 @@ class SaleFlow(Flow):
     def child_done(self, child, result):
         self.BUSY = False
         outcome = child.outcome or {}
+        self.term.set_cl_lights(0)
         if child.rec is None:
             # nothing reached the host: say why and let the person try again; a chip
             # that could not be read allows a fallback swipe (entry mode 80)
@@ -214,6 +221,7 @@ class SaleFlow(Flow):
 
     def card_timed_out(self, ev):
         self.term.payments.expect_card(False)
+        self.term.set_cl_lights(0)
         self.error = "err_card_timeout"
         return "method"
 
@@ -334,9 +342,12 @@ class SaleFlow(Flow):
                 show(t("change_due"), note, t("footer_continue"),
                      big=fmt(self.tendered.value - self.amount.value), alert="ok")
         elif s == "card":
-            prompt = t("present_card") if self.term.payments.chip_reader is not None else t("swipe_card")
-            show(self.title(), [t("total_is", amount=fmt(self.amount.value)), prompt] + err,
-                 t("footer_back"))
+            chip = self.term.payments.chip_reader is not None
+            prompt = t("present_card") if chip else t("swipe_card")
+            lines = [t("total_is", amount=fmt(self.amount.value)), prompt] + err
+            if chip:
+                lines.append(self.term.cl_indicator())
+            show(self.title(), lines, t("footer_back"))
         elif s == "card_error":
             again = t("fallback_swipe") if self.fallback else t("swipe_again")
             show(self.title(), [t(self.error), again], t("footer_back"), alert="error")
