@@ -128,8 +128,12 @@ class Payments:
         """The card's final word after the host's. The host approved but the card said
         no (or went away): the approval is reversed. Returns the updated record."""
         rec = self.journal.get(txn_id)
+        # the kernel knows how the cardholder was verified (an offline PIN never
+        # reached this service)
+        cvm = {"online_pin": "pin", "offline_pin": "pin", "signature": "signature",
+               "none": "none"}.get(outcome.get("cvm"), rec["cvm"])
         self.journal.update(txn_id, tvr=outcome.get("tvr") or "", tsi=outcome.get("tsi") or "",
-                            cryptogram=outcome.get("cryptogram") or "")
+                            cryptogram=outcome.get("cryptogram") or "", cvm=cvm)
         if rec["state"] == "approved" and (outcome.get("reversal") or not outcome.get("approved")):
             self._to_reversal(txn_id, "reason_card_declined", str(outcome.get("reason")))
         return self.journal.get(txn_id)
