@@ -10,7 +10,7 @@ the second GENERATE AC. The flow ends with the kernel's outcome and the journal 
 from firmware import events, keys
 from firmware.emv import tlv
 from firmware.emv.kernel import Kernel
-from firmware.flows.common import Field
+from firmware.flows.common import Field, PinEntry
 from firmware.fsm import Flow
 from firmware.magstripe import CardData
 
@@ -18,7 +18,7 @@ ENTRY = "entry_timeout_s"
 CARD_WAIT = 30000       # a card that stops answering for this long is a failed read
 
 
-class ChipFlow(Flow):
+class ChipFlow(PinEntry, Flow):
     NAME = "chip"
     INITIAL = "reading"
     STATES = {
@@ -128,16 +128,8 @@ class ChipFlow(Flow):
         return nxt if nxt is not None else (state if not self.finished else None)
 
     # -- PIN --------------------------------------------------------------------
-    def enter_pin(self):
-        self.pin = Field(12, masked=True)
-
-    def type_pin(self, ev):
-        self.error = None
-        self.pin.key(ev.get("key"))
-
     def pin_done(self, ev):
-        if len(self.pin.value) < 4:
-            self.error = "err_pin_short"
+        if self.pin_too_short():
             return None
         pin = self.pin.value
         self.pin.clear()

@@ -36,6 +36,25 @@ class Field:
         return self.value or "_"
 
 
+class PinEntry:
+    """The customer's PIN typed on the keypad, for the sale and chip flows. The flow
+    decides what ENTER does with it; this keeps the field and its one rule."""
+    PIN_MAX = 12
+
+    def enter_pin(self):
+        self.pin = Field(self.PIN_MAX, masked=True)
+
+    def type_pin(self, ev):
+        self.error = None
+        self.pin.key(ev.get("key"))
+
+    def pin_too_short(self):
+        if len(self.pin.value) < 4:
+            self.error = "err_pin_short"
+            return True
+        return False
+
+
 class AmountField:
     """An amount typed ATM-style in minor units: 1, 2, 5, 0 reads 12.50.
 

@@ -5,7 +5,7 @@ Nothing here talks to a device: the payments service (firmware.payments) writes 
 journal and speaks to the host; the flow shows what happens, in words.
 """
 from firmware import events, keys
-from firmware.flows.common import AmountField, Field
+from firmware.flows.common import AmountField, Field, PinEntry
 from firmware.fsm import Flow
 from firmware.money import format_amount
 
@@ -18,7 +18,7 @@ PIN_MAX = 12
 PIN_SERVICE_DIGITS = "03567"
 
 
-class SaleFlow(Flow):
+class SaleFlow(PinEntry, Flow):
     NAME = "sale"
     INITIAL = "amount"
     KIND = "sale"
@@ -230,16 +230,8 @@ class SaleFlow(Flow):
         self._forget_card()
         return "method"
 
-    def enter_pin(self):
-        self.pin = Field(PIN_MAX, masked=True)
-
-    def type_pin(self, ev):
-        self.error = None
-        self.pin.key(ev.get("key"))
-
     def pin_done(self, ev):
-        if len(self.pin.value) < 4:
-            self.error = "err_pin_short"
+        if self.pin_too_short():
             return None
         return "authorising"
 
