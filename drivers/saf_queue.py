@@ -1,0 +1,453 @@
+"""The store-and-forward queue: offline approvals and reversals waiting for the host.
+
+SQLite in WAL mode with synchronous=FULL, like the journal: add() is on the SD card
+before it returns, so an offline APPROVED is never shown for a record a power cut
+could lose. The advice fields carry card data the host has not yet authorised
+(DE35, DE55), so each payload is JSON sealed with AES-GCM under the device data key,
+a fresh 96-bit nonce per record, and associated data naming the record (id, kind,
+STAN, amount, currency, TID, time): a ciphertext moved to another row, or a clear
+column edited, fails its tag. Only what the forwarder needs to order, count and show
+the merchant stays in clear.
+
+Nothing is silently dropped: a record whose tag fails is flagged corrupt and stays
+listed (never forwarded, never deleted); a record the host declined after upload
+stays listed until a supervisor acknowledges it; an acknowledged record keeps a
+tombstone without its payload.
+
+States: pending -> sent -> acked (tombstone)
+                         -> declined_after_upload -> (supervisor acknowledged)
+        any   -> corrupt (GCM tag failed)
+"""
+import base64
+import calendar
+import json
+import os
+import sqlite3
+import time
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
+                                                                Ed25519PublicKey)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KINDS = ("reversal", "advice")
+STATES = ("pending", "sent", "acked", "declined_after_upload", "corrupt")
+KEY_BYTES = 32
+NONCE_BYTES = 12
+SCHEMA_VERSION = 1
+EXPORT_FORMAT = "handpos-saf-export"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS saf (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, state TEXT NOT NULL,
+    amount INTEGER NOT NULL, currency TEXT NOT NULL, stan TEXT NOT NULL,
+    tid TEXT NOT NULL, created_utc TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
+    rc TEXT NOT NULL DEFAULT '', closed_by TEXT NOT NULL DEFAULT '',
+    closed_utc TEXT NOT NULL DEFAULT '',
+    nonce BLOB, ciphertext BLOB);
+CREATE INDEX IF NOT EXISTS saf_state ON saf(state);
+CREATE INDEX IF NOT EXISTS saf_origin ON saf(tid, stan, kind);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+_CLEAR = ("id", "kind", "state", "amount", "currency", "stan", "tid", "created_utc",
+          "attempts", "last_error", "rc", "closed_by", "closed_utc")
+_KEY_CHECK = b"handpos saf data key check"
+
+
+class SafError(Exception):
+    pass
+
+
+class QueueFull(SafError):
+    pass
+
+
+class CorruptRecord(SafError):
+    pass
+
+
+class KeyFileError(SafError):
+    pass
+
+
+class ExportError(SafError):
+    pass
+
+
+def _utc(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _epoch(utc):
+    return calendar.timegm(time.strptime(utc, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _check_key(key, what):
+    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+        raise KeyFileError("%s must be %d bytes" % (what, KEY_BYTES))
+    return bytes(key)
+
+
+def _aad(rec, rec_id):
+    # rec_id None: an export record, bound to its origin instead of a local row
+    fields = ("" if rec_id is None else str(rec_id), rec["kind"], rec["stan"],
+              str(rec["amount"]), rec["currency"], rec["tid"], rec["created_utc"])
+    for f in fields:
+        if "|" in f:
+            raise ValueError("saf: %r may not contain '|'" % f)
+    return ("handpos-saf-v1|" + "|".join(fields)).encode()
+
+
+def _seal(key, payload, aad):
+    try:
+        clear = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError("saf: the payload must be JSON (hex-encode binary fields): %s" % exc)
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce, AESGCM(key).encrypt(nonce, clear, aad)
+
+
+def _open(key, nonce, ciphertext, aad):
+    """The payload, or None when the tag (or what it protects) does not check."""
+    if not nonce or not ciphertext or len(nonce) != NONCE_BYTES:
+        return None
+    try:
+        payload = json.loads(AESGCM(key).decrypt(bytes(nonce), bytes(ciphertext), aad))
+    except (InvalidTag, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _is_full(exc):
+    return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "full" in str(exc).lower())
+
+
+def _write_atomic(path, data, mode=0o600):
+    """Write a new file under a temporary name and rename it: readers see all or nothing."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        os.unlink(tmp)              # left by a crash before a reboot reused the pid
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)         # whatever the umask says
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp, folder
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_or_create_key(path, queue_path=None):
+    """The device data key: 32 random bytes in a file only its owner can read.
+
+    Created once, atomically (a crash leaves either no key file or a whole one).
+    A missing key file next to an existing queue, or a damaged one, is an error:
+    a new key would make every queued approval unreadable.
+    """
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = f.read(KEY_BYTES + 1)
+    except FileNotFoundError:
+        if queue_path and os.path.exists(queue_path) and os.path.getsize(queue_path) > 0:
+            raise KeyFileError(
+                "data key %s is missing but the offline queue %s exists: restore the key "
+                "file from the device backup; do not delete the queue (it holds approvals "
+                "not yet sent)" % (path, queue_path))
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp, folder = _write_atomic(path, os.urandom(KEY_BYTES))
+        try:
+            os.link(tmp, path)      # fails if another process made one meanwhile
+        except FileExistsError:
+            return load_or_create_key(path, queue_path)
+        finally:
+            os.unlink(tmp)
+        _fsync_dir(folder)
+        return load_or_create_key(path, queue_path)
+    if len(key) != KEY_BYTES:
+        raise KeyFileError("data key %s is damaged (%d bytes, expected %d): restore it from "
+                           "the device backup" % (path, len(key), KEY_BYTES))
+    if st.st_mode & 0o077:
+        raise KeyFileError("data key %s is readable by other users (mode %o): run "
+                           "chmod 600 %s" % (path, st.st_mode & 0o777, path))
+    return key
+
+
+class SafQueue:
+    def __init__(self, path, data_key, tid="", clock=time.time):
+        self.key = _check_key(data_key, "the device data key")
+        self.path = path
+        self.tid = tid
+        self.clock = clock
+        try:
+            folder = os.path.dirname(path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA secure_delete=ON")     # acked payloads are zeroed
+            self.db.executescript(SCHEMA)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+            elif version > SCHEMA_VERSION:
+                raise SafError("%s was written by a newer handpos (schema %d)" % (path, version))
+            row = self.db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
+        except sqlite3.Error as exc:
+            raise SafError("offline queue: cannot open %s (%s): check the SD card and free "
+                           "space" % (path, exc))
+        if row is None:
+            nonce, check = _seal(self.key, {"check": _KEY_CHECK.decode()}, b"key_check")
+            self._write(self.db.execute, "INSERT INTO meta VALUES ('key_check', ?)",
+                        (nonce + check,))
+        elif _open(self.key, row[0][:NONCE_BYTES], row[0][NONCE_BYTES:], b"key_check") is None:
+            self.db.close()
+            raise KeyFileError("the device data key does not open the offline queue %s: "
+                               "restore the key file that belongs to it; do not delete the "
+                               "queue (it holds approvals not yet sent)" % path)
+
+    # writes
+    def _write(self, fn, *args):
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if _is_full(exc):
+                raise QueueFull("offline queue is full (%s): this change was not saved and "
+                                "every stored record is kept; connect to the host to upload, or "
+                                "free space on the SD card" % exc)
+            raise SafError("offline queue: write failed (%s): check the SD card" % exc)
+
+    def _txn(self, body):
+        def run():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = body()
+                self.db.execute("COMMIT")
+            except Exception as exc:
+                if self.db.in_transaction and not isinstance(exc, sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+                raise
+            return result
+        return self._write(run)
+
+    def _insert(self, rec, payload):
+        cur = self.db.execute(
+            "INSERT INTO saf (kind, state, amount, currency, stan, tid, created_utc, attempts)"
+            " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?)",
+            (rec["kind"], rec["amount"], rec["currency"], rec["stan"], rec["tid"],
+             rec["created_utc"], rec.get("attempts", 0)))
+        rec_id = cur.lastrowid
+        nonce, ct = _seal(self.key, payload, _aad(rec, rec_id))
+        self.db.execute("UPDATE saf SET nonce=?, ciphertext=? WHERE id=?", (nonce, ct, rec_id))
+        return rec_id
+
+    def add(self, kind, stan, amount, currency, payload, created_utc=None):
+        """Queue an offline approval (advice) or a reversal; on disk when this returns."""
+        if kind not in KINDS:
+            raise ValueError("saf: kind must be one of %s, not %r" % (KINDS, kind))
+        if not isinstance(amount, int) or amount < 0:
+            raise ValueError("saf: amount must be a whole number of minor units")
+        rec = {"kind": kind, "stan": str(stan), "amount": amount, "currency": str(currency),
+               "tid": self.tid, "created_utc": created_utc or _utc(self.clock())}
+        _aad(rec, 0)        # reject bad clear fields before touching the disk
+        return self._txn(lambda: self._insert(rec, payload))
+
+    def _update(self, rec_id, sql, args=(), states=None):
+        rec = self.get(rec_id)
+        if rec is None:
+            raise KeyError("offline queue has no record %r" % rec_id)
+        if states is not None and rec["state"] not in states:
+            raise SafError("offline queue record %d is %s, not %s"
+                           % (rec_id, rec["state"], " or ".join(states)))
+        self._write(self.db.execute, "UPDATE saf SET %s WHERE id=?" % sql,
+                    tuple(args) + (rec_id,))
+
+    def mark_sent(self, rec_id):
+        """The advice is on the wire: the next send of it uses the repeat MTI."""
+        self._update(rec_id, "state='sent', attempts=attempts+1", (), ("pending", "sent"))
+
+    def note_error(self, rec_id, error):
+        """The upload failed (no answer, link down): kept for the next try."""
+        self._update(rec_id, "last_error=?", (str(error),))
+
+    def ack(self, rec_id):
+        """The host has it: drop the card data, keep a tombstone for the batch report."""
+        self._update(rec_id, "state='acked', nonce=NULL, ciphertext=NULL, closed_utc=?",
+                     (_utc(self.clock()),), ("pending", "sent"))
+
+    def declined(self, rec_id, rc):
+        """The host declined an approval already given offline: the merchant must see it."""
+        self._update(rec_id, "state='declined_after_upload', rc=?, last_error=?",
+                     (str(rc), "declined by host (%s)" % rc), ("pending", "sent"))
+
+    def acknowledge_by_supervisor(self, rec_id, operator):
+        """A supervisor has seen a declined or corrupt record: it leaves the list.
+
+        A declined record's card data goes; a corrupt record's ciphertext stays as
+        evidence (it cannot be read anyway).
+        """
+        if not operator:
+            raise ValueError("saf: the supervisor's id is required")
+        rec = self.get(rec_id)
+        if rec is not None and rec["state"] == "declined_after_upload":
+            self._update(rec_id, "closed_by=?, closed_utc=?, nonce=NULL, ciphertext=NULL",
+                         (str(operator), _utc(self.clock())))
+        else:
+            self._update(rec_id, "closed_by=?, closed_utc=?",
+                         (str(operator), _utc(self.clock())), ("corrupt",))
+
+    # reads
+    def _rows(self, where="", args=(), order="id"):
+        cur = self.db.execute("SELECT %s FROM saf %s ORDER BY %s"
+                              % (", ".join(_CLEAR), where, order), args)
+        return [dict(zip(_CLEAR, row)) for row in cur.fetchall()]
+
+    def get(self, rec_id):
+        rows = self._rows("WHERE id=?", (rec_id,))
+        return rows[0] if rows else None
+
+    def pending(self):
+        """What to upload, in order: reversals first, then advices, oldest first."""
+        return self._rows("WHERE state IN ('pending', 'sent')", (),
+                          "CASE kind WHEN 'reversal' THEN 0 ELSE 1 END, created_utc, id")
+
+    def outstanding(self):
+        """What the merchant must see: still to upload, declined, or unreadable."""
+        return self._rows("WHERE state IN ('pending', 'sent') OR "
+                          "(state IN ('declined_after_upload', 'corrupt') AND closed_by='')")
+
+    def records(self):
+        """Every record, tombstones included."""
+        return self._rows()
+
+    def load(self, rec_id):
+        row = self.db.execute("SELECT %s, nonce, ciphertext FROM saf WHERE id=?"
+                              % ", ".join(_CLEAR), (rec_id,)).fetchone()
+        if row is None:
+            raise KeyError("offline queue has no record %r" % rec_id)
+        rec = dict(zip(_CLEAR, row))
+        nonce, ct = row[-2], row[-1]
+        if rec["state"] == "corrupt":
+            raise CorruptRecord("offline queue record %d is corrupt: it will not be sent; "
+                                "report it to the acquirer" % rec_id)
+        if nonce is None and ct is None and (rec["state"] == "acked" or rec["closed_by"]):
+            raise KeyError("offline queue record %d was closed: its card data is deleted"
+                           % rec_id)
+        payload = _open(self.key, nonce, ct, _aad(rec, rec_id))
+        if payload is None:
+            try:
+                self._write(self.db.execute, "UPDATE saf SET state='corrupt', last_error=? "
+                            "WHERE id=?", ("integrity check failed", rec_id))
+            except SafError:
+                pass        # flagging can wait; it is refused again next time anyway
+            raise CorruptRecord("offline queue record %d failed its integrity check: it is "
+                                "kept and will not be sent; report it to the acquirer" % rec_id)
+        return payload
+
+    def totals(self):
+        """{currency: (count, amount)} still to upload."""
+        cur = self.db.execute("SELECT currency, COUNT(*), SUM(amount) FROM saf WHERE state "
+                              "IN ('pending', 'sent') GROUP BY currency ORDER BY currency")
+        return {c: (n, a) for c, n, a in cur.fetchall()}
+
+    def oldest_age_s(self, now=None):
+        """Seconds since the oldest record still to upload was made; None if none."""
+        row = self.db.execute("SELECT MIN(created_utc) FROM saf WHERE state IN "
+                              "('pending', 'sent')").fetchone()
+        if row[0] is None:
+            return None
+        return max(0, int((self.clock() if now is None else now) - _epoch(row[0])))
+
+    # moving the queue off a broken terminal
+    def export(self, path, signing_key, export_key):
+        """Write every record still to upload, sealed under export_key and signed.
+
+        export_key is the 32-byte transfer key the merchant's terminals share (not the
+        device data key, which never leaves this terminal). Records stay queued here.
+        """
+        export_key = _check_key(export_key, "the export key")
+        if isinstance(signing_key, (bytes, bytearray)):
+            signing_key = Ed25519PrivateKey.from_private_bytes(bytes(signing_key))
+        records = []
+        for rec in self.pending():
+            payload = self.load(rec["id"])      # a corrupt record stops the export
+            clear = {k: rec[k] for k in ("kind", "stan", "amount", "currency", "tid",
+                                         "created_utc", "attempts")}
+            nonce, ct = _seal(export_key, payload, _aad(clear, None))
+            clear["nonce"] = base64.b64encode(nonce).decode()
+            clear["ciphertext"] = base64.b64encode(ct).decode()
+            records.append(clear)
+        body = json.dumps({"format": EXPORT_FORMAT, "version": 1, "tid": self.tid,
+                           "created_utc": _utc(self.clock()), "records": records},
+                          sort_keys=True, separators=(",", ":"))
+        sig = signing_key.sign(body.encode())
+        data = json.dumps({"signed": body, "ed25519": sig.hex()}).encode() + b"\n"
+        tmp, folder = _write_atomic(path, data)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+        return len(records)
+
+    def import_file(self, path, verify_key, export_key):
+        """Queue the records of a signed export; records already here are skipped.
+
+        Returns how many were added. Nothing is added unless the whole file checks.
+        """
+        export_key = _check_key(export_key, "the export key")
+        if isinstance(verify_key, (bytes, bytearray)):
+            verify_key = Ed25519PublicKey.from_public_bytes(bytes(verify_key))
+        try:
+            with open(path, "rb") as f:
+                outer = json.loads(f.read())
+            body, sig = outer["signed"], bytes.fromhex(outer["ed25519"])
+            verify_key.verify(sig, body.encode())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidSignature):
+            raise ExportError("%s is not a queue export signed by this merchant: nothing "
+                              "was imported" % path)
+        doc = json.loads(body)
+        if doc.get("format") != EXPORT_FORMAT or doc.get("version") != 1:
+            raise ExportError("%s is not a version 1 queue export: nothing was imported" % path)
+        batch = []
+        for clear in doc["records"]:
+            payload = _open(export_key, base64.b64decode(clear["nonce"]),
+                            base64.b64decode(clear["ciphertext"]), _aad(clear, None))
+            if payload is None or clear["kind"] not in KINDS:
+                raise ExportError("%s: a record does not open under the export key: nothing "
+                                  "was imported" % path)
+            batch.append((clear, payload))
+
+        def body_txn():
+            added = 0
+            for clear, payload in batch:
+                seen = self.db.execute("SELECT 1 FROM saf WHERE tid=? AND stan=? AND kind=?",
+                                       (clear["tid"], clear["stan"], clear["kind"])).fetchone()
+                if not seen:
+                    self._insert(clear, payload)
+                    added += 1
+            return added
+        return self._txn(body_txn)
+
+    def close(self):
+        self.db.close()
