@@ -3,8 +3,9 @@
 Every add/update is its own transaction, committed to the SD card before the call
 returns: the flows write a record before the request leaves and before APPROVED shows.
 """
-import os
 import sqlite3
+
+from drivers.sqlite_durable import open_durable
 
 from firmware.journal import FIELDS
 
@@ -19,12 +20,7 @@ class JournalError(Exception):
 class SQLiteJournal:
     def __init__(self, path):
         try:
-            folder = os.path.dirname(path)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db = open_durable(path)
             cols = ", ".join("%s %s NOT NULL" % (k, _TYPES[type(FIELDS[k])]) for k in _COLUMNS)
             self.db.execute("CREATE TABLE IF NOT EXISTS txns (id INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % cols)
             have = {row[1] for row in self.db.execute("PRAGMA table_info(txns)")}

@@ -23,6 +23,8 @@ import calendar
 import json
 import os
 import sqlite3
+
+from drivers.sqlite_durable import open_durable
 import time
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -200,12 +202,7 @@ class SafQueue:
         self.tid = tid
         self.clock = clock
         try:
-            folder = os.path.dirname(path)
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db = open_durable(path)
             self.db.execute("PRAGMA secure_delete=ON")     # acked payloads are zeroed
             self.db.executescript(SCHEMA)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]

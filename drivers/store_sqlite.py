@@ -3,8 +3,9 @@
 FULL makes every commit reach the SD card before it returns: a power cut loses no
 operator, setting or audit line that the screen already confirmed.
 """
-import os
 import sqlite3
+
+from drivers.sqlite_durable import open_durable
 import time
 
 SCHEMA = """
@@ -31,13 +32,8 @@ def _utc():
 class SQLiteStore:
     def __init__(self, path):
         self.path = path
-        folder = os.path.dirname(path)
         try:
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db = open_durable(path)
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
