@@ -272,8 +272,35 @@ def _build_payments(b, profile, config, tr, console):
         except Exception as exc:   # a missing or unreadable CA file
             console("host: %s" % exc)
             term.link_state = "down"
+    b.queue = load_queue(config, console, tests, durable=isinstance(b.journal, SQLiteJournal))
     term.payments = Payments(term, b.journal, b.host, key, card_readers=readers,
-                             chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)))
+                             chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)),
+                             queue=b.queue)
+
+
+def load_queue(config, console, tests, durable=True):
+    """The store-and-forward queue (drivers/saf_queue.py) under the device data key.
+
+    When it cannot be opened (a missing key next to an existing queue, a damaged key,
+    a failing card) the problem is named and the terminal keeps working online with
+    an in-memory queue for its reversals: offline approvals are refused, never lost.
+    """
+    from firmware.memqueue import MemoryQueue
+    tid = config["terminal"]["id"]
+    if not durable:
+        return MemoryQueue(tid)
+    from drivers import saf_queue
+    folder = config["storage"]["data_dir"]
+    path = os.path.join(folder, "saf.db")
+    try:
+        key = saf_queue.load_or_create_key(os.path.join(folder, "keys", "data.key"), path)
+        queue = saf_queue.SafQueue(path, key, tid=tid)
+        tests["queue"] = (True, "%d pending" % len(queue.pending()))
+        return queue
+    except saf_queue.SafError as exc:
+        console("offline queue: %s" % exc)
+        tests["queue"] = (False, str(exc))
+        return MemoryQueue(tid)
 
 
 def load_ca_keys(config):

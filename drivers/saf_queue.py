@@ -16,6 +16,8 @@ tombstone without its payload.
 
 States: pending -> sent -> acked (tombstone)
                          -> declined_after_upload -> (supervisor acknowledged)
+        pending -> cancelled (never sent: the approval was never shown, or a
+                   supervisor voided it before upload; a tombstone says who and why)
         any   -> corrupt (GCM tag failed)
 """
 import base64
@@ -33,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KINDS = ("reversal", "advice")
-STATES = ("pending", "sent", "acked", "declined_after_upload", "corrupt")
+STATES = ("pending", "sent", "acked", "declined_after_upload", "corrupt", "cancelled")
 KEY_BYTES = 32
 NONCE_BYTES = 12
 SCHEMA_VERSION = 1
@@ -67,7 +69,7 @@ class QueueFull(SafError):
 
 
 class CorruptRecord(SafError):
-    pass
+    corrupt = True          # what the forwarder (firmware, no imports from here) checks
 
 
 class KeyFileError(SafError):
@@ -196,6 +198,8 @@ def load_or_create_key(path, queue_path=None):
 
 
 class SafQueue:
+    durable = True          # on the SD card before add() returns: offline approvals allowed
+
     def __init__(self, path, data_key, tid="", clock=time.time):
         self.key = _check_key(data_key, "the device data key")
         self.path = path
@@ -300,6 +304,20 @@ class SafQueue:
         self._update(rec_id, "state='declined_after_upload', rc=?, last_error=?",
                      (str(rc), "declined by host (%s)" % rc), ("pending", "sent"))
 
+    def cancel(self, rec_id, why, operator=""):
+        """Withdraw a record the host has never seen (state pending, never sent).
+
+        For an approval a crash kept off the screen, or a sale voided before upload.
+        The card data goes; the tombstone keeps why and who.
+        """
+        rec = self.get(rec_id)
+        if rec is not None and (rec["attempts"] or rec["state"] != "pending"):
+            raise SafError("offline queue record %d was already sent (%s): it must be "
+                           "reversed at the host, not withdrawn" % (rec_id, rec["state"]))
+        self._update(rec_id, "state='cancelled', nonce=NULL, ciphertext=NULL, last_error=?, "
+                     "closed_by=?, closed_utc=?", (str(why), str(operator or "terminal"),
+                                                   _utc(self.clock())), ("pending",))
+
     def acknowledge_by_supervisor(self, rec_id, operator):
         """A supervisor has seen a declined or corrupt record: it leaves the list.
 
@@ -336,6 +354,12 @@ class SafQueue:
         return self._rows("WHERE state IN ('pending', 'sent') OR "
                           "(state IN ('declined_after_upload', 'corrupt') AND closed_by='')")
 
+    def find(self, kind, stan, tid=None):
+        """The record of this kind for this STAN (and TID, default this terminal's)."""
+        rows = self._rows("WHERE kind=? AND stan=? AND tid=?",
+                          (kind, str(stan), self.tid if tid is None else tid))
+        return rows[-1] if rows else None
+
     def records(self):
         """Every record, tombstones included."""
         return self._rows()
@@ -350,7 +374,8 @@ class SafQueue:
         if rec["state"] == "corrupt":
             raise CorruptRecord("offline queue record %d is corrupt: it will not be sent; "
                                 "report it to the acquirer" % rec_id)
-        if nonce is None and ct is None and (rec["state"] == "acked" or rec["closed_by"]):
+        if nonce is None and ct is None and (rec["state"] in ("acked", "cancelled")
+                                             or rec["closed_by"]):
             raise KeyError("offline queue record %d was closed: its card data is deleted"
                            % rec_id)
         payload = _open(self.key, nonce, ct, _aad(rec, rec_id))

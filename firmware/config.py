@@ -7,6 +7,11 @@ key, the value given and what is allowed.
 from firmware.money import CURRENCIES
 
 LANGUAGES = ("en", "zh")
+# how a card may be read for an offline approval (DE22's entry modes)
+ENTRY_MODES = ("chip", "tap", "swipe", "fallback")
+LIMIT_KEYS = ("per_payment", "total", "count")
+# the default offline limits in major units: 100.00 a payment, 1,000.00 and 500 stored
+DEFAULT_LIMITS = (100, 1000, 500)
 
 
 def _alnum(length):
@@ -70,6 +75,35 @@ def _optional_path(value):
     return None if isinstance(value, str) else "must be a path, or \"\""
 
 
+def _entry_modes(value):
+    if isinstance(value, list) and value and all(v in ENTRY_MODES for v in value) \
+            and len(set(value)) == len(value):
+        return None
+    return "must be a list of one or more of: " + ", ".join(ENTRY_MODES)
+
+
+def _limits(value):
+    """[offline.limits.USD] per_payment / total / count, in the currency's minor units."""
+    if not isinstance(value, dict):
+        return "must be tables such as [offline.limits.USD]"
+    for cur in value:
+        if cur not in CURRENCIES:
+            return "%s: not an ISO 4217 code this terminal knows" % cur
+        table = value[cur]
+        if not isinstance(table, dict):
+            return "%s: must be a table with per_payment, total and count" % cur
+        for key in table:
+            if key not in LIMIT_KEYS:
+                return "%s.%s: unknown key; allowed: %s" % (cur, key, ", ".join(LIMIT_KEYS))
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return "%s.%s = %s: must be a whole number, 0 or more" % (cur, key, _show(v))
+        merged = limits_for({"offline": {"limits": value}}, cur)
+        if merged[0] > merged[1]:
+            return "%s: per_payment may not be more than total" % cur
+    return None
+
+
 def _path(value):
     if isinstance(value, str) and value:
         return None
@@ -106,6 +140,15 @@ SCHEMA = {
         "menu_timeout_s": (60, _int_range(10, 3600)),
         "entry_timeout_s": (60, _int_range(10, 600)),
         "card_timeout_s": (60, _int_range(10, 300)),
+    },
+    # offline approvals when the host cannot be reached (docs/offline.md)
+    "offline": {
+        "enabled": (True, _boolean),
+        "entry_modes": (["chip", "tap"], _entry_modes),     # stripes off by default
+        "pin_required": (False, _boolean),   # only cards verified by offline PIN
+        "max_age_h": (72, _int_range(1, 720)),
+        "warn_age_h": (24, _int_range(1, 720)),
+        "limits": ({}, _limits),             # per currency; defaults DEFAULT_LIMITS
     },
     "storage": {
         "data_dir": ("/var/lib/handpos", _path),
@@ -155,7 +198,20 @@ def validate(raw):
     if host["address"] and host["tls"] and not host["ca_file"]:
         errors.append("host.ca_file = \"\": the host's CA certificate is needed when host.tls "
                       "is true (or set host.tls = false on a closed network)")
+    off = config["offline"]
+    if off["warn_age_h"] >= off["max_age_h"]:
+        errors.append("offline.warn_age_h = %d: must be less than offline.max_age_h (%d)"
+                      % (off["warn_age_h"], off["max_age_h"]))
     return config, errors
+
+
+def limits_for(config, currency):
+    """(per_payment, total, count) of offline approvals in currency's minor units."""
+    unit = 10 ** CURRENCIES[currency][1]
+    given = config["offline"].get("limits", {}).get(currency, {})
+    return (given.get("per_payment", DEFAULT_LIMITS[0] * unit),
+            given.get("total", DEFAULT_LIMITS[1] * unit),
+            given.get("count", DEFAULT_LIMITS[2]))
 
 
 def defaults():

@@ -62,15 +62,51 @@ def financial_request(rec, config, local, track2, pin=None, original=None, emv=N
     return msg
 
 
-def reversal_request(rec, config, local, stan, repeat):
-    """0400 (0401 when repeated) undoing rec, which was sent with rec's STAN and DE7."""
-    msg = {"t": "0401" if repeat else "0400"}
+def reversal_request(rec, config, local, stan, original_mti="0200"):
+    """0420 reversal advice undoing rec, which went as original_mti with rec's STAN and
+    DE7. It waits in the store-and-forward queue; the forwarder sends a repeat as 0421."""
+    msg = {"t": "0420"}
     msg.update(_common(rec, config, local))
     msg["11"] = stan
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
     # DE90: original MTI, STAN, DE7, acquirer and forwarding institution IDs (none).
-    msg["90"] = "0200" + rec["stan"] + de7(rec["utc"]) + "0" * 22
+    msg["90"] = original_mti + rec["stan"] + de7(rec["utc"]) + "0" * 22
     return msg
+
+
+def advice_request(rec, config, local, track2, emv, arc):
+    """0220 for a payment approved offline (repeats go as 0221): the host books what
+    the terminal already approved. DE37 is the terminal's own RRN, DE38 its offline
+    approval code, DE39 the EMV authorisation response code (Y1, Y3) it approved on."""
+    msg = {"t": "0220"}
+    msg.update(_common(rec, config, local))
+    msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
+    if track2:
+        msg["35"] = track2
+    if emv is not None:
+        msg["55"] = emv["de55"]
+        if emv.get("pan_seq"):
+            msg["23"] = ("000" + str(emv["pan_seq"]))[-3:]
+    msg["37"] = rec["rrn"]
+    msg["38"] = rec["auth_code"]
+    msg["39"] = arc
+    return msg
+
+
+_DAYS_BEFORE = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+def offline_rrn(utc, stan):
+    """The terminal's own RRN (DE37) for an offline approval, YDDDHHSSSSSS from the
+    record's UTC stamp and STAN (the same shape the host's RRNs have)."""
+    y, mo, d, h = int(utc[0:4]), int(utc[5:7]), int(utc[8:10]), int(utc[11:13])
+    leap = 1 if mo > 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 0
+    return "%d%03d%02d%s" % (y % 10, _DAYS_BEFORE[mo - 1] + d + leap, h, stan)
+
+
+def repeat_mti(mti):
+    """0220 -> 0221, 0420 -> 0421: the MTI of a message sent again."""
+    return mti[:3] + "1"
 
 
 def network_request(config, stan, utc, code):

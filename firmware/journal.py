@@ -11,13 +11,19 @@ APPROVED (the SQLite journal commits with synchronous=FULL). States:
   reversed          the host acknowledged the reversal: nothing charged
   voided            a supervisor cancelled an approved sale of this batch
   failed            nothing was sent (no host, cancelled before sending)
+  offline_pending   an offline approval whose advice is being queued: after a crash
+                    the advice is withdrawn (the screen never said APPROVED)
+
+An approval given offline has offline=1 and upload "pending" until the host has its
+advice ("uploaded"), or "declined" when the host refused it after upload (the record
+is then "declined" with the host's response code).
 
 This module holds the record shape and an in-memory journal (for boards without
 SQLite and for the portable tests); drivers/journal_sqlite.py is the device's.
 """
 
 STATES = ("created", "sending", "approved", "declined", "reversal_pending", "reversed",
-          "voided", "failed")
+          "voided", "failed", "offline_pending")
 
 # Fields every record has, with their defaults.
 FIELDS = {
@@ -30,6 +36,8 @@ FIELDS = {
     "rev_stan": "",       # the STAN of this record's reversal (repeats keep it)
     # chip and contactless: for the receipt and for disputes
     "aid": "", "app_label": "", "tvr": "", "tsi": "", "cryptogram": "",
+    # store and forward: approved without the host; "" | pending | uploaded | declined
+    "offline": 0, "upload": "",
 }
 
 

@@ -88,7 +88,11 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
         r.pair(t("rcpt_tendered"), format_amount(rec["tendered"], cur))
         r.pair(t("rcpt_change"), format_amount(rec["tendered"] - rec["amount"], cur))
     r.rule()
-    if rec["state"] == "approved" or rec["state"] == "voided":
+    if rec["offline"] and rec["state"] == "approved":
+        r.add(t("rcpt_offline"), "center", bold=True, size=2)
+        if rec["upload"] != "uploaded":
+            r.add(t("rcpt_pending_upload"), "center")
+    elif rec["state"] == "approved" or rec["state"] == "voided":
         r.add(t("rcpt_approved"), "center", bold=True, size=2)
         if rec["state"] == "voided":
             r.add(t("rcpt_voided_later"), "center")
@@ -109,4 +113,29 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     r.add(t("rcpt_thanks"), "center")
     r.kick_drawer = rec["method"] == "cash" and copy == "merchant" and not reprint \
         and rec["state"] == "approved"
+    return r
+
+
+def declined_notice(rec, config, t, synced=True):
+    """The printed notice of an offline approval the host declined after upload: the
+    merchant was not paid and must contact the customer."""
+    r = Receipt(lang=t.lang)
+    term = config["terminal"]
+    r.add(t("rcpt_notice"), "center", bold=True, size=2)
+    r.add(t("rcpt_declined_after"), "center", bold=True)
+    r.pair("TID " + term["id"], "MID " + term["merchant_id"])
+    date, time = _local(rec)
+    r.pair(date, time + ("" if synced else "?"))
+    r.rule()
+    r.pair(rec["card_label"] or t("rcpt_card"), "**** " + rec["last4"])
+    r.pair(t("rcpt_stan"), rec["stan"])
+    r.pair(t("rcpt_rrn"), rec["rrn"])
+    r.pair(t("rcpt_txn"), "#%d" % rec["id"])
+    r.pair(t("rcpt_total"), format_amount(rec["amount"], rec["currency"], with_code=True),
+           bold=True)
+    r.add(t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"] else
+          t("rc_other", rc=rec["rc"]), "center")
+    r.rule()
+    r.add(t("rcpt_not_paid"), "center", bold=True)
+    r.add(t("rcpt_contact_customer"), "center")
     return r

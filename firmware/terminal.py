@@ -89,10 +89,13 @@ class Terminal:
         while self.flows:
             self.flows.pop().stop()
         self.push(flow)
+        self.flows_changed()
 
     def flow_finished(self, flow, result):
         if flow in self.flows:
             self.flows.remove(flow)
+        if hasattr(flow, "holds_uploads"):
+            self.flows_changed()
         parent = self.current()
         if parent is not None and hasattr(parent, "child_done"):
             nxt = parent.child_done(flow, result)
@@ -189,6 +192,37 @@ class Terminal:
     def on_link(self, state):
         self.link_state = state
         self.refresh()
+
+    # -- store and forward ----------------------------------------------------
+    def uploads_held(self):
+        """A payment is being taken: the forwarder sends nothing new meanwhile."""
+        for flow in self.flows:
+            if hasattr(flow, "holds_uploads") and not flow.finished and flow.holds_uploads():
+                return True
+        return False
+
+    def queue_alert(self):
+        """A queued payment needs a person (declined after upload, unreadable): the
+        alert tone, and a notice unless a payment is on the screen; the idle screen
+        keeps listing it until a supervisor acknowledges it (Offline menu)."""
+        self.beep("alert")
+        if self.operator is None or self.uploads_held():
+            self.refresh()
+            return
+        from firmware.flows.notice import NoticeFlow
+        current = self.current()
+        if current is not None and current.NAME == "notice" and getattr(current, "queue", False):
+            current.render()
+            return
+        notice = NoticeFlow(self, self.t("queue_alert_title"),
+                            [self.t("queue_alert_1"), self.t("queue_alert_2")])
+        notice.queue = True
+        self.push(notice)
+
+    def flows_changed(self):
+        """A flow ended: uploads held for it may go now."""
+        if self.payments is not None and not self.uploads_held():
+            self.payments.forwarder.kick()
 
     # -- language -------------------------------------------------------------
     def set_language(self, lang):

@@ -574,7 +574,9 @@ class Kernel:
       "cashback", "refund" or a 9C byte), "date" ("YYMMDD", or None when the clock is
       not synchronised), "time" ("HHMMSS"), "unpredictable" (callable(n) -> n random
       bytes, or fixed bytes), "interface" ("contact" | "contactless"),
-      "force_online", "sequence" (9F41).
+      "force_online" (sets the TVR's merchant-forced-online bit), "online_preferred"
+      (asks for an ARQC while the host is believed reachable, no TVR bit), "sequence"
+      (9F41).
     """
 
     def __init__(self, config, txn):
@@ -647,7 +649,11 @@ class Kernel:
     def on_cardholder_choice(self, index):
         return self._resume("choose_app", index)
 
-    def on_online_result(self, arc, issuer_auth_data=None, issuer_scripts=None):
+    def on_online_result(self, arc, issuer_auth_data=None, issuer_scripts=None,
+                         offline_allowed=True):
+        """The host's answer code (None: it could not be reached). With arc None and
+        offline_allowed False (the merchant's policy refuses this payment offline) the
+        card is asked for an AAC whatever the default action codes say."""
         if arc is not None:
             if isinstance(arc, (bytes, bytearray)):
                 arc = _text(arc)
@@ -661,7 +667,7 @@ class Kernel:
                 scripts = to_bytes(issuer_scripts, "issuer scripts")
         except ValueError as exc:
             raise KernelError(str(exc))
-        return self._resume("go_online", (arc, iad, scripts))
+        return self._resume("go_online", (arc, iad, scripts, bool(offline_allowed)))
 
     def on_card_removed(self):
         if self._done is not None:
@@ -967,10 +973,10 @@ class Kernel:
         # ARQC
         if self.online_capable:
             self.state = "online"
-            arc, iad, scripts = yield self._go_online_step(tap_complete=False)
+            arc, iad, scripts, offline_ok = yield self._go_online_step(tap_complete=False)
         else:
-            arc, iad, scripts = None, None, None
-        yield from self._completion(arc, iad, scripts)
+            arc, iad, scripts, offline_ok = None, None, None, True
+        yield from self._completion(arc, iad, scripts, offline_ok)
 
     # -- application selection (Book 1 12) -----------------------------------------------------
 
@@ -1727,6 +1733,11 @@ class Kernel:
                 return ARQC
             if self.today is None:
                 return ARQC                 # no trusted date: never approve offline
+            if self.txn.get("online_preferred"):
+                # the host is believed reachable: ask it, without the TVR's "merchant
+                # forced online" bit, so that if it cannot be reached after all the
+                # default action codes still judge the payment on its own merits (Y3)
+                return ARQC
             return TC
         if _any_common(tvr, self._action_codes("tac_default", 0x9F0D, b"\xff" * 5)):
             return AAC
@@ -1805,11 +1816,11 @@ class Kernel:
     def _approve_codes(self):
         return self.config.get("approve_codes", DEFAULT_APPROVE_CODES)
 
-    def _completion(self, arc, iad, scripts):
+    def _completion(self, arc, iad, scripts, offline_ok=True):
         if arc is not None:
             self.card.pop(0x57, None)      # the host has had it; nothing later needs it
         if arc is None:
-            requested = self._default_action()
+            requested = self._default_action() if offline_ok else AAC
             self._arc = "Y3" if requested == TC else "Z3"
         else:
             self._online = True
@@ -1920,7 +1931,7 @@ class Kernel:
         b2 = 0
         floor = self._cl_cfg("floor_limit")
         if self.today is None or (floor is not None and self.amount > floor) \
-                or self.txn.get("force_online"):
+                or self.txn.get("force_online") or self.txn.get("online_preferred"):
             b2 |= 0x80
         cvm_limit = self._cl_cfg("cvm_limit")
         if cvm_limit is not None and self.amount >= cvm_limit:
@@ -2034,7 +2045,7 @@ class Kernel:
             yield self._outcome("declined", UNABLE_ONLINE)
             return
         self.state = "online"
-        arc, _, _ = yield self._go_online_step(tap_complete=True)
+        arc, _, _, _ = yield self._go_online_step(tap_complete=True)
         if arc is None:
             self._arc = "Z3"
             yield self._outcome("declined", UNABLE_ONLINE)

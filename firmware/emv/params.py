@@ -5,6 +5,7 @@ a PIN pad for online and offline plaintext PIN and signature; an acquirer's para
 download would replace them. The CA public keys are not here: the board loads them
 (the test CA only when [security] test_keys is true).
 """
+from firmware.config import limits_for
 from firmware.money import numeric
 
 VISA = "A0000000031010"
@@ -15,6 +16,13 @@ UNIONPAY = "A000000333010101"
 def defaults(config, ca_keys):
     cur = numeric(config["money"]["currency"])
     term = config["terminal"]
+    # The floor limits are the merchant's offline limit: below it the default action
+    # codes let the card approve when the host cannot be reached (Y3), or at once (Y1)
+    # while the host is known to be down; 0 where offline is off for that interface.
+    off = config["offline"]
+    per_payment = limits_for(config, config["money"]["currency"])[0] if off["enabled"] else 0
+    floor = per_payment if "chip" in off["entry_modes"] else 0
+    cl_floor = per_payment if "tap" in off["entry_modes"] else 0
     return {
         "aids": [
             {"aid": VISA, "label": "VISA", "version": "0096", "partial": True,
@@ -31,10 +39,10 @@ def defaults(config, ca_keys):
         "terminal_type": "22",
         "country": "0" + cur,
         "currency": "0" + cur,
-        "floor_limit": 0,           # no offline approvals until store-and-forward exists
+        "floor_limit": floor,
         "terminal_id": term["id"],
         "merchant_id": term["merchant_id"],
         "merchant_name": term["merchant_name"][:20],
         "ca_keys": ca_keys,
-        "contactless": {"transaction_limit": 100000, "floor_limit": 0, "cvm_limit": 5000},
+        "contactless": {"transaction_limit": 100000, "floor_limit": cl_floor, "cvm_limit": 5000},
     }

@@ -250,6 +250,12 @@ NUMERIC_TAGS = frozenset((
 COMPRESSED_NUMERIC_TAGS = frozenset((0x5A, 0x9F20))
 
 
+def de55_hex(tags):
+    """ISO 8583 DE55 as upper-case hex from a kernel's {tag hex: bytes} dict."""
+    data = encode_all([(tag_int(tag), value) for tag, value in tags.items()])
+    return "".join("%02X" % b for b in data)
+
+
 def parse_dol(dol):
     """[(tag, length), ...] of a DOL: tags and lengths with no values."""
     if not isinstance(dol, (bytes, bytearray, memoryview)):

@@ -66,8 +66,10 @@ class ChipFlow(PinEntry, Flow):
                "date": ("%02d%02d%02d" % (y % 100, mo, d)) if term.system.clock_synced() else None,
                "time": "%02d%02d%02d" % (h, mi, s), "interface": self.interface,
                "unpredictable": term.system.random_bytes,
-               # no offline approvals yet (store-and-forward is a later issue): always online
-               "force_online": True}
+               # ask the host while it is believed reachable; when it is known to be
+               # down, the card may approve offline at once (Y1) within the floor limit
+               "online_preferred": term.payments.online_preferred(
+                   self.kind, self.amount, "tap" if self.interface == "contactless" else "chip")}
         self.kernel = Kernel(term.payments.emv_config(), txn)
         return self._follow(self.kernel.start())
 
@@ -153,9 +155,8 @@ class ChipFlow(PinEntry, Flow):
         service = track2.split("=", 1)[1][4:7] if "=" in track2 else "201"
         data = CardData(card["pan"], "", card.get("expiry") or "", service, track2=track2 or None,
                         entry_mode="tap" if self.interface == "contactless" else "chip")
-        de55 = tlv.encode_all([(tlv.tag_int(tag), value) for tag, value in step["go_online"].items()])
         aid = self.kernel.aid or b""
-        emv = {"de55": "".join("%02X" % b for b in de55), "pan_seq": card.get("pan_seq"),
+        emv = {"de55": tlv.de55_hex(step["go_online"]), "pan_seq": card.get("pan_seq"),
                "aid": "".join("%02X" % b for b in aid), "label": self.kernel.label or ""}
         pin = self.online_pin
         self.online_pin = None
@@ -175,10 +176,17 @@ class ChipFlow(PinEntry, Flow):
             iad = rec.get("issuer_data")
             step = self.kernel.on_online_result(rec["rc"], iad)
         else:
-            # no trustworthy answer: the payments service is reversing; the card is
-            # told the host could not be reached and will decline by its default
-            step = self.kernel.on_online_result(None)
+            # no trustworthy answer (the payments service is reversing what it sent):
+            # when the host simply could not be reached and the merchant's policy
+            # allows it, the card decides by its default action codes (Y3/Z3);
+            # otherwise it is asked to decline
+            allowed = bool(rec.get("host_unreachable")) and self.term.payments.offline_refusal(
+                self.kind, self.amount, self._entry(), self.kernel.cvm) is None
+            step = self.kernel.on_online_result(None, offline_allowed=allowed)
         return self._follow_from("working", step)
+
+    def _entry(self):
+        return "tap" if self.interface == "contactless" else "chip"
 
     def removed_online(self, ev):
         self.term.payments.cancel(self.rec["id"])
@@ -197,6 +205,10 @@ class ChipFlow(PinEntry, Flow):
         self.outcome = outcome
         if self.rec is not None:
             self.rec = self.term.payments.chip_complete(self.rec["id"], outcome)
+        elif outcome.get("approved") and not outcome.get("online"):
+            # the card approved offline at once (Y1): the advice is queued first
+            self.rec = self.term.payments.chip_offline(self.kind, self.amount, outcome,
+                                                       self._entry())
         self.finish(self)
 
     def render(self):

@@ -65,6 +65,12 @@ class SaleFlow(PinEntry, Flow):
                            keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done"}},
     }
     BUSY = False
+    # from the card to the host's answer the link is this payment's: the forwarder
+    # sends nothing new (what is out finishes)
+    HOLD_STATES = ("card", "card_error", "chip", "pin", "authorising")
+
+    def holds_uploads(self):
+        return self.state in self.HOLD_STATES
 
     def __init__(self, term, original=None):
         Flow.__init__(self, term)
@@ -365,6 +371,9 @@ class SaleFlow(PinEntry, Flow):
         if rec["state"] == "approved":
             big = t("approved")
             lines = [fmt + ((" " + t("auth_code_is", code=rec["auth_code"])) if rec["auth_code"] else "")] + lines
+            if rec["offline"]:
+                # the operator must know the money is not with the bank yet
+                lines = [t("offline_line")] + lines
             alert = "ok"
         elif rec["state"] == "declined":
             big = t("declined")
