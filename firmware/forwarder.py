@@ -22,7 +22,9 @@ payload is {"msg": the request's fields, "journal_id": n, "purpose": ...}.
 from firmware import hostmsg
 
 WINDOW = 4
-BACKOFF_MS = (2000, 4000, 8000, 16000, 32000, 64000, 120000, 300000)
+# a failed try costs one small echo: capped at a minute, so a link that comes back is
+# found within a minute ("Upload now" tries at once)
+BACKOFF_MS = (2000, 4000, 8000, 16000, 30000, 60000)
 HOLD_RETRY_MS = 3000
 APPROVE_CODES = ("00", "10", "11")
 
@@ -65,6 +67,10 @@ class Forwarder:
             self.verified = True
             self.failures = 0
             self.kick()
+
+    def link_failed(self):
+        """A payment could not reach the host: the next upload starts with an echo."""
+        self.verified = False
 
     def upload_now(self):
         """A person asked: try at once, whatever the backoff said."""

@@ -76,8 +76,9 @@ def reversal_request(rec, config, local, stan, original_mti="0200"):
 
 def advice_request(rec, config, local, track2, emv, arc):
     """0220 for a payment approved offline (repeats go as 0221): the host books what
-    the terminal already approved. DE37 is the terminal's own RRN, DE38 its offline
-    approval code, DE39 the EMV authorisation response code (Y1, Y3) it approved on."""
+    the terminal already approved. DE37 is the terminal's own RRN, DE39 the
+    authorisation response code it approved on (Y1, Y3); no DE38, which is the
+    issuer's to give."""
     msg = {"t": "0220"}
     msg.update(_common(rec, config, local))
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
@@ -88,7 +89,6 @@ def advice_request(rec, config, local, track2, emv, arc):
         if emv.get("pan_seq"):
             msg["23"] = ("000" + str(emv["pan_seq"]))[-3:]
     msg["37"] = rec["rrn"]
-    msg["38"] = rec["auth_code"]
     msg["39"] = arc
     return msg
 

@@ -82,10 +82,10 @@ class MemoryQueue:
     def load(self, rec_id):
         return self._payloads[rec_id]
 
-    def totals(self):
+    def totals(self, kind=None):
         out = {}
         for r in self._rows.values():
-            if r["state"] in ("pending", "sent"):
+            if r["state"] in ("pending", "sent") and kind in (None, r["kind"]):
                 n, a = out.get(r["currency"], (0, 0))
                 out[r["currency"]] = (n + 1, a + r["amount"])
         return out

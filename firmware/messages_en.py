@@ -81,7 +81,6 @@ MESSAGES = {
     "try_again_in": "Try again in {s} s",
     # idle and home
     "operator_is": "{name}",
-    "pending_n": "{n} offline pending",
     "home_title": "Menu",
     "menu_sale": "Sale",
     "menu_refund": "Refund",

@@ -75,7 +75,6 @@ MESSAGES = {
     "err_locked": "{id} 已锁定",
     "try_again_in": "{s} 秒后再试",
     "operator_is": "{name}",
-    "pending_n": "{n} 笔离线待传",
     "home_title": "主菜单",
     "menu_sale": "消费",
     "menu_refund": "退货",

@@ -23,6 +23,7 @@ from firmware.memqueue import MemoryQueue
 from firmware.receipts import build as build_receipt
 
 STAN_LIMIT = 999999
+EXPORTED_SETTING = "queue.exported_upto"     # the last queue id a supervisor exported
 # the kernel's cardholder verification -> the journal's
 CVM = {"online_pin": "pin", "offline_pin": "pin", "signature": "signature", "none": "none"}
 
@@ -71,7 +72,8 @@ class Payments:
         self.expecting_card = False
         self._cancelled = set()
         self._held = {}              # journal id -> track 2 kept for a stripe offline approval
-        self._void_waiters = {}      # original id -> callback of the void flow
+        self._void_waiters = {}
+        self.exporter = None         # callable() -> (path, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
     # -- readiness --------------------------------------------------------------
@@ -253,6 +255,8 @@ class Payments:
         held = self._held.pop(txn_id, None)
         if kind == "response":
             self.forwarder.link_ok()
+        else:
+            self.forwarder.link_failed()
         rec = self.journal.get(txn_id)
         if kind == "response" and rec["state"] in ("approved", "declined"):
             rec["issuer_data"] = _issuer_auth_data(result["msg"].get("55"))
@@ -454,7 +458,7 @@ class Payments:
         """What the idle screen and the offline menu show: counts and amounts still to
         upload, how old the oldest is, and records a supervisor must see."""
         try:
-            totals = self.queue.totals()
+            totals = self.queue.totals("advice")
             age = self.queue.oldest_age_s()
             attention = [r for r in self.queue.outstanding()
                          if r["state"] in ("declined_after_upload", "corrupt")]
@@ -463,12 +467,39 @@ class Payments:
         return {"totals": totals, "age_s": age, "age_flag": offline.age_flag(self.term.config, age),
                 "attention": attention}
 
+    # -- protection and export --------------------------------------------------
+    def unexported_pending(self):
+        """How many queued records neither the host nor an export file has: logout
+        (and later settlement, software update, factory reset) refuse while any are."""
+        try:
+            pending = self.queue.pending()
+        except Exception:
+            return 0
+        covered = int(self.term.store.get_setting(EXPORTED_SETTING) or 0)
+        return len([r for r in pending if r["id"] > covered])
+
+    def export_queue(self, supervisor):
+        """A supervisor's export of every record still to upload; (ok, lines to show)."""
+        t = self.term.t
+        if self.exporter is None:
+            return False, [t("export_no_keys")]
+        try:
+            pending = self.queue.pending()
+            path, n = self.exporter()
+        except Exception as exc:
+            self.term.store.audit("queue_export_failed", supervisor, str(exc))
+            return False, [t("export_failed"), str(exc)[:60]]
+        if pending:
+            self.term.store.set_setting(EXPORTED_SETTING, str(max(r["id"] for r in pending)))
+        self.term.store.audit("queue_exported", supervisor, "%d records to %s" % (n, path))
+        return True, [t("exported_n", n=n), path.rsplit("/", 1)[-1]]
+
     # -- offline approval -------------------------------------------------------
     def offline_refusal(self, kind, amount, entry, cvm):
         """None when the merchant allows approving this payment offline, else why not."""
         cur = self.term.config["money"]["currency"]
         try:
-            queued = self.queue.totals().get(cur, (0, 0))
+            queued = self.queue.totals("advice").get(cur, (0, 0))
             age = self.queue.oldest_age_s()
         except Exception:
             return "off_no_queue"

@@ -13,7 +13,8 @@ from firmware import config as schema  # noqa: E402
 class SimHarness:
     """The whole simulated board in this process: real drivers on stand-in transports."""
 
-    def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, **ui):
+    def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, offline=None,
+                 **ui):
         from board.configfile import load_profile
         from tools.sim import Simulator
         config = schema.defaults()
@@ -21,6 +22,8 @@ class SimHarness:
         config["ui"]["language"] = language
         config["ui"].update(ui)
         config["security"]["test_keys"] = True
+        if offline:
+            config["offline"].update(offline)
         if host is not None:            # (address, ca_file or None for plain TCP)
             config["host"].update(address=host[0], tls=host[1] is not None,
                                   ca_file=host[1] or "", response_timeout_s=5)

@@ -87,6 +87,7 @@ def cmd_sim(args):
                          "use --headless --control PATH to drive it from a program\n")
         return 2
     hostsim = None
+    proxy = None
     address = config["host"]["address"]
     if args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost"):
         hostsim, ca = start_hostsim(address, os.path.join(config["storage"]["data_dir"], "host"))
@@ -95,6 +96,12 @@ def cmd_sim(args):
                              "the terminal runs without it\n" % ca)
         else:
             config["host"]["ca_file"] = ca
+            # the terminal reaches it through a fault proxy, so that a person (key N)
+            # or a test (control "network") can cut the network and bring it back
+            from tools.faultproxy import FaultProxy
+            proxy = FaultProxy(0, int(address.rsplit(":", 1)[1]))
+            proxy.start()
+            config["host"]["address"] = "127.0.0.1:%d" % proxy.port
     elif args.host == "off":
         config["host"]["address"] = ""
     pcscd = None
@@ -116,7 +123,8 @@ def cmd_sim(args):
         profile.pop("chip", None)
     sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
                            control_path=args.control, synced=synced,
-                           auth_iterations=args.pin_iterations, chip_port=chip_port)
+                           auth_iterations=args.pin_iterations, chip_port=chip_port,
+                           proxy=proxy)
     simmod.install_signal_handlers(sim)
     try:
         if args.headless:

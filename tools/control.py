@@ -18,6 +18,10 @@ Requests (one JSON object a line) and their answers:
   {"cmd": "insert", "card": "online_pin"}      -> a tools/vcard.py card into the chip reader
   {"cmd": "tap", "card": "no_cvm"}             -> a contactless tap (the card leaves after it)
   {"cmd": "remove"}                            -> the card out of the reader
+  {"cmd": "network", "up": false}              -> cut the simulated network (the fault proxy
+                                                  resets every connection) or bring it back
+  {"cmd": "queue"}                             -> the store-and-forward queue: records (no
+                                                  card data), totals, the forwarder's progress
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
   {"cmd": "snapshot", "path": "x.png"}         -> {"ok": true}  (the current frame as PNG)
   {"cmd": "quit"}                              -> {"ok": true}, then the simulator exits
@@ -194,6 +198,19 @@ class ControlServer:
 
     def cmd_journal(self, conn, req):
         self._reply(conn, {"ok": True, "records": self.sim.terminal.payments.journal.find()})
+
+    def cmd_network(self, conn, req):
+        if not self.sim.set_network(bool(req["up"])):
+            self._reply(conn, {"ok": False, "error": "no fault proxy: the simulator runs "
+                               "without its host simulator"})
+            return
+        self._reply(conn, {"ok": True, "up": self.sim.network_up})
+
+    def cmd_queue(self, conn, req):
+        pay = self.sim.terminal.payments
+        totals = {cur: list(v) for cur, v in pay.queue.totals().items()}
+        self._reply(conn, {"ok": True, "records": pay.queue.records(), "totals": totals,
+                           "progress": pay.forwarder.progress()})
 
     def cmd_paper(self, conn, req):
         self.sim.vprinter.set_paper(bool(req["present"]))

@@ -33,9 +33,10 @@ CURSES_KEYS = {
 # Simulator controls: these never reach the keypad.
 SIM_PAPER = ord("P")
 SIM_QUIT = ord("Q")
+SIM_NETWORK = ord("N")
 
 HELP = ("keys: 0-9  z=00  .  Enter=ENTER  Esc/x=CANCEL  Bksp=BKSP  c/Del=CLEAR  "
-        "F1-F4  Up/Down  m=MENU   P=paper in/out  Q=quit")
+        "F1-F4  Up/Down  m=MENU   P=paper in/out  N=network cut/back  Q=quit")
 HELP_CARDS = ("swipe: !=Visa PIN  @=MC signature  #=chip card  $=expired  %=bad number  "
               "^=unreadable   (PIN of every test card: 1234)")
 
@@ -118,8 +119,11 @@ def pc_key_to_code(ch):
 
 class Simulator:
     def __init__(self, profile, config, snapshot_dir=None, control_path=None,
-                 synced=None, auth_iterations=None, console=None, clock=None, chip_port=None):
+                 synced=None, auth_iterations=None, console=None, clock=None, chip_port=None,
+                 proxy=None):
         self.snapshot_dir = snapshot_dir
+        self.proxy = proxy              # tools.faultproxy between terminal and host, if any
+        self.network_up = True
         self.frames = 0
         self.receipts_saved = 0
         self.last_image = None
@@ -199,6 +203,18 @@ class Simulator:
         if code is not None:
             self.keypad_device.press(code)
 
+    def set_network(self, up):
+        """Cut the simulated network (every connection reset, new ones too) or bring it
+        back. False when there is no fault proxy (no host simulator)."""
+        if self.proxy is None:
+            return False
+        if up:
+            self.proxy.set("pass")
+        else:
+            self.proxy.set("reset", existing=True, new=True)
+        self.network_up = bool(up)
+        return True
+
     def save_frame(self, path):
         if self.last_image is not None:
             image_to_png(self.last_image, path)
@@ -216,6 +232,8 @@ class Simulator:
     def close(self):
         if self.control is not None:
             self.control.close()
+        if self.proxy is not None:
+            self.proxy.stop()
         if self.chip is not None:
             self.chip.remove()
         self.vprinter.close()           # the pty pair goes with it
@@ -251,6 +269,9 @@ class CursesUI:
                 return
             if ch == SIM_PAPER:
                 self.sim.vprinter.set_paper(not self.sim.vprinter.paper)
+                continue
+            if ch == SIM_NETWORK:
+                self.sim.set_network(not self.sim.network_up)
                 continue
             if ch in CARD_KEYS:
                 self.sim.swipe(card=CARD_KEYS[ch])
@@ -328,8 +349,9 @@ class CursesUI:
         y = max(len(rows) + 3, 3)
         if maxx - px < 36:
             y = max(y, 3)
-        self._put(maxy - 5, 0, "printer: %s   host: %s   language: %s   operator: %s   last key: %s" % (
-            term.printer_state, term.link_state, term.t.lang,
+        net = "" if sim.proxy is None else ("   network: up" if sim.network_up else "   network: CUT")
+        self._put(maxy - 5, 0, "printer: %s   host: %s%s   language: %s   operator: %s   last key: %s" % (
+            term.printer_state, term.link_state, net, term.t.lang,
             term.operator["id"] if term.operator else "-", term.last_key or "-"))
         self._put(maxy - 3, 0, HELP)
         self._put(maxy - 2, 0, HELP_CARDS)

@@ -11,6 +11,7 @@ ENTRIES = (
     ("menu_settings", "settings", None),
     ("menu_diagnostics", "diagnostics", ("supervisor", "technician")),
     ("menu_logout", "logout", None),
+    ("menu_offline", "offline", None),    # upload now for everyone; export asks a supervisor
 )
 
 
@@ -80,7 +81,18 @@ class HomeFlow(MenuFlow):
             return None
         return "menu"
 
+    def offline(self):
+        from firmware.flows.offline import OfflineFlow
+        self.term.push(OfflineFlow(self.term))
+        return None
+
     def logout(self):
+        n = self.term.payments.unexported_pending() if self.term.payments else 0
+        if n:
+            # offline payments and reversals must reach the host (or an export file)
+            # before the person who took them walks away from the terminal
+            self.term.beep("error")
+            return self.say(self.t("err_queue_pending", n=n), self.t("err_queue_hint"))
         self.stop()
         self.term.logout("operator")
         return None

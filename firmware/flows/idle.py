@@ -33,6 +33,25 @@ class IdleFlow(Flow):
         self.stop()
         self.term.logout("idle" if ev.kind == "timeout" else "operator")
 
+    def _offline_lines(self):
+        """OFFLINE while the host cannot be reached; what waits to be uploaded, how old
+        the oldest is once it is near its limit; what a supervisor must look at."""
+        from firmware.money import format_amount
+        t = self.t
+        term = self.term
+        summary = term.payments.queue_summary()
+        lines = []
+        if term.link_state == "down":
+            lines.append(t("idle_offline"))
+        for cur in sorted(summary["totals"]):
+            n, amount = summary["totals"][cur]
+            lines.append(t("idle_queued", n=n, amount=format_amount(amount, cur, with_code=True)))
+        if summary["age_flag"]:
+            lines.append(t("idle_old", h=summary["age_s"] // 3600))
+        if summary["attention"]:
+            lines.append(t("idle_attention", n=len(summary["attention"])))
+        return lines
+
     def render(self):
         t = self.t
         term = self.term
@@ -43,15 +62,14 @@ class IdleFlow(Flow):
         lines = []
         if not status.synced:
             lines.append(t("clock_unsynced_hint"))
-        if term.pending:
-            lines.append(t("pending_n", n=term.pending))
         if term.payments is not None:
+            lines += self._offline_lines()
             unprinted = [r for r in term.unprinted if not
                          (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]
             if unprinted:
                 lines.append(t("unprinted_n", n=len(unprinted)))
             reversals = len(term.payments.pending_reversals())
-            if reversals:
+            if reversals and not term.pending:
                 lines.append(t("reversals_n", n=reversals))
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))

@@ -12,7 +12,12 @@ class SettingsFlow(MenuFlow):
     def entries(self):
         other = "zh" if self.t.lang == "en" else "en"
         return [("set_language_" + other, "language"), ("set_add_operator", "add_operator"),
-                ("set_operators", "operators"), ("set_about", "about")]
+                ("set_operators", "operators"), ("off_policy", "offline_policy"),
+                ("set_about", "about")]
+
+    def offline_policy(self):
+        from firmware.flows.offline import policy_lines
+        return self.say(*policy_lines(self.term))
 
     def language(self):
         new = "zh" if self.t.lang == "en" else "en"

@@ -1,0 +1,208 @@
+"""The offline queue menu: upload now (with progress), the records a person must see
+(declined after upload, damaged) with a supervisor's acknowledgement, the supervisor's
+export for a swapped terminal, and the merchant's offline policy."""
+from firmware import events, keys
+from firmware.config import limits_for
+from firmware.flows.common import MenuFlow
+from firmware.flows.supervisor import SupervisorFlow
+from firmware.fsm import Flow
+from firmware.money import format_amount
+
+ENTRIES = (
+    ("off_upload", "upload"),
+    ("off_records", "records"),
+    ("off_export", "export"),
+    ("off_policy", "policy"),
+)
+
+
+class OfflineFlow(MenuFlow):
+    NAME = "offline"
+    TITLE = "off_title"
+
+    def entries(self):
+        return list(ENTRIES)
+
+    def upload(self):
+        self.term.push(UploadFlow(self.term))
+        return None
+
+    def records(self):
+        self.term.push(RecordsFlow(self.term))
+        return None
+
+    def export(self):
+        self.term.push(ExportFlow(self.term))
+        return None
+
+    def policy(self):
+        return self.say(*policy_lines(self.term))
+
+
+def policy_lines(term):
+    """The [offline] policy in words, for Settings and this menu."""
+    t = term.t
+    config = term.config
+    off = config["offline"]
+    cur = config["money"]["currency"]
+    per, total, count = limits_for(config, cur)
+    yes_no = lambda v: t("yes") if v else t("no")
+    return [t("pol_enabled", v=yes_no(off["enabled"])),
+            t("pol_per", amount=format_amount(per, cur, with_code=True)),
+            t("pol_total", amount=format_amount(total, cur, with_code=True)),
+            t("pol_count", n=count),
+            t("pol_age", w=off["warn_age_h"], m=off["max_age_h"]),
+            t("pol_entry", modes=",".join(off["entry_modes"])),
+            t("pol_pin", v=yes_no(off["pin_required"]))]
+
+
+class UploadFlow(Flow):
+    """"Upload now": the forwarder tries at once; the screen follows its progress."""
+    NAME = "upload"
+    INITIAL = "working"
+    STATES = {
+        "working": {"enter": "begin", "timeout": None,
+                    "on": {"progress": "redraw", keys.ENTER: "done", keys.CANCEL: "done"}},
+    }
+
+    def begin(self):
+        fwd = self.term.payments.forwarder
+        fwd.on_change = self._changed
+        fwd.upload_now()
+
+    def _changed(self):
+        if not self.finished:
+            self.dispatch(events.Event("progress"))
+
+    def redraw(self, ev):
+        return None
+
+    def done(self, ev):
+        self.term.payments.forwarder.on_change = None
+        self.finish(None)
+
+    def stop(self):
+        self.term.payments.forwarder.on_change = None
+        Flow.stop(self)
+
+    def render(self):
+        t = self.t
+        p = self.term.payments.forwarder.progress()
+        lines = [t("up_" + p["state"]) if p["pending"] or p["state"] != "idle" else t("up_idle"),
+                 t("up_left", n=p["pending"]),
+                 t("up_done", n=p["uploaded"], d=p["declined"])]
+        if p["error"] and p["state"] == "backoff":
+            lines.append(p["error"][:21])
+        alert = "ok" if not p["pending"] else None
+        self.term.show(t("off_upload"), lines, t("footer_ok"), alert=alert)
+
+
+class RecordsFlow(Flow):
+    """What is in the queue; a declined or damaged record leaves the list only when a
+    supervisor acknowledges it (ENTER, then their PIN)."""
+    NAME = "queue_records"
+    INITIAL = "list"
+    STATES = {
+        "list": {"timeout": "menu_timeout_s",
+                 "on": {keys.UP: "up", keys.DOWN: "down", keys.ENTER: "ack",
+                        keys.CANCEL: "done", "timeout": "done"}},
+        "supervisor": {"timeout": None, "on": {}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.index = 0
+        self.note = None
+
+    def rows(self):
+        try:
+            return self.term.payments.queue.outstanding()
+        except Exception:
+            return []
+
+    def up(self, ev):
+        n = len(self.rows())
+        self.index = (self.index - 1) % n if n else 0
+
+    def down(self, ev):
+        n = len(self.rows())
+        self.index = (self.index + 1) % n if n else 0
+
+    def ack(self, ev):
+        rows = self.rows()
+        if not rows or rows[min(self.index, len(rows) - 1)]["state"] not in (
+                "declined_after_upload", "corrupt"):
+            return None
+        self.term.push(SupervisorFlow(self.term, "off_records"))
+        return "supervisor"
+
+    def child_done(self, child, result):
+        rows = self.rows()
+        if result is not None and rows:
+            rec = rows[min(self.index, len(rows) - 1)]
+            self.term.payments.queue.acknowledge_by_supervisor(rec["id"], result["id"])
+            self.term.store.audit("queue_acknowledged", result["id"],
+                                  "record %d STAN %s %s" % (rec["id"], rec["stan"], rec["state"]))
+            self.term.payments.refresh_pending()
+            self.note = "rec_acked"
+            self.index = 0
+        return "list"
+
+    def done(self, ev):
+        self.finish(None)
+
+    def render(self):
+        t = self.t
+        rows = self.rows()
+        if not rows:
+            footer = t(self.note) if self.note else t("footer_ok")
+            self.term.show(t("off_records"), [t("rec_none")], footer)
+            return
+        self.index = min(self.index, len(rows) - 1)
+        lines = []
+        for r in rows:
+            lines.append("%s %s %s" % (t("rec_" + r["kind"]),
+                                       format_amount(r["amount"], r["currency"]),
+                                       t("rec_" + r["state"])))
+        sel = rows[self.index]
+        footer = t("rec_ack_q") if sel["state"] in ("declined_after_upload", "corrupt") \
+            else t("footer_back")
+        if self.note:
+            footer = t(self.note)
+            self.note = None
+        self.term.show(t("off_records"), lines, footer, selected=self.index)
+
+
+class ExportFlow(Flow):
+    """A supervisor writes every record still to upload into a signed, encrypted file
+    (for a terminal that is being swapped); the records stay queued here."""
+    NAME = "queue_export"
+    INITIAL = "supervisor"
+    STATES = {
+        "supervisor": {"enter": "ask", "timeout": None, "on": {}},
+        "result": {"timeout": 30000,
+                   "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done"}},
+    }
+
+    def __init__(self, term):
+        Flow.__init__(self, term)
+        self.lines = []
+        self.ok = False
+
+    def ask(self):
+        self.term.push(SupervisorFlow(self.term, "off_export"))
+
+    def child_done(self, child, result):
+        if result is None:
+            self.finish(None)
+            return None
+        self.ok, self.lines = self.term.payments.export_queue(result["id"])
+        return "result"
+
+    def done(self, ev):
+        self.finish(None)
+
+    def render(self):
+        if self.state == "result":
+            self.term.show(self.t("off_export"), self.lines, self.t("footer_ok"),
+                           alert="ok" if self.ok else "error")
