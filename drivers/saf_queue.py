@@ -389,10 +389,14 @@ class SafQueue:
                                 "kept and will not be sent; report it to the acquirer" % rec_id)
         return payload
 
-    def totals(self):
-        """{currency: (count, amount)} still to upload."""
+    def totals(self, kind=None):
+        """{currency: (count, amount)} still to upload (of one kind, or all)."""
+        where, args = "", ()
+        if kind is not None:
+            where, args = " AND kind=?", (kind,)
         cur = self.db.execute("SELECT currency, COUNT(*), SUM(amount) FROM saf WHERE state "
-                              "IN ('pending', 'sent') GROUP BY currency ORDER BY currency")
+                              "IN ('pending', 'sent')%s GROUP BY currency ORDER BY currency"
+                              % where, args)
         return {c: (n, a) for c, n, a in cur.fetchall()}
 
     def oldest_age_s(self, now=None):
