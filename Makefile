@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 FONT := /usr/share/fonts/X11/misc/wenquanyi_9pt.pcf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test test-py test-mpy bench fonts clean
+.PHONY: setup run test test-py test-mpy bench chaos fonts clean
 
 setup: $(VENV)/.installed fonts
 
@@ -39,6 +39,10 @@ test-mpy: node_modules/.installed
 
 bench: setup
 	$(PY) -m tools.bench
+	$(PY) -m tools.bench_saf
+
+chaos: setup
+	$(PY) -m tools.chaos --long
 
 clean:
 	rm -rf $(VENV) node_modules .sim .pytest_cache .hypothesis

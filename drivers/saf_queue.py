@@ -290,6 +290,27 @@ class SafQueue:
         """The advice is on the wire: the next send of it uses the repeat MTI."""
         self._update(rec_id, "state='sent', attempts=attempts+1", (), ("pending", "sent"))
 
+    def mark_sent_many(self, ids):
+        """mark_sent for a window of records in one durable transaction."""
+        def body():
+            for rec_id in ids:
+                self.db.execute("UPDATE saf SET state='sent', attempts=attempts+1 WHERE id=? "
+                                "AND state IN ('pending', 'sent')", (rec_id,))
+        self._txn(body)
+
+    def ack_many(self, ids):
+        """ack for every record the host answered in one pass of the loop, in one
+        durable transaction (an ack lost to a crash only makes the host see a repeat,
+        which it answers without booking twice)."""
+        closed = _utc(self.clock())
+
+        def body():
+            for rec_id in ids:
+                self.db.execute("UPDATE saf SET state='acked', nonce=NULL, ciphertext=NULL, "
+                                "closed_utc=? WHERE id=? AND state IN ('pending', 'sent')",
+                                (closed, rec_id))
+        self._txn(body)
+
     def note_error(self, rec_id, error):
         """The upload failed (no answer, link down): kept for the next try."""
         self._update(rec_id, "last_error=?", (str(error),))
@@ -344,10 +365,12 @@ class SafQueue:
         rows = self._rows("WHERE id=?", (rec_id,))
         return rows[0] if rows else None
 
-    def pending(self):
+    def pending(self, limit=None):
         """What to upload, in order: reversals first, then advices, oldest first."""
-        return self._rows("WHERE state IN ('pending', 'sent')", (),
-                          "CASE kind WHEN 'reversal' THEN 0 ELSE 1 END, created_utc, id")
+        order = "CASE kind WHEN 'reversal' THEN 0 ELSE 1 END, created_utc, id"
+        if limit is not None:
+            order += " LIMIT %d" % int(limit)
+        return self._rows("WHERE state IN ('pending', 'sent')", (), order)
 
     def outstanding(self):
         """What the merchant must see: still to upload, declined, or unreadable."""

@@ -21,11 +21,12 @@ payload is {"msg": the request's fields, "journal_id": n, "purpose": ...}.
 """
 from firmware import hostmsg
 
-WINDOW = 4
+WINDOW = 8
 # a failed try costs one small echo: capped at a minute, so a link that comes back is
 # found within a minute ("Upload now" tries at once)
 BACKOFF_MS = (2000, 4000, 8000, 16000, 30000, 60000)
 HOLD_RETRY_MS = 3000
+BATCH = 64                  # pending records read from the queue at a time
 APPROVE_CODES = ("00", "10", "11")
 
 
@@ -44,6 +45,9 @@ class Forwarder:
         self.state = "idle"         # idle | echo | sending | backoff | held | no_host
         self.last_error = ""
         self.uploaded = 0           # acknowledged since "Upload now" (or start)
+        self._acks = {}             # queue id -> (record, payload, reply) to write down
+        self._cache = None          # the next pending records, in order
+        self._flush_timer = None
         self.declined = 0
         self.on_change = None       # callback() when progress changes (screens)
 
@@ -67,6 +71,15 @@ class Forwarder:
             self.verified = True
             self.failures = 0
             self.kick()
+
+    def queued(self):
+        """Something new is in the queue (a reversal may need to jump ahead)."""
+        self._cache = None
+        self.kick()
+
+    def _done_with(self, ids):
+        if self._cache:
+            self._cache = [r for r in self._cache if r["id"] not in ids]
 
     def link_failed(self):
         """A payment could not reach the host: the next upload starts with an echo."""
@@ -94,8 +107,14 @@ class Forwarder:
             self.state = "held"
             self.kick(HOLD_RETRY_MS)
             return
+        free = self.window - len(self.inflight)
         try:
-            pending = self.queue.pending()
+            # the next records in order, read a batch at a time (not a sort of the
+            # whole queue per message); dropped when something new is queued or a
+            # try fails, so new reversals still go first and repeats go as repeats
+            if not self._cache:
+                self._cache = self.queue.pending(limit=BATCH)
+            pending = self._cache
         except Exception as exc:            # the SD card: try again later
             return self._failed(None, "queue: %s" % exc)
         if not pending:
@@ -107,18 +126,19 @@ class Forwarder:
             self._echo()
             return
         self.state = "sending"
+        batch = []
         reversals_waiting = False
         for rec in pending:
-            if len(self.inflight) >= self.window:
+            if len(batch) >= free:
                 break
             if rec["kind"] == "reversal":
                 reversals_waiting = True
             elif reversals_waiting:
                 break                       # reversals first
-            if rec["id"] in self.inflight:
-                continue
-            if not self._send(rec):
-                break
+            if rec["id"] not in self.inflight and rec["id"] not in self._acks:
+                batch.append(rec)
+        if batch:
+            self._send(batch)
         self._changed()
 
     def _echo(self):
@@ -139,34 +159,39 @@ class Forwarder:
         else:
             self._failed(None, "echo")
 
-    def _send(self, rec):
-        rec_id = rec["id"]
+    def _send(self, batch):
+        ready = []
+        for rec in batch:
+            try:
+                ready.append((rec, self.queue.load(rec["id"])))
+            except Exception as exc:
+                if getattr(exc, "corrupt", False):
+                    self.payments.queue_alert("corrupt", rec)      # flagged; the rest go
+                    continue
+                return self._failed(None, str(exc))
+        if not ready:
+            return None
         try:
-            payload = self.queue.load(rec_id)
+            # on disk before they are on the wire: after a crash they go as repeats
+            self.queue.mark_sent_many([rec["id"] for rec, _ in ready])
         except Exception as exc:
-            if getattr(exc, "corrupt", False):
-                self.payments.queue_alert("corrupt", rec)
-                return True                 # flagged; the rest can still go
-            self._failed(None, str(exc))
-            return False
-        msg = dict(payload["msg"])
-        if rec["attempts"] or rec["state"] == "sent":
-            msg["t"] = hostmsg.repeat_mti(msg["t"])
-        try:
-            self.queue.mark_sent(rec_id)    # on disk before it is on the wire
-        except Exception as exc:
-            self._failed(None, str(exc))
-            return False
-        self.inflight[rec_id] = msg["11"]
-        check = {}
-        for k in ("t", "11", "41", "4"):
-            if k in msg:
-                check[k] = msg[k]
+            return self._failed(None, str(exc))
         timeout = self.term.config["host"]["response_timeout_s"] * 1000
-        self.host.request(msg, timeout,
-                          lambda result: self._answer(rec, payload, check, result))
-        msg = None
-        return True
+        for rec, payload in ready:
+            msg = dict(payload["msg"])
+            if rec["attempts"] or rec["state"] == "sent":
+                msg["t"] = hostmsg.repeat_mti(msg["t"])
+            self.inflight[rec["id"]] = msg["11"]
+            check = {}
+            for k in ("t", "11", "41", "4"):
+                if k in msg:
+                    check[k] = msg[k]
+            self.host.request(msg, timeout, self._answerer(rec, payload, check))
+            msg = None
+        return None
+
+    def _answerer(self, rec, payload, check):
+        return lambda result: self._answer(rec, payload, check, result)
 
     def _answer(self, rec, payload, check, result):
         rec_id = rec["id"]
@@ -187,25 +212,49 @@ class Forwarder:
             return
         resp = result["msg"]
         rc = resp.get("39", "")
+        if rec["kind"] == "reversal" or rc in APPROVE_CODES:
+            # acknowledged together once this pass of the loop is over
+            self._acks[rec_id] = (rec, payload, resp)
+            if self._flush_timer is None:
+                self._flush_timer = self.term.reactor.call_later(0, self._flush)
+            return
+        # the journal first: a crash before the queue is written only makes the host
+        # see a repeat (answered the same, booked once); the other way round would
+        # leave the journal saying "pending" for an upload that is done
+        self.payments.declined_after_upload(rec, payload, rc)
         try:
-            if rec["kind"] == "reversal" or rc in APPROVE_CODES:
-                self.queue.ack(rec_id)
-                self.uploaded += 1
-                self.payments.forwarded(rec, payload, resp)
-            else:
-                self.queue.declined(rec_id, rc)
-                self.declined += 1
-                self.payments.declined_after_upload(rec, payload, rc)
+            self.queue.declined(rec_id, rc)
         except Exception as exc:
-            # the answer could not be written down: the record goes again as a
-            # repeat, which the host answers without booking it twice
             self._failed(rec, "queue: %s" % exc)
             return
+        self.declined += 1
+        self._done_with((rec_id,))
+        self._succeeded()
+
+    def _flush(self):
+        self._flush_timer = None
+        acks, self._acks = self._acks, {}
+        # the journal first (see _answer), then the queue in one transaction
+        for rec, payload, resp in acks.values():
+            self.payments.forwarded(rec, payload, resp)
+        try:
+            self.queue.ack_many(list(acks))
+        except Exception as exc:
+            # not written down: they go again as repeats, which the host answers
+            # without booking twice
+            self._failed(None, "queue: %s" % exc)
+            return
+        self.uploaded += len(acks)
+        self._done_with(acks)
+        self._succeeded()
+
+    def _succeeded(self):
         self.verified = True
         self.failures = 0
         self.kick()
 
     def _failed(self, rec, why):
+        self._cache = None
         self.last_error = why
         self.verified = False
         self.failures += 1

@@ -39,6 +39,15 @@ class MemoryQueue:
         self._set(rec_id, ("pending", "sent"), state="sent",
                   attempts=self._rows[rec_id]["attempts"] + 1)
 
+    def mark_sent_many(self, ids):
+        for rec_id in ids:
+            self.mark_sent(rec_id)
+
+    def ack_many(self, ids):
+        for rec_id in ids:
+            if self._rows[rec_id]["state"] in ("pending", "sent"):
+                self.ack(rec_id)
+
     def note_error(self, rec_id, error):
         self._set(rec_id, None, last_error=str(error))
 
@@ -67,10 +76,10 @@ class MemoryQueue:
                  if r["kind"] == kind and r["stan"] == str(stan) and r["tid"] == tid]
         return dict(found[-1]) if found else None
 
-    def pending(self):
+    def pending(self, limit=None):
         rows = [r for r in self._rows.values() if r["state"] in ("pending", "sent")]
         rows.sort(key=lambda r: (0 if r["kind"] == "reversal" else 1, r["created_utc"], r["id"]))
-        return [dict(r) for r in rows]
+        return [dict(r) for r in rows[:limit]]
 
     def outstanding(self):
         return [dict(r) for r in self._rows.values() if r["state"] in ("pending", "sent") or

@@ -23,6 +23,7 @@ from firmware.memqueue import MemoryQueue
 from firmware.receipts import build as build_receipt
 
 STAN_LIMIT = 999999
+COUNT_DELAY_MS = 100        # the status bar's queue count: at most ten times a second
 EXPORTED_SETTING = "queue.exported_upto"     # the last queue id a supervisor exported
 # the kernel's cardholder verification -> the journal's
 CVM = {"online_pin": "pin", "offline_pin": "pin", "signature": "signature", "none": "none"}
@@ -73,6 +74,7 @@ class Payments:
         self._cancelled = set()
         self._held = {}              # journal id -> track 2 kept for a stripe offline approval
         self._void_waiters = {}
+        self._count_timer = None
         self.exporter = None         # callable() -> (path, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
@@ -374,8 +376,28 @@ class Payments:
             self.term.store.audit("queue_error", "", "reversal of #%d: %s" % (rec["id"], exc))
             return False
         self.refresh_pending()
-        self.forwarder.kick()
+        self.forwarder.queued()
         return True
+
+    def _reconcile_queue(self):
+        """The queue knows an upload is done but the journal does not (a record written
+        by an older build, or a lost journal write): bring the journal up to date."""
+        try:
+            for rec in self.journal.find(state="approved"):
+                if rec["offline"] and rec["upload"] == "pending":
+                    q = self.queue.find("advice", rec["stan"])
+                    if q is not None and q["state"] == "acked":
+                        self.journal.update(rec["id"], upload="uploaded")
+                    elif q is not None and q["state"] == "declined_after_upload":
+                        self.journal.update(rec["id"], state="declined", rc=q["rc"],
+                                            upload="declined")
+            for rec in self.pending_reversals():
+                q = self.queue.find("reversal", rec["stan"])
+                if q is not None and q["state"] == "acked":
+                    self._reversal_done(rec, "void" if rec["reason"] == "reason_voided"
+                                        else "reversal", {"39": q["rc"] or "00"})
+        except Exception as exc:
+            self.term.store.audit("queue_error", "", "reconcile: %s" % exc)
 
     def sync_reversals(self):
         """Every record waiting for a reversal has one in the queue (after a crash
@@ -442,7 +464,13 @@ class Payments:
         self.term.queue_alert()
 
     def refresh_pending(self):
-        """The status bar's count and the idle screen's lines follow the queue."""
+        """The status bar's count and the idle screen's lines follow the queue (counted
+        once however many records changed within COUNT_DELAY_MS)."""
+        if self._count_timer is None:
+            self._count_timer = self.term.reactor.call_later(COUNT_DELAY_MS, self._count_pending)
+
+    def _count_pending(self):
+        self._count_timer = None
         try:
             totals = self.queue.totals()
         except Exception:
@@ -546,7 +574,7 @@ class Payments:
         self.term.store.audit("offline_approved", rec["operator"],
                               "#%d %s %d" % (rec["id"], arc, amount))
         self.refresh_pending()
-        self.forwarder.kick()
+        self.forwarder.queued()
         return self.journal.get(rec["id"])
 
     def _offline_refused(self, attempt, kind, amount, card, refusal):
@@ -576,7 +604,10 @@ class Payments:
             self.term.store.audit("network_" + code, "", "ok" if ok else result.get("reason", result["kind"]))
             if callback is not None:
                 callback(ok)
-        self.host.request(msg, 10000, answered)
+        # as long as a payment would wait, and no longer than 10 s: an echo that hangs
+        # on a link gone quiet would hold the forwarder up
+        timeout = min(10000, int(self.term.config["host"]["response_timeout_s"] * 1000))
+        self.host.request(msg, max(1, timeout), answered)
         return True
 
     # -- start-up ---------------------------------------------------------------
@@ -595,9 +626,10 @@ class Payments:
                 self.journal.update(rec["id"], state="failed", reason="reason_restart")
             except Exception as exc:
                 self.term.store.audit("queue_error", "", "#%d %s" % (rec["id"], exc))
+        self._reconcile_queue()
         self.sync_reversals()
         self.refresh_pending()
-        self.forwarder.kick()
+        self.forwarder.queued()
         return [r for r in self.journal.find(state="approved") if not r["receipt_printed"]]
 
     # -- receipts ---------------------------------------------------------------

@@ -25,6 +25,24 @@ test card is 1234, anything else is answered 55.
 .97, .98 and .99 book the approval although the terminal never gets a usable answer:
 that is the case a reversal exists for, and the ledger shows whether it arrived.
 
+Advices (0220, repeated as 0221) report payments the terminal approved offline. The
+host can no longer stop them, only accept them or decline them after upload, and it
+answers every advice at once (no slow, garbled or silent delivery: a store-and-forward
+queue must be able to empty):
+
+    amount ends in   0230 response                           booked
+    .05              05 declined after upload                no
+    .51              51 declined after upload                no
+    anything else    00 accepted, with an RRN (DE37: the     yes; .54 too: the terminal
+                     terminal's or a new one), DE38 echoed   judged the expiry offline
+
+A chip advice's DE55 carries the card's TC: it is checked like an online ARQC, and a
+wrong cryptogram (or an AAC: the card declined) is declined 05 after upload.
+
+A request whose reversal arrived first (0400/0420 naming it in DE90, e.g. because the
+request was held up on the way) is answered LATE_ORIGINAL (12, invalid transaction)
+and never booked: the terminal has already given it up.
+
 The ledger (SQLite, DIR/ledger.sqlite) keeps every request and response (card data
 masked), the bookings, reversals and settlements. A request seen before (the same
 TID + STAN + DE7 and message class, or a repeat MTI such as 0201/0221/0401/0421 for a
@@ -33,6 +51,7 @@ twice.
 """
 import argparse
 import asyncio
+import concurrent.futures
 import datetime
 import ipaddress
 import json
@@ -75,6 +94,25 @@ OUTCOMES = {
     99: ("00", SILENT, "approved and booked; no reply at all"),
 }
 APPROVED = ("00", NOW, "approved")
+
+# Last two digits of DE4 -> (response code, note) for an advice; any other amount is
+# accepted and booked. Advices are always answered at once.
+ADVICE_DECLINES = {
+    5: ("05", "declined after upload: do not honour"),
+    51: ("51", "declined after upload: insufficient funds"),
+}
+
+# The answer to a request whose reversal overtook it. Not 94 (duplicate): nothing was
+# booked; not 05: the card is not at fault; not 91/96: trying again would not help.
+LATE_ORIGINAL = "12"
+
+# Cryptogram information data (9F27), bits 8-7: what kind of cryptogram 9F26 is.
+_CID_KINDS = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}
+
+# How long stop() lets open connections close politely before cutting them, and how
+# long any TLS connection may take to close (asyncio's default is 30 s).
+STOP_GRACE_S = 0.25
+TLS_CLOSE_S = 5.0
 
 # A reply that cannot be decoded: an 0210 whose bitmap announces DE2 and stops there.
 GARBLED_REPLY = b"0210" + b"\x40" + b"\x00" * 7 + b"1"
@@ -204,7 +242,7 @@ CREATE TABLE IF NOT EXISTS bookings (
 CREATE INDEX IF NOT EXISTS bookings_key ON bookings (tid, stan);
 CREATE TABLE IF NOT EXISTS reversals (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, stan TEXT, orig_mti TEXT, orig_stan TEXT,
-    booking INTEGER);
+    booking INTEGER, orig_de7 TEXT);
 CREATE TABLE IF NOT EXISTS settlements (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, batch TEXT, proc TEXT, terminal TEXT,
     host TEXT, code TEXT);
@@ -237,6 +275,10 @@ class Ledger:
         # an fsync per message would slow every test.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # ledgers made before reversals kept the original's DE7
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(reversals)")]
+        if "orig_de7" not in columns:
+            self._db.execute("ALTER TABLE reversals ADD COLUMN orig_de7 TEXT")
 
     def close(self):
         with self._lock:
@@ -334,10 +376,29 @@ class Ledger:
     def set_status(self, booking_id, status):
         self._run("UPDATE bookings SET status=? WHERE id=?", (status, booking_id))
 
-    def record_reversal(self, msg, orig_mti, orig_stan, booking_id):
-        self._run("INSERT INTO reversals (at, tid, stan, orig_mti, orig_stan, booking)"
-                  " VALUES (?,?,?,?,?,?)",
-                  (_now(), msg.get("41", ""), msg["11"], orig_mti, orig_stan, booking_id))
+    def record_reversal(self, msg, orig_mti, orig_stan, booking_id, orig_de7=None):
+        self._run("INSERT INTO reversals (at, tid, stan, orig_mti, orig_stan, booking, orig_de7)"
+                  " VALUES (?,?,?,?,?,?,?)",
+                  (_now(), msg.get("41", ""), msg["11"], orig_mti, orig_stan, booking_id,
+                   orig_de7 or ""))
+
+    def reversal_for(self, tid, stan, mti, de7=None):
+        """The reversal already recorded for a request, or None: the same TID and STAN,
+        the same message class (0100, 0200, 0220) when the reversal named one, the same
+        DE7 when both know it, otherwise within DUPLICATE_WINDOW_H hours (STANs wrap).
+        A reversal overtakes its original when the original is held up on the way."""
+        since = _since(DUPLICATE_WINDOW_H)
+        for r in self._all("SELECT * FROM reversals WHERE tid=? AND orig_stan=? ORDER BY id",
+                           (tid, stan)):
+            if r["orig_mti"] and r["orig_mti"][:3] != mti[:3]:
+                continue
+            known = r["orig_de7"] if r["orig_de7"] and r["orig_de7"].strip("0") else None
+            if known and de7:
+                if known == de7:
+                    return r
+            elif r["at"] >= since:
+                return r
+        return None
 
     def unsettled_totals(self, tid):
         """(sales count, sales amount, refunds count, refunds amount) not yet settled."""
@@ -367,6 +428,21 @@ class Ledger:
         rows = self._all(sql + " GROUP BY kind", [tid] + list(_MONEY_MTIS))
         by = {r["kind"]: r["total"] for r in rows}
         return by.get("sale", 0) - by.get("refund", 0)
+
+    def net_total(self, tid):
+        """What the terminal's merchant is owed, in minor units: approved sales minus
+        approved refunds, neither reversed nor voided, settled or not. (approved_total
+        under the name a reconciliation reads.)"""
+        return self.approved_total(tid)
+
+    def money_bookings(self, tid):
+        """Every booking of a terminal that moves money (0200, 0220, 0320), oldest first,
+        as dicts: id, mti, stan, de7, amount, kind (sale, refund, void), status
+        (approved, reversed, voided), rrn, settled. Declines are never booked: they are
+        in exchanges()."""
+        return self._all("SELECT id, mti, stan, de7, amount, kind, status, rrn, settled"
+                         " FROM bookings WHERE tid=? AND mti IN (%s) ORDER BY id"
+                         % ",".join("?" * len(_MONEY_MTIS)), [tid] + list(_MONEY_MTIS))
 
     def count(self, tid=None, status=None, mti=None, kind=None):
         """How many bookings match (None matches anything)."""
@@ -528,7 +604,9 @@ class HostSim:
         self._loop = None
         self._thread = None
         self._server = None
-        self._writers = set()
+        self._writers = set()         # one per open connection
+        self._connections = set()     # their handler tasks
+        self._timers = set()          # slow replies not yet sent
         self._stopping = False
         self._handlers = {
             "010": self._authorisation, "020": self._financial, "022": self._advice,
@@ -642,7 +720,19 @@ class HostSim:
         response["55"] = de55.hex().upper()
         return response
 
+    def _overtaken(self, msg):
+        """A note when this request's reversal arrived before it (the request was held
+        up on the way), else None. Such a request is declined and never booked: the
+        terminal gave it up when it reversed it."""
+        rev = self.ledger.reversal_for(msg.get("41", ""), msg["11"], msg["t"], msg.get("7"))
+        if rev is None:
+            return None
+        return "reversed before it arrived (reversal STAN %s): not booked" % rev["stan"]
+
     def _authorisation(self, msg):
+        late = self._overtaken(msg)
+        if late:
+            return self._response(msg, LATE_ORIGINAL), NOW, late
         code, delivery, note = self._decide(msg)
         if code != "00":
             return self._response(msg, code), delivery, note
@@ -651,6 +741,9 @@ class HostSim:
         return self._response(msg, "00") | {"37": rrn, "38": auth}, delivery, note
 
     def _financial(self, msg):
+        late = self._overtaken(msg)
+        if late:
+            return self._response(msg, LATE_ORIGINAL), NOW, late
         proc = msg["3"]
         if proc[:2] == "02":
             return self._void(msg)
@@ -677,10 +770,38 @@ class HostSim:
                 "voided %s STAN %s" % (orig["mti"], orig["stan"]))
 
     def _advice(self, msg):
+        """0220/0221: a payment the terminal approved offline. The host can only accept it
+        or decline it after upload, and answers at once whatever the amount."""
+        late = self._overtaken(msg)
+        if late:
+            return self._response(msg, LATE_ORIGINAL, "37", "38"), NOW, late
+        code, note = ADVICE_DECLINES.get(int(msg["4"]) % 100, ("00", "advice accepted"))
+        if "55" in msg:
+            code, note = self._check_tc(msg, code, note)
+        if code != "00":
+            return self._response(msg, code, "37", "38"), NOW, note + ": not booked"
         kind = "refund" if msg["3"][:2] == "20" else "sale"
         rrn = msg.get("37") or self._new_rrn()
         self.ledger.book(msg, kind, rrn, msg.get("38", ""))
-        return self._response(msg, "00", "37", "38"), NOW, "advice booked"
+        return self._response(msg, "00", "38") | {"37": rrn}, NOW, note + ": booked"
+
+    def _check_tc(self, msg, code, note):
+        """A chip advice: 9F26 must be the card's cryptogram over DE55 (a TC is computed
+        as an ARQC is), and not an AAC, with which the card declined."""
+        from tools import emv_issuer
+        try:
+            tags = emv_issuer.normalise_tags(bytes.fromhex(msg["55"]))
+            ok = emv_issuer.verify_arqc(tags, pan=_pan_of(msg),
+                                        psn=msg.get("23", "")[-2:] or None)
+        except (emv_issuer.De55Error, ValueError) as exc:
+            return "30", note + ", DE55 unusable: %s" % exc
+        cid = tags.get("9F27", b"")
+        kind = _CID_KINDS.get(cid[0] & 0xC0, "cryptogram") if len(cid) == 1 else "cryptogram"
+        if not ok:
+            return "05", note + ", %s wrong: declined after upload" % kind
+        if kind == "AAC":
+            return "05", note + ", the card declined (AAC): declined after upload"
+        return code, note + ", %s verified" % kind
 
     def _upload(self, msg):
         de60 = msg["60"]
@@ -722,7 +843,7 @@ class HostSim:
             note = "original already %s" % orig["status"]
             booking = orig["id"]
         self.ledger.record_reversal(msg, orig_mti or (orig["mti"] if orig else ""), orig_stan,
-                                    booking)
+                                    booking, orig_de7 or msg.get("7"))
         return self._response(msg, "00", "90"), NOW, note
 
     def _settlement(self, msg):
@@ -755,7 +876,9 @@ class HostSim:
         self._loop = loop
         loop.set_exception_handler(self._loop_error)
         ctx = server_context(self.tls) if self.tls else None
-        self._server = await asyncio.start_server(self._connection, host, port, ssl=ctx)
+        tls_options = {"ssl_shutdown_timeout": TLS_CLOSE_S} if ctx else {}
+        self._server = await asyncio.start_server(self._connection, host, port, ssl=ctx,
+                                                  **tls_options)
         self.address = self._server.sockets[0].getsockname()[:2]
         return self._server
 
@@ -767,6 +890,8 @@ class HostSim:
         self.log("connection problem: %s" % (exc or context.get("message")))
 
     async def _connection(self, reader, writer):
+        task = asyncio.current_task()
+        self._connections.add(task)
         self._writers.add(writer)
         peer = writer.get_extra_info("peername")
         self.log("terminal connected from %s:%s" % tuple(peer[:2]) if peer else "terminal connected")
@@ -787,19 +912,29 @@ class HostSim:
                 if payload is None:
                     continue
                 if reply.delivery == SLOW:
-                    asyncio.get_running_loop().call_later(self.slow_ms / 1000.0, self._send,
-                                                          writer, payload)
+                    self._send_later(writer, payload)
                 else:
                     self._send(writer, payload)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             pass
         finally:
-            self._writers.discard(writer)
-            writer.close()
+            # the handler ends only when its transport is closed: stop() waits for that
+            try:
+                await _close(writer)
+            finally:
+                self._writers.discard(writer)
+                self._connections.discard(task)
 
     def _send(self, writer, payload):
         if not writer.is_closing():
             writer.write(frame(payload))
+
+    def _send_later(self, writer, payload):
+        def due():
+            self._timers.discard(handle)
+            self._send(writer, payload)
+        handle = asyncio.get_running_loop().call_later(self.slow_ms / 1000.0, due)
+        self._timers.add(handle)
 
     def start(self, host="127.0.0.1", port=0):
         """Serve from a background thread (tests, the simulator); returns (host, port)."""
@@ -820,7 +955,7 @@ class HostSim:
             try:
                 loop.run_forever()
             finally:
-                loop.close()
+                _finish(loop)
 
         self._thread = threading.Thread(target=run, name="hostsim", daemon=True)
         self._thread.start()
@@ -829,26 +964,74 @@ class HostSim:
             raise failed[0]
         return self.address
 
-    async def _shutdown(self):
+    async def _shutdown(self, grace_s):
+        """Stop listening and close every connection; returns when their handlers have
+        ended. A peer that does not finish the TLS close within grace_s is cut off."""
         self._stopping = True
+        for handle in list(self._timers):
+            handle.cancel()
+        self._timers.clear()
         if self._server is not None:
             self._server.close()
+            close_clients = getattr(self._server, "close_clients", None)   # Python 3.13+:
+            if close_clients is not None:                                   # handshakes too
+                close_clients()
         for writer in list(self._writers):
             writer.close()
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
-
-    def stop(self):
-        if self._thread is not None and self._loop is not None:
+        pending = [t for t in self._connections if not t.done()]
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        if pending:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            _, pending = await asyncio.wait(pending, timeout=grace_s)
+        for task in pending:          # only a handler that ignored both: should not happen
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+        if self._server is not None:
+            # from Python 3.12 this also waits for the connections' transports to close
             try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
-            except Exception:
+                await asyncio.wait_for(self._server.wait_closed(), grace_s)
+            except asyncio.TimeoutError:
                 pass
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-            self._thread = None
+
+    def stop(self, grace_s=STOP_GRACE_S):
+        """Stop serving (after start()): every connection closed and its handler ended,
+        the loop closed, the ledger closed. The ledger stays readable until then."""
+        thread, loop = self._thread, self._loop
+        if thread is not None and thread.is_alive() and loop is not None:
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._shutdown(grace_s), loop)
+                future.result(4 * grace_s + 5)
+            except concurrent.futures.TimeoutError:
+                self.log("stopping: the connections did not close in time")
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(10)
+        self._thread = None
         self.ledger.close()
+
+
+async def _close(writer):
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except (ConnectionError, ssl.SSLError, OSError):
+        pass                          # the connection is gone either way
+
+
+def _finish(loop):
+    """Close a loop whose run_forever() has returned, ending what is left on it first."""
+    try:
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
 
 
 # -- the command ------------------------------------------------------------------------------------
