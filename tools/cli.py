@@ -176,8 +176,10 @@ def main(argv=None):
     p.add_argument("--headless", action="store_true", help="no screen: drive it through --control")
     p.add_argument("--control", help="path of a Unix socket taking JSON-line commands")
     p.add_argument("--snapshot", help="save every new frame and receipt as PNG in this directory")
-    p.add_argument("--clock-synced", choices=("auto", "yes", "no"), default="auto",
-                   help="what the clock mark says (auto: ask the kernel)")
+    p.add_argument("--clock-synced", choices=("auto", "yes", "no"), default="yes",
+                   help="whether the terminal trusts its clock (default yes: the PC's clock, "
+                        "which expiry checks and offline chip approvals need; auto: ask the "
+                        "kernel, as the handheld does)")
     p.add_argument("--host", choices=("auto", "off", "external"), default="auto",
                    help="auto: start the host simulator when the config's host is on loopback; "
                         "off: no host; external: use the configured host as it is")
