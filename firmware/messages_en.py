@@ -270,6 +270,7 @@ MESSAGES = {
     "queue_alert_title": "OFFLINE PAYMENT",
     "queue_alert_1": "Host declined it",
     "queue_alert_2": "Supervisor: Menu 9",
+    "idle_offline_queued": "OFFLINE {n}: {amount}",
     "idle_offline": "OFFLINE",
     "idle_queued": "{n} queued {amount}",
     "idle_old": "Oldest {h} h: upload!",

@@ -262,6 +262,7 @@ MESSAGES = {
     "queue_alert_title": "离线交易",
     "queue_alert_1": "主机拒绝了它",
     "queue_alert_2": "主管: 菜单 9",
+    "idle_offline_queued": "离线 {n} 笔: {amount}",
     "idle_offline": "离线",
     "idle_queued": "{n} 笔待传 {amount}",
     "idle_old": "最早 {h} 小时: 请上传",

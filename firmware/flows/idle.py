@@ -41,11 +41,16 @@ class IdleFlow(Flow):
         term = self.term
         summary = term.payments.queue_summary()
         lines = []
-        if term.link_state == "down":
-            lines.append(t("idle_offline"))
+        offline = term.link_state == "down"
         for cur in sorted(summary["totals"]):
             n, amount = summary["totals"][cur]
-            lines.append(t("idle_queued", n=n, amount=format_amount(amount, cur, with_code=True)))
+            if offline:             # one line: the idle screen has room for one or two
+                lines.append(t("idle_offline_queued", n=n, amount=format_amount(amount, cur)))
+                offline = False
+            else:
+                lines.append(t("idle_queued", n=n, amount=format_amount(amount, cur, with_code=True)))
+        if offline:
+            lines.append(t("idle_offline"))
         if summary["age_flag"]:
             lines.append(t("idle_old", h=summary["age_s"] // 3600))
         if summary["attention"]:
@@ -60,10 +65,10 @@ class IdleFlow(Flow):
         status = term.status()
         op = term.operator or {}
         lines = []
-        if not status.synced:
-            lines.append(t("clock_unsynced_hint"))
         if term.payments is not None:
             lines += self._offline_lines()
+        if not status.synced:
+            lines.append(t("clock_unsynced_hint"))
             unprinted = [r for r in term.unprinted if not
                          (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]
             if unprinted:
