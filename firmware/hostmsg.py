@@ -40,10 +40,10 @@ def _common(rec, config, local):
             "49": numeric(rec["currency"])}
 
 
-def financial_request(rec, config, local, track2, pin=None, original=None, emv=None):
-    """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None; emv is
-    {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap."""
-    msg = {"t": "0200"}
+def _card_message(mti, rec, config, local, track2, emv):
+    """The fields a card payment's request and advice share: the common ones, the
+    entry mode (DE22), track 2 (DE35), chip data (DE55) and PAN sequence (DE23)."""
+    msg = {"t": mti}
     msg.update(_common(rec, config, local))
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
     if track2:
@@ -52,6 +52,13 @@ def financial_request(rec, config, local, track2, pin=None, original=None, emv=N
         msg["55"] = emv["de55"]
         if emv.get("pan_seq"):
             msg["23"] = ("000" + str(emv["pan_seq"]))[-3:]
+    return msg
+
+
+def financial_request(rec, config, local, track2, pin=None, original=None, emv=None):
+    """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None; emv is
+    {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap."""
+    msg = _card_message("0200", rec, config, local, track2, emv)
     if pin is not None:
         msg["53"] = pin[0]
         msg["52"] = pin[1]
@@ -79,15 +86,7 @@ def advice_request(rec, config, local, track2, emv, arc):
     the terminal already approved. DE37 is the terminal's own RRN, DE39 the
     authorisation response code it approved on (Y1, Y3); no DE38, which is the
     issuer's to give."""
-    msg = {"t": "0220"}
-    msg.update(_common(rec, config, local))
-    msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
-    if track2:
-        msg["35"] = track2
-    if emv is not None:
-        msg["55"] = emv["de55"]
-        if emv.get("pan_seq"):
-            msg["23"] = ("000" + str(emv["pan_seq"]))[-3:]
+    msg = _card_message("0220", rec, config, local, track2, emv)
     msg["37"] = rec["rrn"]
     msg["39"] = arc
     return msg
