@@ -38,11 +38,11 @@ test-mpy: node_modules/.installed
 	node tools/mpy_runner.mjs
 
 bench: setup
-	$(PY) -m tools.bench
-	$(PY) -m tools.bench_saf
+	$(PY) -m tools.bench.terminal
+	$(PY) -m tools.bench.saf
 
 chaos: setup
-	$(PY) -m tools.chaos --long
+	$(PY) -m tools.host.chaos --long
 
 clean:
 	rm -rf $(VENV) node_modules .sim .pytest_cache .hypothesis

@@ -30,12 +30,12 @@ from drivers.journal_sqlite import JournalError, SQLiteJournal
 from drivers.sdnotify import Notifier
 from drivers.store_sqlite import SQLiteStore, StoreError
 from drivers.system import LinuxSystem
-from firmware import dukpt
-from firmware.emv import params as emv_params
-from firmware.journal import MemoryJournal
-from firmware.payments import Payments
-from firmware.reactor import Reactor
-from firmware.store import MemoryStore
+from firmware.security import dukpt
+from firmware.cards.emv import params as emv_params
+from firmware.payments.journal import MemoryJournal
+from firmware.payments.service import Payments
+from firmware.core.reactor import Reactor
+from firmware.core.store import MemoryStore
 from firmware.terminal import Terminal
 
 # ANSI X9.24-1 test key: BDK 0123456789ABCDEFFEDCBA9876543210, initial KSN below.
@@ -321,7 +321,7 @@ def load_queue(config, console, tests, durable=True):
     a failing card) the problem is named and the terminal keeps working online with
     an in-memory queue for its reversals: offline approvals are refused, never lost.
     """
-    from firmware.memqueue import MemoryQueue
+    from firmware.payments.memqueue import MemoryQueue
     tid = config["terminal"]["id"]
     if not durable:
         return MemoryQueue(tid)

@@ -2,7 +2,7 @@
 import os
 import tomllib
 
-from firmware import config as schema
+from firmware.core import config as schema
 
 DEFAULT_PATH = "/etc/handpos/handpos.toml"
 PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")

@@ -12,7 +12,7 @@ import os
 
 from PIL import Image, ImageDraw, ImageFont
 
-from firmware.screen import BODY_ROWS, Screen
+from firmware.ui.screen import BODY_ROWS, Screen
 
 
 FONT_PACKAGE = "xfonts-wqy"

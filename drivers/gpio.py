@@ -7,7 +7,7 @@ nothing here sleeps, so a beep never holds up the keypad.
 
 Pin numbers are BCM (GPIO18, not physical pin 12).
 """
-from firmware.compat import monotonic_ms
+from firmware.core.compat import monotonic_ms
 
 
 class GpioError(Exception):

@@ -39,7 +39,7 @@ import time
 
 from drivers.iso8583_spec import MAX_MESSAGE, RESPONSES, HostMessageError, decode, encode, \
     response_mti
-from firmware.reactor import POLLIN, POLLOUT
+from firmware.core.reactor import POLLIN, POLLOUT
 
 MAX_FRAME = 8192                 # a length prefix above this drops the connection
 assert MAX_FRAME >= MAX_MESSAGE

@@ -7,7 +7,7 @@ import sqlite3
 
 from drivers.sqlite_durable import open_durable
 
-from firmware.journal import FIELDS
+from firmware.payments.journal import FIELDS
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]

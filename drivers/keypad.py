@@ -10,7 +10,7 @@ import logging
 from evdev import ecodes
 
 from drivers.evdev_input import EvdevInput
-from firmware import keys as fkeys
+from firmware.core import keys as fkeys
 
 log = logging.getLogger("handpos.keypad")
 

@@ -2,14 +2,14 @@
 
 Both hand one swipe at a time to the terminal's loop: on_swipe(track1, track2) with
 each track as the reader sent it (a str, sentinels and any LRC included; None for a
-track that was not there), or on_error(reason) with a firmware.magstripe error code
+track that was not there), or on_error(reason) with a firmware.cards.magstripe error code
 when what arrived cannot be a swipe (a partial one, a flood). Reading the tracks and
-checking the card is the core's job (firmware.magstripe.parse_swipe).
+checking the card is the core's job (firmware.cards.magstripe.parse_swipe).
 
 Neither driver blocks or polls: the reactor wakes them when their descriptor is
 readable, and one reactor timer per reader ends a swipe that stops half way. Swipes
 are assembled in a fixed-size bytearray that is zeroed once the tracks are handed
-over (see firmware/magstripe.py for what can and cannot be wiped in Python), and a
+over (see firmware/cards/magstripe.py for what can and cannot be wiped in Python), and a
 reader that never stops sending fills it once and no further.
 """
 import logging
@@ -18,7 +18,7 @@ import os
 from evdev import ecodes
 
 from drivers.evdev_input import EvdevInput
-from firmware.magstripe import UNREADABLE, split_tracks
+from firmware.cards.magstripe import UNREADABLE, split_tracks
 
 log = logging.getLogger("handpos.msr")
 

@@ -23,9 +23,9 @@ import os
 import serial
 from escpos import constants as escpos_const
 
-from firmware.events import DEVICE_LOST, PRINTED, PRINTER, Event
-from firmware.reactor import POLLIN, POLLOUT
-from firmware.receipt import display_width
+from firmware.core.events import DEVICE_LOST, PRINTED, PRINTER, Event
+from firmware.core.reactor import POLLIN, POLLOUT
+from firmware.ui.receipt import display_width
 
 # Printer states, as reported in Event(PRINTER, state=...).
 UNKNOWN = "unknown"              # before the first answer; never reported as an event

@@ -4,17 +4,18 @@ It owns no hardware. The composition root (board/) hands it drivers that impleme
 the small interfaces below and routes their events to on_key, on_printer_event and
 on_device_lost.
 
-  display.show(screen)                  firmware.screen.Screen
-  printer.print(receipt) -> job id      firmware.receipt.Receipt; .state; query_status()
+  display.show(screen)                  firmware.ui.screen.Screen
+  printer.print(receipt) -> job id      firmware.ui.receipt.Receipt; .state; query_status()
   buzzer.beep(name)                     key | ok | error | alert
   led.on() / led.off() / led.blink(on_ms, off_ms, times)
   system.local_time() -> (y, mo, d, h, mi, s); system.clock_synced() -> bool
   system.battery() -> None | (percent, charging); system.random_bytes(n)
   watchdog.ready() / watchdog.ping() / watchdog.status(text)   (systemd; may be None)
 """
-from firmware import events, i18n
-from firmware.auth import Auth
-from firmware.screen import Screen, Status
+from firmware.core import events
+from firmware.ui import i18n
+from firmware.security.auth import Auth
+from firmware.ui.screen import Screen, Status
 
 VERSION = "0.1.0"
 LANG_SETTING = "ui.language"
@@ -51,7 +52,7 @@ class Terminal:
         self._logout_timer = None
         self._tick_timer = None
         self._wd_timer = None
-        self.payments = None            # firmware.payments.Payments, set by the board
+        self.payments = None            # firmware.payments.service.Payments, set by the board
         self.cl_leds = []               # the four contactless status lights (GPIO), if any
         self.cl_lights = 0              # how many of them are on (EMV Book A, option 1)
         self.unprinted = []             # approvals whose receipt a crash kept from paper

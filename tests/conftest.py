@@ -7,7 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from firmware import config as schema  # noqa: E402
+from firmware.core import config as schema  # noqa: E402
 
 
 class SimHarness:
@@ -16,7 +16,7 @@ class SimHarness:
     def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, offline=None,
                  **ui):
         from board.configfile import load_profile
-        from tools.sim import Simulator
+        from tools.sim.simulator import Simulator
         config = schema.defaults()
         config["storage"]["data_dir"] = str(tmp_path)
         config["ui"]["language"] = language
@@ -54,7 +54,7 @@ class SimHarness:
         return until() if until else True
 
     def _clock(self):
-        from firmware.compat import monotonic_ms
+        from firmware.core.compat import monotonic_ms
         return monotonic_ms() + self.skew
 
     def advance(self, ms):
@@ -71,7 +71,7 @@ class SimHarness:
         return self.text()
 
     def _pending(self):
-        from tools.control import _pending_bytes
+        from tools.sim.control import _pending_bytes
         return _pending_bytes(self.sim.keypad_device.fileno()) > 0
 
     def text(self):
@@ -133,7 +133,7 @@ def harness(tmp_path):
 @pytest.fixture
 def hostsim(tmp_path):
     """The acquirer simulator on an ephemeral loopback port, TLS with its own test CA."""
-    from tools.hostsim import HostSim
+    from tools.host.hostsim import HostSim
     sim = HostSim(str(tmp_path / "host"), tls=True, slow_ms=60000, log=lambda *a: None)
     host, port = sim.start("127.0.0.1", 0)
     sim.address = "%s:%d" % (host, port)

@@ -1,7 +1,7 @@
-"""tools/bench_saf.py keeps working: quick runs return sane figures (no timing asserts)."""
+"""tools/bench/saf.py keeps working: quick runs return sane figures (no timing asserts)."""
 import pytest
 
-from tools import bench_saf
+from tools.bench import saf as bench_saf
 
 N = 20
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # stdlib modules present in both CPython 3.11 and MicroPython 1.27 (the unix and
 # webassembly ports), plus the core itself. micropython exists only on MicroPython
-# and is imported behind try/except ImportError in firmware/compat.py.
+# and is imported behind try/except ImportError in firmware/core/compat.py.
 PORTABLE_MODULES = frozenset((
     "sys", "os", "time", "select", "errno", "heapq", "struct", "binascii", "hashlib",
     "json", "collections", "io", "re", "random", "gc", "micropython", "math", "firmware",
@@ -26,7 +26,7 @@ LAYERS = ("drivers", "board", "tools", "tests")
 WHY_NOT = {
     "dataclasses": "MicroPython has no dataclasses: write the class and its __init__",
     "typing": "MicroPython has no typing module: leave types to comments or docstrings",
-    "traceback": "MicroPython has no traceback module: use firmware.compat.print_exception",
+    "traceback": "MicroPython has no traceback module: use firmware.core.compat.print_exception",
     "__future__": "MicroPython has no __future__ module",
 }
 SKIP_DIRS = {"node_modules", "__pycache__", ".git", ".venv", "venv", "build", "dist"}
@@ -124,9 +124,9 @@ def firmware_import_problems(rel, source):
         top = _top(module)
         where = "%s:%d: %s" % (rel, line, text)
         if top == "traceback":
-            if rel == "firmware/compat.py" and in_function:
+            if rel == "firmware/core/compat.py" and in_function:
                 continue     # CPython's half of compat.print_exception, never run on MicroPython
-            problems.append(where + " -- traceback only inside a function in firmware/compat.py; "
+            problems.append(where + " -- traceback only inside a function in firmware/core/compat.py; "
                             + WHY_NOT["traceback"])
         elif top in LAYERS:
             problems.append(where + " -- firmware/ must not import %s/: the core defines the "
@@ -196,7 +196,7 @@ def _report(problems):
 
 def test_firmware_imports_only_portable_stdlib_and_itself():
     files = python_files("firmware")
-    assert "firmware/compat.py" in files and len(files) >= 5, files
+    assert "firmware/core/compat.py" in files and len(files) >= 5, files
     problems = []
     seen = set()
     for rel in files:
@@ -271,11 +271,11 @@ def test_checker_resolves_relative_and_dynamic_imports():
 def test_checker_allows_traceback_only_inside_a_function_in_compat():
     inside = "def p(e):\n    import traceback\n    traceback.print_exc()\n"
     at_top = "import traceback\n"
-    assert firmware_import_problems("firmware/compat.py", inside) == []
-    assert len(firmware_import_problems("firmware/compat.py", at_top)) == 1
-    assert len(firmware_import_problems("firmware/screen.py", inside)) == 1
+    assert firmware_import_problems("firmware/core/compat.py", inside) == []
+    assert len(firmware_import_problems("firmware/core/compat.py", at_top)) == 1
+    assert len(firmware_import_problems("firmware/ui/screen.py", inside)) == 1
     in_method = "class C:\n    def m(self):\n        import traceback\n"
-    assert firmware_import_problems("firmware/compat.py", in_method) == []
+    assert firmware_import_problems("firmware/core/compat.py", in_method) == []
 
 
 def test_checker_flags_chaining_debug_fstrings_and_dataclass():
@@ -298,7 +298,7 @@ def test_checker_flags_chaining_debug_fstrings_and_dataclass():
 
 
 def test_checker_flags_layer_imports():
-    source = "import os\nfrom board.compose import build\nimport tools.sim\nimport tests.conftest\nfrom firmware import keys\n"
+    source = "import os\nfrom board.compose import build\nimport tools.sim.simulator\nimport tests.conftest\nfrom firmware import keys\n"
     problems = layer_problems("drivers/x.py", source, ("board", "tools", "tests"))
     assert [p.split(":")[1] for p in problems] == ["2", "3", "4"]
     assert problems[0] == "drivers/x.py:2: from board.compose import build -- drivers/ must not import board/"

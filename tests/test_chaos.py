@@ -1,10 +1,10 @@
-"""The chaos driver (tools/chaos.py): a short run through a flapping network with the
+"""The chaos driver (tools/host/chaos.py): a short run through a flapping network with the
 terminal killed now and then reconciles with the host, and really meets the hard
 cases; the reconciliation itself catches what it is there to catch."""
 import pytest
 
-from firmware.journal import record
-from tools import chaos
+from firmware.payments.journal import record
+from tools.host import chaos
 
 SEED = 1
 # Every kill point: the PIN prompt, mid-authorisation, the result screen and idle

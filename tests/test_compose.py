@@ -8,7 +8,7 @@ from board.configfile import load_profile
 from drivers.evdev_pipe import PipeInputDevice
 from drivers.gpio import MockPins
 from drivers.system import LinuxSystem
-from firmware import config as schema
+from firmware.core import config as schema
 
 
 def _config(tmp_path):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from board.configfile import ConfigError, load_config, load_profile
-from firmware import config as schema
+from firmware.core import config as schema
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tools.control import ControlClient
+from tools.sim.control import ControlClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""firmware.des against the `cryptography` package's TripleDES (CPython only).
+"""firmware.security.des against the `cryptography` package's TripleDES (CPython only).
 
 The known-answer vectors are in tests/portable/test_dukpt_vectors.py; here random keys
 and blocks show the pure-Python cipher agrees with OpenSSL's everywhere, not only on
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import des
+from firmware.security import des
 
 pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: E402

@@ -10,7 +10,7 @@ from PIL import Image
 from drivers.display import (FONT_PACKAGE, PNG_OFF, PNG_ON, DisplayError, FontNotFoundError,
                              LumaDisplay, NullDisplay, find_font, image_to_png,
                              open_luma_device)
-from firmware.screen import Screen, Status
+from firmware.ui.screen import Screen, Status
 
 MENU_EN = ["Sale", "Refund", "Void", "Settlement", "Reports"]
 MENU_ZH = ["销售", "退货", "撤销交易", "结算", "报表"]

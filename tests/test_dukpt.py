@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import dukpt, pinblock
-from firmware.dukpt import DukptExhausted, DukptTerminal
+from firmware.security import dukpt, pinblock
+from firmware.security.dukpt import DukptExhausted, DukptTerminal
 from tests.portable.test_dukpt_vectors import BDK, CLEAR_BLOCK, IKSN, IPEK, PAN, state_at
 
 # ANSI X9.24-1:2009 Annex A (TDES): KSN, PIN key, MAC request key, encrypted PIN block

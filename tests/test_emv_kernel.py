@@ -1,6 +1,6 @@
-"""firmware.emv.kernel against the virtual EMV card (tools/vcard.py) with real
-cryptograms, the test PKI (tools/emv_test_pki.py) and the issuer's checks
-(tools/emv_issuer.py): every card profile end to end, TVR and TSI at the steps that set
+"""firmware.cards.emv.kernel against the virtual EMV card (tools/cards/vcard.py) with real
+cryptograms, the test PKI (tools/cards/emv_test_pki.py) and the issuer's checks
+(tools/cards/emv_issuer.py): every card profile end to end, TVR and TSI at the steps that set
 them, and hypothesis damaging every answer of good transactions.
 
 The reader side of T=0 (61xx: GET RESPONSE, 6Cxx: the command again with that Le) is
@@ -9,10 +9,10 @@ done here the way drivers/pcsc.py does it, since the kernel never sees those wor
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware.emv import kernel as K
-from firmware.emv import tlv
-from firmware.emv.kernel import Kernel
-from tools import emv_issuer, emv_test_pki, vcard
+from firmware.cards.emv import kernel as K
+from firmware.cards.emv import tlv
+from firmware.cards.emv.kernel import Kernel
+from tools.cards import emv_issuer, emv_test_pki, vcard
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TripleDES")
 

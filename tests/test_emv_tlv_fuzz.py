@@ -1,9 +1,9 @@
-"""Hypothesis on firmware.emv.tlv (CPython): any bytes parse or raise TlvError, and what
+"""Hypothesis on firmware.cards.emv.tlv (CPython): any bytes parse or raise TlvError, and what
 is built parses back the same."""
 from hypothesis import given, settings, strategies as st
 
-from firmware.emv import tlv
-from firmware.emv.tlv import TlvError
+from firmware.cards.emv import tlv
+from firmware.cards.emv.tlv import TlvError
 
 PRIMITIVE_TAGS = st.sampled_from([0x5A, 0x57, 0x82, 0x94, 0x9F26, 0x9F10, 0x5F2A, 0xDF8126,
                                   0x9F4B, 0x1F20])

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from drivers.iso8583_spec import HostMessageError, decode, encode
-from tools.faultproxy import ControlClient, FaultProxy, normalise
-from tools.hostsim import HostSim
+from tools.host.faultproxy import ControlClient, FaultProxy, normalise
+from tools.host.hostsim import HostSim
 
 TID = "HP000001"
 WAIT = 3.0          # the longest any single receive may take in these tests

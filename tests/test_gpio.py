@@ -7,7 +7,7 @@ never sleep.
 import pytest
 
 from drivers.gpio import LED, Buzzer, GpioError, MockPins, RPiGPIOPins
-from firmware.reactor import Reactor
+from firmware.core.reactor import Reactor
 
 BUZZER_PIN = 18
 LED_PIN = 23

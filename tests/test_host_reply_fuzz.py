@@ -23,15 +23,16 @@ from board.compose import TEST_BDK, TEST_KSN
 from drivers import iso8583_spec
 from drivers.hostlink import HostLink
 from drivers.system import LinuxSystem
-from firmware import config as schema
-from firmware import dukpt, magstripe
-from firmware.journal import MemoryJournal
-from firmware.memqueue import MemoryQueue
-from firmware.payments import Payments
-from firmware.reactor import Reactor
-from firmware.store import MemoryStore
+from firmware.core import config as schema
+from firmware.security import dukpt
+from firmware.cards import magstripe
+from firmware.payments.journal import MemoryJournal
+from firmware.payments.memqueue import MemoryQueue
+from firmware.payments.service import Payments
+from firmware.core.reactor import Reactor
+from firmware.core.store import MemoryStore
 from firmware.terminal import Terminal
-from tools.sim import card_tracks
+from tools.sim.simulator import card_tracks
 
 CASES = 1000
 

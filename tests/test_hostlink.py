@@ -9,8 +9,8 @@ import pytest
 from drivers.hostlink import MAX_FRAME, HostLink, Stan, frame, make_client_context, make_rrn, \
     transmission_time
 from drivers.iso8583_spec import decode, encode, response_mti
-from firmware.reactor import Reactor
-from tools.hostsim import HostSim, ensure_tls
+from firmware.core.reactor import Reactor
+from tools.host.hostsim import HostSim, ensure_tls
 
 TID = "HP000001"
 PAN = "4111111111111111"

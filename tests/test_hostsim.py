@@ -6,8 +6,8 @@ import stat
 import pytest
 
 from drivers.iso8583_spec import decode, encode
-from tools import hostsim
-from tools.hostsim import DEFAULT_BDK, GARBLED, NOW, SILENT, SLOW, HostSim, build_parser, ensure_tls
+from tools.host import hostsim
+from tools.host.hostsim import DEFAULT_BDK, GARBLED, NOW, SILENT, SLOW, HostSim, build_parser, ensure_tls
 
 TID = "HP000001"
 PAN = "4111111111111111"
@@ -250,7 +250,7 @@ KSN = "FFFF9876543210E00000"
 
 
 def pin_fields(pin, pan=PAN, bdk=DEFAULT_BDK):
-    from firmware import dukpt
+    from firmware.security import dukpt
     term = dukpt.DukptTerminal(dukpt.derive_ipek(bdk, KSN), KSN, save=lambda state: None)
     ksn, block = term.encrypt_pin(bytearray(pin), pan)
     return {"52": bytes(block).hex().upper(), "53": bytes(ksn).hex().upper()}

@@ -10,8 +10,8 @@ import pytest
 
 from drivers.hostlink import frame, make_client_context
 from drivers.iso8583_spec import decode, encode
-from tools import emv_issuer
-from tools.hostsim import LATE_ORIGINAL, NOW, HostSim, Ledger
+from tools.cards import emv_issuer
+from tools.host.hostsim import LATE_ORIGINAL, NOW, HostSim, Ledger
 
 # pyemv drives cryptography's TripleDES through names cryptography now calls deprecated.
 pytestmark = pytest.mark.filterwarnings(

@@ -13,7 +13,7 @@ from evdev import ecodes
 from drivers.evdev_pipe import (EVENT_SIZE, PipeInputDevice, decode_events,
                                 encode_event, open_input_device, InputDeviceError)
 from drivers.keypad import Keypad, KeymapError
-from firmware.reactor import Reactor
+from firmware.core.reactor import Reactor
 
 KEYMAP = {
     "KEY_KP0": "0", "KEY_KP1": "1", "KEY_KP2": "2", "KEY_KP3": "3",

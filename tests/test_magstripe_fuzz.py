@@ -1,11 +1,11 @@
-"""firmware.magstripe under hypothesis (CPython only; the portable tests carry an LCG
+"""firmware.cards.magstripe under hypothesis (CPython only; the portable tests carry an LCG
 fuzz for MicroPython). Whatever a reader delivers, the parser returns a sane CardData
 or raises CardError: never IndexError, never a crash in the loop.
 """
 from hypothesis import given, settings, strategies as st
 
-from firmware import magstripe as ms
-from firmware.magstripe import CardError, parse_swipe, split_tracks
+from firmware.cards import magstripe as ms
+from firmware.cards.magstripe import CardError, parse_swipe, split_tracks
 
 TODAY = (2025, 6)
 TEST_PANS = ("4111111111111111", "4012888888881881", "5555555555554444", "378282246310005")

@@ -17,8 +17,8 @@ from evdev import ecodes
 from drivers.evdev_pipe import PipeInputDevice
 from drivers.msr import (MAX_SWIPE_CHARS, US_KEYMAP, HidMsr, SerialMsr, SwipeAssembler,
                          keystrokes)
-from firmware import magstripe as ms
-from firmware.reactor import Reactor
+from firmware.cards import magstripe as ms
+from firmware.core.reactor import Reactor
 
 TODAY = (2025, 6)
 VISA = "4111111111111111"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tools.faultproxy import FaultProxy
+from tools.host.faultproxy import FaultProxy
 
 TID = "HP000001"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}

@@ -18,7 +18,7 @@ import pytest
 
 from drivers import pcsc
 from drivers.pcsc import PcscReader, get_response, reader_kind, with_le
-from firmware.reactor import Reactor
+from firmware.core.reactor import Reactor
 
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
 VPCD_CONF = "/etc/reader.conf.d/vpcd"
@@ -70,7 +70,7 @@ class MiniCard:
         if not self.talking.wait(timeout):
             self.remove()
             pytest.fail("vpcd on port %d did not talk to the test card within %.0f s: is "
-                        "another virtual card connected to it (tools/vcard.py)?"
+                        "another virtual card connected to it (tools/cards/vcard.py)?"
                         % (self.port, timeout))
 
     def remove(self):

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.printer import EscPosPrinter, PrinterError, open_serial
-from firmware.compat import monotonic_ms
-from firmware.events import DEVICE_LOST, PRINTED, PRINTER
-from firmware.reactor import Reactor
-from firmware.receipt import Receipt
-from tools.vprinter import VirtualPrinter, make_pty, render_png
+from firmware.core.compat import monotonic_ms
+from firmware.core.events import DEVICE_LOST, PRINTED, PRINTER
+from firmware.core.reactor import Reactor
+from firmware.ui.receipt import Receipt
+from tools.sim.vprinter import VirtualPrinter, make_pty, render_png
 
 SAMPLES = "/tmp/receipt_samples"
 

@@ -2,7 +2,7 @@
 import os
 import threading
 
-from firmware.reactor import DeadDescriptor, Reactor
+from firmware.core.reactor import DeadDescriptor, Reactor
 
 
 def _spin(reactor, until, limit=200):

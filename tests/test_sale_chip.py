@@ -1,5 +1,5 @@
 """Chip and contactless sales end to end, as a black box: the simulator process with its
-own pcscd (Virtual PCD reader), tools/vcard.py cards inserted into it through vpcd, the
+own pcscd (Virtual PCD reader), tools/cards/vcard.py cards inserted into it through vpcd, the
 real PC/SC driver, the EMV kernel, and the host simulator verifying ARQCs."""
 import os
 import shutil
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tools.control import ControlClient
+from tools.sim.control import ControlClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def pos(tmp_path_factory):
-    from tools.hostsim import HostSim
+    from tools.host.hostsim import HostSim
     tmp = tmp_path_factory.mktemp("chip")
     host = HostSim(str(tmp / "host"), tls=True, slow_ms=60000, log=lambda *a: None)
     address = "%s:%d" % host.start("127.0.0.1", 0)

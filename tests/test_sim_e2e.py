@@ -7,7 +7,7 @@ import time
 import pytest
 from PIL import Image
 
-from tools.control import ControlClient
+from tools.sim.control import ControlClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

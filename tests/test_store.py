@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from drivers.store_sqlite import SQLiteStore, StoreError
-from firmware.store import MemoryStore
+from firmware.core.store import MemoryStore
 
 
 def _op(op_id="1", role="supervisor"):

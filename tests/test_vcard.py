@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pyemv import tlv as emvtlv
 
-from tools import emv_issuer, emv_test_pki
-from tools.vcard import (AAC, ARQC, PPSE, PROFILES, PSE, TC, CardRemoved, VirtualCard,
+from tools.cards import emv_issuer, emv_test_pki
+from tools.cards.vcard import (AAC, ARQC, PPSE, PROFILES, PSE, TC, CardRemoved, VirtualCard,
                          parse_dol, run_vpcd_card)
 
 # pyemv drives cryptography's TripleDES through names cryptography now calls deprecated.

@@ -1,7 +1,7 @@
 """The virtual card through the real PC/SC stack: pcscd with the vsmartcard vpcd driver,
-pyscard's SCardTransmit, and tools/vcard.py on the far end of vpcd's socket.
+pyscard's SCardTransmit, and tools/cards/vcard.py on the far end of vpcd's socket.
 
-pcscd runs privately (tools.vcard.PrivatePcscd: its own socket by socket activation,
+pcscd runs privately (tools.cards.vcard.PrivatePcscd: its own socket by socket activation,
 its own reader.conf.d, its own vpcd ports), so the test neither needs nor disturbs a
 system pcscd. The PC/SC client runs in a child process: libpcsclite reads
 PCSCLITE_CSOCK_NAME once per process, and a child also bounds the time a stuck call
@@ -21,7 +21,7 @@ import threading
 
 import pytest
 
-from tools.vcard import PrivatePcscd, VirtualCard, run_vpcd_card, vpcd_driver
+from tools.cards.vcard import PrivatePcscd, VirtualCard, run_vpcd_card, vpcd_driver
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("pcscd") is None,

@@ -4,7 +4,7 @@ import os
 import sys
 
 from board.configfile import ConfigError, config_path, load_config, load_profile
-from firmware import config as schema
+from firmware.core import config as schema
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM_CONFIG = os.path.join(REPO, "config", "sim.toml")
@@ -72,7 +72,7 @@ def start_hostsim(address, data_dir):
 
 
 def cmd_sim(args):
-    from tools import sim as simmod
+    from tools.sim import simulator as simmod
     if args.config:
         config = _config_or_exit(args.config)
     elif os.path.exists(SIM_CONFIG):
@@ -98,7 +98,7 @@ def cmd_sim(args):
             config["host"]["ca_file"] = ca
             # the terminal reaches it through a fault proxy, so that a person (key N)
             # or a test (control "network") can cut the network and bring it back
-            from tools.faultproxy import FaultProxy
+            from tools.host.faultproxy import FaultProxy
             proxy = FaultProxy(0, int(address.rsplit(":", 1)[1]))
             proxy.start()
             config["host"]["address"] = "127.0.0.1:%d" % proxy.port
@@ -109,7 +109,7 @@ def cmd_sim(args):
     if profile.get("chip") and args.chip == "auto":
         # a pcscd of the simulator's own, with only the Virtual PCD reader, on a
         # private socket: the chip reader driver goes through real PC/SC
-        from tools.vcard import PrivatePcscd
+        from tools.cards.vcard import PrivatePcscd
         try:
             pcscd = PrivatePcscd(os.path.join(config["storage"]["data_dir"], "pcscd"))
             pcscd.start()
@@ -159,7 +159,7 @@ def cmd_check_config(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "hostsim":
-        from tools import hostsim
+        from tools.host import hostsim
         return hostsim.main(argv[1:])
     parser = argparse.ArgumentParser(prog="handpos", description="handheld point-of-sale terminal")
     sub = parser.add_subparsers(dest="command", required=True)

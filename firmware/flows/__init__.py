@@ -1,1 +1,1 @@
-"""The terminal's flows, one module each; each is a state table (firmware.fsm)."""
+"""The terminal's flows, one module each; each is a state table (firmware.core.fsm)."""

@@ -4,8 +4,8 @@ A missing or failing part is named with what to check; the terminal never stops 
 it. When everything passed the screen moves on by itself after a moment; when
 something failed it waits for ENTER (or 20 s) so the person can read why.
 """
-from firmware import events, keys
-from firmware.fsm import Flow
+from firmware.core import events, keys
+from firmware.core.fsm import Flow
 
 # The order the checks are listed in, and their words in the catalogue.
 PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "clock", "battery")

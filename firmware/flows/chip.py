@@ -1,18 +1,18 @@
 """A chip or contactless card inside a sale: the EMV kernel's steps, turned into reader
 exchanges, PIN entry, the cardholder's application choice and the online request.
 
-The kernel (firmware.emv.kernel) never waits; this flow carries each of its Steps out
+The kernel (firmware.cards.emv.kernel) never waits; this flow carries each of its Steps out
 and hands the answer back: an APDU goes to the card reader and its answer comes back
 as an "apdu" event; a PIN is typed here; "go_online" becomes a 0200 with DE55 through
 the payments service, whose answer (and the issuer's tag 91) returns to the kernel for
 the second GENERATE AC. The flow ends with the kernel's outcome and the journal record.
 """
-from firmware import events, keys
-from firmware.emv import tlv
-from firmware.emv.kernel import Kernel
+from firmware.core import events, keys
+from firmware.cards.emv import tlv
+from firmware.cards.emv.kernel import Kernel
 from firmware.flows.common import Field, PinEntry
-from firmware.fsm import Flow
-from firmware.magstripe import CardData
+from firmware.core.fsm import Flow
+from firmware.cards.magstripe import CardData
 
 ENTRY = "entry_timeout_s"
 CARD_WAIT = 30000       # a card that stops answering for this long is a failed read

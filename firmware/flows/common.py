@@ -1,6 +1,6 @@
 """Pieces several flows share: a keypad entry field and a menu."""
-from firmware import keys
-from firmware.fsm import Flow
+from firmware.core import keys
+from firmware.core.fsm import Flow
 
 
 class Field:
@@ -64,7 +64,7 @@ class AmountField:
     """
 
     def __init__(self, currency, max_minor):
-        from firmware.money import format_amount
+        from firmware.core.money import format_amount
         self._format = format_amount
         self.currency = currency
         self.max_minor = max_minor

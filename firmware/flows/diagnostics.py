@@ -1,8 +1,8 @@
 """Diagnostics for the technician: every peripheral can be checked from the keypad."""
-from firmware import events, keys
+from firmware.core import events, keys
 from firmware.flows.boot import PARTS
 from firmware.flows.common import MenuFlow
-from firmware.receipt import Receipt
+from firmware.ui.receipt import Receipt
 from firmware.terminal import VERSION
 
 STATES = {}

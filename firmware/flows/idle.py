@@ -1,6 +1,6 @@
 """The idle screen of a logged-in terminal: the time, who is on, what is pending."""
-from firmware import keys
-from firmware.fsm import Flow
+from firmware.core import keys
+from firmware.core.fsm import Flow
 
 
 class IdleFlow(Flow):
@@ -36,7 +36,7 @@ class IdleFlow(Flow):
     def _offline_lines(self):
         """OFFLINE while the host cannot be reached; what waits to be uploaded, how old
         the oldest is once it is near its limit; what a supervisor must look at."""
-        from firmware.money import format_amount
+        from firmware.core.money import format_amount
         t = self.t
         term = self.term
         summary = term.payments.queue_summary()

@@ -1,7 +1,8 @@
 """Login: operator ID, then PIN. Three wrong PINs lock that ID out for a while."""
-from firmware import auth, keys
+from firmware.security import auth
+from firmware.core import keys
 from firmware.flows.common import Field
-from firmware.fsm import Flow
+from firmware.core.fsm import Flow
 
 ENTRY = "entry_timeout_s"
 

@@ -1,6 +1,6 @@
 """A message a person must see: stays until ENTER or CANCEL, or its time runs out."""
-from firmware import keys
-from firmware.fsm import Flow
+from firmware.core import keys
+from firmware.core.fsm import Flow
 
 
 class NoticeFlow(Flow):

@@ -1,12 +1,12 @@
 """The offline queue menu: upload now (with progress), the records a person must see
 (declined after upload, damaged) with a supervisor's acknowledgement, the supervisor's
 export for a swapped terminal, and the merchant's offline policy."""
-from firmware import events, keys
-from firmware.config import limits_for
+from firmware.core import events, keys
+from firmware.core.config import limits_for
 from firmware.flows.common import MenuFlow
 from firmware.flows.supervisor import SupervisorFlow
-from firmware.fsm import Flow
-from firmware.money import format_amount
+from firmware.core.fsm import Flow
+from firmware.core.money import format_amount
 
 ENTRIES = (
     ("off_upload", "upload"),

@@ -1,7 +1,8 @@
 """Creating an operator: role, ID, PIN twice. Used by first-run setup and Settings."""
-from firmware import auth, keys
+from firmware.security import auth
+from firmware.core import keys
 from firmware.flows.common import Field
-from firmware.fsm import Flow
+from firmware.core.fsm import Flow
 
 ENTRY = "entry_timeout_s"
 

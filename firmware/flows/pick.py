@@ -1,9 +1,9 @@
 """Choosing a past transaction by the number printed on its receipt (ENTER alone:
 the latest one that fits)."""
-from firmware import keys
+from firmware.core import keys
 from firmware.flows.common import Field
-from firmware.fsm import Flow
-from firmware.money import format_amount
+from firmware.core.fsm import Flow
+from firmware.core.money import format_amount
 
 
 class PickFlow(Flow):

@@ -1,13 +1,13 @@
 """A sale: amount, payment method, then cash (tendered, change, drawer) or card
 (swipe, PIN, online authorisation), then the receipts.
 
-Nothing here talks to a device: the payments service (firmware.payments) writes the
+Nothing here talks to a device: the payments service (firmware.payments.service) writes the
 journal and speaks to the host; the flow shows what happens, in words.
 """
-from firmware import events, keys
+from firmware.core import events, keys
 from firmware.flows.common import AmountField, Field, PinEntry
-from firmware.fsm import Flow
-from firmware.money import format_amount
+from firmware.core.fsm import Flow
+from firmware.core.money import format_amount
 
 ENTRY = "entry_timeout_s"
 CARD = "card_timeout_s"
@@ -165,7 +165,7 @@ class SaleFlow(PinEntry, Flow):
             self.term.set_cl_lights(1)          # ready: present a card
 
     def swiped(self, ev):
-        from firmware import magstripe
+        from firmware.cards import magstripe
         self.term.set_cl_lights(0)
         try:
             self.card = magstripe.parse_swipe(ev.get("track1"), ev.get("track2"),

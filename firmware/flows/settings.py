@@ -1,5 +1,5 @@
 """Settings: language for everyone; operators for supervisors; what this terminal is."""
-from firmware import i18n
+from firmware.ui import i18n
 from firmware.flows.common import MenuFlow
 from firmware.flows.operator import NewOperatorFlow
 from firmware.terminal import VERSION

@@ -1,7 +1,7 @@
 """First run: nobody can log in yet, so the first supervisor is created here."""
-from firmware import keys
+from firmware.core import keys
 from firmware.flows.operator import NewOperatorFlow
-from firmware.fsm import Flow
+from firmware.core.fsm import Flow
 
 
 class SetupFlow(Flow):

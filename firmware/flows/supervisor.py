@@ -1,7 +1,8 @@
 """A supervisor's ID and PIN, asked for on the spot (void, refund)."""
-from firmware import auth, keys
+from firmware.security import auth
+from firmware.core import keys
 from firmware.flows.common import Field
-from firmware.fsm import Flow
+from firmware.core.fsm import Flow
 
 ENTRY = "entry_timeout_s"
 

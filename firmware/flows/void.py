@@ -1,11 +1,11 @@
 """Void: a supervisor cancels an approved sale of the open batch. A card void goes to
 the host as a reversal of the sale (0400, repeated as 0401 until acknowledged); a cash
 void opens the drawer to pay the money back."""
-from firmware import events, keys
+from firmware.core import events, keys
 from firmware.flows.pick import PickFlow
 from firmware.flows.supervisor import SupervisorFlow
-from firmware.fsm import Flow
-from firmware.money import format_amount
+from firmware.core.fsm import Flow
+from firmware.core.money import format_amount
 
 
 class VoidFlow(Flow):

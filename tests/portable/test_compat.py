@@ -1,10 +1,10 @@
-"""firmware.compat: the spellings that differ between CPython and MicroPython."""
+"""firmware.core.compat: the spellings that differ between CPython and MicroPython."""
 import io
 import sys
 import time
 
-from firmware import compat
-from firmware.compat import const, monotonic_ms, print_exception
+from firmware.core import compat
+from firmware.core.compat import const, monotonic_ms, print_exception
 
 FIVE = const(5)
 

@@ -1,10 +1,12 @@
 """The core's logic on both Pythons: catalogue, money, config, PIN hashing, flows."""
-from firmware import auth, config, events, i18n, keys
-from firmware.money import format_amount
-from firmware.reactor import Reactor
-from firmware.store import MemoryStore
-from firmware.journal import MemoryJournal
-from firmware.payments import Payments
+from firmware.security import auth
+from firmware.core import config, events, keys
+from firmware.ui import i18n
+from firmware.core.money import format_amount
+from firmware.core.reactor import Reactor
+from firmware.core.store import MemoryStore
+from firmware.payments.journal import MemoryJournal
+from firmware.payments.service import Payments
 from firmware.terminal import Terminal
 
 

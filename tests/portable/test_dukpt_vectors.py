@@ -1,4 +1,4 @@
-"""Published test vectors for firmware.des, firmware.pinblock and firmware.dukpt.
+"""Published test vectors for firmware.security.des, firmware.security.pinblock and firmware.security.dukpt.
 
 These run under CPython (pytest) and MicroPython (tools/mpy_runner.mjs), so they stay
 cheap: a handful of transactions each. tests/test_dukpt.py does the long runs.
@@ -13,8 +13,8 @@ Sources of the vectors:
 """
 import binascii
 
-from firmware import des, dukpt, pinblock
-from firmware.dukpt import DukptExhausted, DukptTerminal
+from firmware.security import des, dukpt, pinblock
+from firmware.security.dukpt import DukptExhausted, DukptTerminal
 
 
 def h(text):

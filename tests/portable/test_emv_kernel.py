@@ -1,10 +1,10 @@
-"""firmware.emv.kernel on both Pythons: whole transactions against a small card model.
+"""firmware.cards.emv.kernel on both Pythons: whole transactions against a small card model.
 
 The card model below answers the way an EMV card does (SELECT, GPO, READ RECORD, GET
 DATA, VERIFY, INTERNAL AUTHENTICATE, GENERATE AC, EXTERNAL AUTHENTICATE, and a qVSDC
 style contactless GPO), with certificates made here from three small test RSA keys so
 SDA, DDA and fDDA run under MicroPython too. Its cryptograms are not real (a hash of
-the CDOL data); tests/test_emv_kernel.py runs against tools/vcard.py on CPython, with
+the CDOL data); tests/test_emv_kernel.py runs against tools/cards/vcard.py on CPython, with
 real cryptograms and the host's checks.
 
 The keys below are test keys made for this file only; their private halves are here.
@@ -13,9 +13,9 @@ import binascii
 import hashlib
 import time
 
-from firmware.emv import kernel as K
-from firmware.emv import tlv
-from firmware.emv.kernel import Kernel
+from firmware.cards.emv import kernel as K
+from firmware.cards.emv import tlv
+from firmware.cards.emv.kernel import Kernel
 
 CA_N = int(
     "E37A5FC7FE63F026F754BD94FD2B03DDCFD491D769FF8A086922903F5901A6F81BE6024C"

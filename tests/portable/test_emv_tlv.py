@@ -1,10 +1,10 @@
-"""firmware.emv.tlv on both Pythons: BER-TLV as EMV writes it, DOLs, and garbage.
+"""firmware.cards.emv.tlv on both Pythons: BER-TLV as EMV writes it, DOLs, and garbage.
 
 MicroPython has no hypothesis, so the fuzz test draws from a small seeded LCG;
 tests/test_emv_tlv_fuzz.py adds hypothesis on CPython.
 """
-from firmware.emv import tlv
-from firmware.emv.tlv import Tlv, TlvError
+from firmware.cards.emv import tlv
+from firmware.cards.emv.tlv import Tlv, TlvError
 
 
 def h(text):

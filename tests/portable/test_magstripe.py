@@ -1,12 +1,12 @@
-"""firmware.magstripe on both Pythons: tracks 1 and 2, the checks, and garbage.
+"""firmware.cards.magstripe on both Pythons: tracks 1 and 2, the checks, and garbage.
 
 Only published test card numbers appear here (Visa 4111111111111111 and
 4012888888881881, Mastercard 5555555555554444, Amex 378282246310005).
 MicroPython has no hypothesis, so the fuzz tests draw from a small seeded LCG; the
 same tests run under pytest, and tests/test_magstripe_fuzz.py adds hypothesis there.
 """
-from firmware import magstripe as ms
-from firmware.magstripe import CardData, CardError, mask_pan, last4, parse_swipe, split_tracks
+from firmware.cards import magstripe as ms
+from firmware.cards.magstripe import CardData, CardError, mask_pan, last4, parse_swipe, split_tracks
 
 TODAY = (2025, 6)
 VISA = "4111111111111111"

@@ -3,7 +3,7 @@
 The poller records the timeout the loop would block for: that the timeout equals the
 time to the next deadline is what shows the loop sleeps instead of polling.
 """
-from firmware.reactor import Reactor
+from firmware.core.reactor import Reactor
 
 
 class FakeClock:

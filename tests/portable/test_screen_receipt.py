@@ -1,6 +1,6 @@
 """The display and printer models: what a person reads, column by column."""
-from firmware.receipt import WIDTH, Receipt, display_width, fit
-from firmware.screen import BODY_ROWS, Screen, Status
+from firmware.ui.receipt import WIDTH, Receipt, display_width, fit
+from firmware.ui.screen import BODY_ROWS, Screen, Status
 
 CJK_TOTAL = "\u5408\u8ba1"            # 合计, 2 glyphs, 4 columns
 CJK_LONG = "\u5408\u8ba1\u91d1\u989d"  # 合计金额, 8 columns

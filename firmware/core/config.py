@@ -1,0 +1,218 @@
+"""The terminal's configuration: what each key may hold, and one clear line per mistake.
+
+Parsing TOML is the board's job (MicroPython has no tomllib); this module takes the
+parsed dict, fills defaults, and refuses anything it does not understand, naming the
+key, the value given and what is allowed.
+"""
+from firmware.core.money import CURRENCIES
+
+LANGUAGES = ("en", "zh")
+# how a card may be read for an offline approval (DE22's entry modes)
+ENTRY_MODES = ("chip", "tap", "swipe", "fallback")
+LIMIT_KEYS = ("per_payment", "total", "count")
+# the default offline limits in major units: 100.00 a payment, 1,000.00 and 500 stored
+DEFAULT_LIMITS = (100, 1000, 500)
+
+
+def _alnum(length):
+    def check(value):
+        if isinstance(value, str) and len(value) == length and _is_alnum(value):
+            return None
+        return "must be exactly %d letters or digits" % length
+    return check
+
+
+def _is_alnum(text):
+    for ch in text:
+        if not ("0" <= ch <= "9" or "A" <= ch <= "Z" or "a" <= ch <= "z"):
+            return False
+    return True
+
+
+def _text(max_len):
+    def check(value):
+        if isinstance(value, str) and 0 < len(value) <= max_len and value.strip() == value:
+            return None
+        return "must be text of 1 to %d characters without leading or trailing spaces" % max_len
+    return check
+
+
+def _int_range(low, high):
+    def check(value):
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return "must be a whole number from %d to %d" % (low, high)
+    return check
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _choice(options):
+    def check(value):
+        return None if value in options else "must be one of: " + ", ".join(options)
+    return check
+
+
+def _currency(value):
+    if value in CURRENCIES:
+        return None
+    return "must be an ISO 4217 code this terminal knows: " + ", ".join(sorted(CURRENCIES))
+
+
+def _host_address(value):
+    if value == "":
+        return None
+    if isinstance(value, str) and value.count(":") == 1:
+        host, port = value.split(":")
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return None
+    return "must be host:port (port 1-65535), or \"\" for no host"
+
+
+def _optional_path(value):
+    return None if isinstance(value, str) else "must be a path, or \"\""
+
+
+def _entry_modes(value):
+    if isinstance(value, list) and value and all(v in ENTRY_MODES for v in value) \
+            and len(set(value)) == len(value):
+        return None
+    return "must be a list of one or more of: " + ", ".join(ENTRY_MODES)
+
+
+def _limits(value):
+    """[offline.limits.USD] per_payment / total / count, in the currency's minor units."""
+    if not isinstance(value, dict):
+        return "must be tables such as [offline.limits.USD]"
+    for cur in value:
+        if cur not in CURRENCIES:
+            return "%s: not an ISO 4217 code this terminal knows" % cur
+        table = value[cur]
+        if not isinstance(table, dict):
+            return "%s: must be a table with per_payment, total and count" % cur
+        for key in table:
+            if key not in LIMIT_KEYS:
+                return "%s.%s: unknown key; allowed: %s" % (cur, key, ", ".join(LIMIT_KEYS))
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return "%s.%s = %s: must be a whole number, 0 or more" % (cur, key, _show(v))
+        merged = limits_for({"offline": {"limits": value}}, cur)
+        if merged[0] > merged[1]:
+            return "%s: per_payment may not be more than total" % cur
+    return None
+
+
+def _path(value):
+    if isinstance(value, str) and value:
+        return None
+    return "must be a path"
+
+
+# section -> key -> (default, check)
+SCHEMA = {
+    "terminal": {
+        "id": ("HP000001", _alnum(8)),
+        "merchant_id": ("000000000000001", _alnum(15)),
+        "merchant_name": ("HANDPOS DEMO SHOP", _text(40)),
+        "merchant_address": ("1 TEST STREET", _text(40)),
+    },
+    "host": {
+        "address": ("", _host_address),
+        "tls": (True, _boolean),
+        "ca_file": ("", _optional_path),          # the pinned CA of the host's certificate
+        "response_timeout_s": (30, _int_range(5, 120)),
+    },
+    "security": {
+        # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)
+        "test_keys": (False, _boolean),
+    },
+    "money": {
+        "currency": ("USD", _currency),
+        # the largest amount one payment may take, in minor units
+        "max_amount": (1000000, _int_range(1, 99999999999)),
+        "cash": (True, _boolean),
+    },
+    "ui": {
+        "language": ("en", _choice(LANGUAGES)),
+        "idle_logout_s": (300, _int_range(30, 86400)),
+        "menu_timeout_s": (60, _int_range(10, 3600)),
+        "entry_timeout_s": (60, _int_range(10, 600)),
+        "card_timeout_s": (60, _int_range(10, 300)),
+    },
+    # offline approvals when the host cannot be reached (docs/offline.md)
+    "offline": {
+        "enabled": (True, _boolean),
+        "entry_modes": (["chip", "tap"], _entry_modes),     # stripes off by default
+        "pin_required": (False, _boolean),   # only cards verified by offline PIN
+        "max_age_h": (72, _int_range(1, 720)),
+        "warn_age_h": (24, _int_range(1, 720)),
+        "limits": ({}, _limits),             # per currency; defaults DEFAULT_LIMITS
+    },
+    "storage": {
+        "data_dir": ("/var/lib/handpos", _path),
+    },
+}
+
+
+def _show(value):
+    if isinstance(value, str):
+        return '"%s"' % value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def validate(raw):
+    """Return (config, errors): config with every default filled, errors as lines."""
+    errors = []
+    config = {}
+    if not isinstance(raw, dict):
+        return None, ["the configuration must be a table of sections"]
+    for section in raw:
+        if section not in SCHEMA:
+            errors.append("[%s]: unknown section; allowed: %s" % (section, ", ".join(sorted(SCHEMA))))
+    for section in SCHEMA:
+        given = raw.get(section, {})
+        keys = SCHEMA[section]
+        config[section] = {}
+        if not isinstance(given, dict):
+            errors.append("%s = %s: must be a section [%s]" % (section, _show(given), section))
+            given = {}
+        for key in given:
+            if key not in keys:
+                errors.append("%s.%s: unknown key; allowed: %s" % (section, key, ", ".join(sorted(keys))))
+        for key in keys:
+            default, check = keys[key]
+            if key in given:
+                value = given[key]
+                problem = check(value)
+                if problem:
+                    errors.append("%s.%s = %s: %s" % (section, key, _show(value), problem))
+                    value = default
+            else:
+                value = default
+            config[section][key] = value
+    host = config["host"]
+    if host["address"] and host["tls"] and not host["ca_file"]:
+        errors.append("host.ca_file = \"\": the host's CA certificate is needed when host.tls "
+                      "is true (or set host.tls = false on a closed network)")
+    off = config["offline"]
+    if off["warn_age_h"] >= off["max_age_h"]:
+        errors.append("offline.warn_age_h = %d: must be less than offline.max_age_h (%d)"
+                      % (off["warn_age_h"], off["max_age_h"]))
+    return config, errors
+
+
+def limits_for(config, currency):
+    """(per_payment, total, count) of offline approvals in currency's minor units."""
+    unit = 10 ** CURRENCIES[currency][1]
+    given = config["offline"].get("limits", {}).get(currency, {})
+    return (given.get("per_payment", DEFAULT_LIMITS[0] * unit),
+            given.get("total", DEFAULT_LIMITS[1] * unit),
+            given.get("count", DEFAULT_LIMITS[2]))
+
+
+def defaults():
+    return validate({})[0]

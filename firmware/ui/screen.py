@@ -1,0 +1,86 @@
+"""What the core asks the display to show: a model, not pixels.
+
+A display driver turns a Screen into pixels for its panel; the control socket turns it
+into text. Strings in a Screen are already translated (firmware.ui.i18n).
+
+Layout on a 128x64 panel with a 12 px font: a title bar with the status icons on its
+right, three body rows (or one big line, e.g. an amount), and a footer of key hints.
+"""
+
+BODY_ROWS = 3
+
+# Printer states worth a mark in the status bar; "ok" shows nothing.
+PRINTER_MARKS = {"paper_out": "P!", "paper_near_end": "P-", "cover_open": "P^",
+                 "offline": "P?", "error": "P?", "missing": "P?"}
+
+
+class Status:
+    """The status bar: the same on every screen."""
+
+    def __init__(self, clock="--:--", synced=False, link="none", battery=None,
+                 charging=False, pending=0, printer="ok"):
+        self.clock = clock          # "HH:MM" local time
+        self.synced = synced        # False: the clock has never been synchronised
+        self.link = link            # up | down | none (no host configured)
+        self.battery = battery      # 0..100, or None on mains / no gauge
+        self.charging = charging
+        self.pending = pending      # offline payments waiting for upload
+        self.printer = printer      # ok | paper_out | paper_near_end | cover_open | offline | missing
+
+    def text(self):
+        parts = [self.clock + ("" if self.synced else "?")]
+        parts.append({"up": "L+", "down": "L-"}.get(self.link, "L "))
+        if self.battery is not None:
+            parts.append("B%d%s" % (self.battery, "+" if self.charging else ""))
+        if self.pending:
+            parts.append("Q%d" % self.pending)
+        mark = PRINTER_MARKS.get(self.printer)
+        if mark:
+            parts.append(mark)
+        return " ".join(parts)
+
+    def key(self):
+        return (self.clock, self.synced, self.link, self.battery, self.charging,
+                self.pending, self.printer)
+
+
+class Screen:
+    def __init__(self, title="", lines=None, footer="", selected=-1, big="",
+                 alert=None, status=None, masked=""):
+        self.title = title
+        self.lines = list(lines or ())
+        self.footer = footer
+        self.selected = selected    # index into lines of the highlighted menu row, -1 none
+        self.big = big              # one large centred line (amount, clock), "" none
+        self.alert = alert          # None | "ok" | "error" | "warn": how the title bar reads
+        self.status = status        # Status or None (the boot screens have none)
+        self.masked = masked        # the entry field under the prompt (stars for a PIN)
+
+    def first_visible(self):
+        """The first body row shown, so that the selected row is always on screen."""
+        if self.selected < BODY_ROWS or len(self.lines) <= BODY_ROWS:
+            return 0
+        return min(self.selected - BODY_ROWS + 1, len(self.lines) - BODY_ROWS)
+
+    def text(self):
+        """The screen as plain text, one row a line: the control socket's view."""
+        rows = [self.title + ((" | " + self.status.text()) if self.status else "")]
+        if self.big:
+            rows.append(self.big)
+        for i, line in enumerate(self.lines):
+            rows.append(("> " if i == self.selected else "  ") + line if self.selected >= 0 else line)
+        if self.masked:
+            rows.append(self.masked)
+        if self.footer:
+            rows.append(self.footer)
+        return "\n".join(rows)
+
+    def key(self):
+        return (self.title, tuple(self.lines), self.footer, self.selected, self.big,
+                self.alert, self.masked, self.status.key() if self.status else None)
+
+    def __eq__(self, other):
+        return isinstance(other, Screen) and self.key() == other.key()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
