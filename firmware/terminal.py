@@ -17,7 +17,6 @@ from firmware.ui import i18n
 from firmware.security.auth import Auth
 from firmware.ui.screen import Screen, Status
 
-VERSION = "0.1.0"
 LANG_SETTING = "ui.language"
 
 

@@ -3,7 +3,7 @@ from firmware.core import events, keys
 from firmware.flows.boot import PARTS
 from firmware.flows.common import MenuFlow
 from firmware.ui.receipt import Receipt
-from firmware.terminal import VERSION
+from firmware.core.version import VERSION
 
 STATES = {}
 STATES.update(MenuFlow.STATES)

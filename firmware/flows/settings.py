@@ -2,7 +2,7 @@
 from firmware.ui import i18n
 from firmware.flows.common import MenuFlow
 from firmware.flows.operator import NewOperatorFlow
-from firmware.terminal import VERSION
+from firmware.core.version import VERSION
 
 
 class SettingsFlow(MenuFlow):
