@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pyemv import tlv as emvtlv
 
-from tools.cards import emv_issuer, emv_test_pki
+from tools.cards import emv_issuer, emv_test_pki, vcard
 from tools.cards.vcard import (AAC, ARQC, PPSE, PROFILES, PSE, TC, CardRemoved, VirtualCard,
                          parse_dol, run_vpcd_card)
 
@@ -165,7 +165,7 @@ def de55(values, g, ac):
 # -- the profiles ---------------------------------------------------------------------
 
 def test_every_profile_is_a_test_card_with_a_test_issuer():
-    keys = emv_issuer.issuer_keys()
+    keys = vcard.issuer_keys()
     assert set(keys) == set(PROFILES)
     for name, p in PROFILES.items():
         assert luhn_ok(p["pan"]), name

@@ -31,7 +31,8 @@ The test issuers and their master keys (well-known test values, never production
     5           Mastercard test issuer   404142434445464748494A4B4C4D4E4F
 
 (IMK-SMI and IMK-SMC, for issuer scripts, are listed in ISSUERS; the test cards do not
-run scripts.) `issuer_keys()` maps each card profile to its PAN, PSN and keys.
+run scripts.) tools/cards/vcard.py `issuer_keys()` maps each card profile to its PAN, PSN
+and keys.
 """
 import binascii
 
@@ -83,22 +84,6 @@ def keys_for_pan(pan):
     found = dict(best)
     found["cvn"] = CVN
     return found
-
-
-def issuer_keys():
-    """{profile name: {"pan", "psn", "aid", "issuer", "imk_ac", "imk_smi", "imk_smc",
-    "icc_mk_ac", "cvn"}} for every card profile of tools/cards/vcard.py."""
-    from tools.cards.vcard import PROFILES            # late: vcard imports this module
-    out = {}
-    for name, profile in PROFILES.items():
-        keys = keys_for_pan(profile["pan"])
-        out[name] = {"pan": profile["pan"], "psn": profile["psn"], "aid": profile["aid"],
-                     "issuer": keys["name"], "imk_ac": keys["imk_ac"],
-                     "imk_smi": keys["imk_smi"], "imk_smc": keys["imk_smc"],
-                     "icc_mk_ac": derive_icc_mk(keys["imk_ac"], profile["pan"],
-                                                profile["psn"]),
-                     "cvn": CVN}
-    return out
 
 
 def derive_icc_mk(imk, pan, psn=None):

@@ -238,6 +238,21 @@ PROFILES = {
 }
 
 
+def issuer_keys():
+    """{profile name: {"pan", "psn", "aid", "issuer", "imk_ac", "imk_smi", "imk_smc",
+    "icc_mk_ac", "cvn"}} for every card profile here."""
+    out = {}
+    for name, profile in PROFILES.items():
+        keys = emv_issuer.keys_for_pan(profile["pan"])
+        out[name] = {"pan": profile["pan"], "psn": profile["psn"], "aid": profile["aid"],
+                     "issuer": keys["name"], "imk_ac": keys["imk_ac"],
+                     "imk_smi": keys["imk_smi"], "imk_smc": keys["imk_smc"],
+                     "icc_mk_ac": emv_issuer.derive_icc_mk(keys["imk_ac"], profile["pan"],
+                                                           profile["psn"]),
+                     "cvn": emv_issuer.CVN}
+    return out
+
+
 def profile_settings(profile):
     """The settings dict of a profile name (or a copy of a settings dict)."""
     if isinstance(profile, dict):
