@@ -7,6 +7,12 @@ does not do: dataclasses, typing, exception chaining, and (by house rule) the f-
 "=" debug specifier. The walrus operator is fine: MicroPython 1.27 compiles it
 (tests/portable/test_compat.py proves it under tools/mpy_runner.mjs).
 
+Inside firmware/ the rooms stack up: core/ imports only core/; ui/ imports core/ and
+ui/; the domains (payments/, cards/, security/, retail/, reports/, ...) import core/,
+ui/ and each other, never flows/ or terminal.py; flows/ imports all of those but never
+terminal.py, which sits on top. No import circle anywhere in the project, counting the
+imports written inside functions (a late import hides a circle, it does not remove it).
+
 Each failure names file:line and the offending import or construct.
 """
 import ast
@@ -188,6 +194,109 @@ def layer_problems(rel, source, forbidden):
     return problems
 
 
+# firmware/ rooms: what each may import inside firmware/ (None: any room but terminal)
+ROOM_ALLOWS = {"core": ("core",), "ui": ("core", "ui")}
+ROOMS_ON_TOP = ("flows", "terminal")
+
+
+def _room(module):
+    """The firmware room of a dotted module: core, ui, flows, terminal, or a domain."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "firmware" else None
+
+
+def room_problems(rel, source):
+    """Imports that go up the stack inside firmware/ (see the module docstring)."""
+    problems = []
+    own = _room(rel[:-3].replace("/", "."))
+    if own is None or own == "terminal":
+        return problems
+    for line, module, _, text in imports(rel, source):
+        target = _room(module)
+        if target is None or _top(module) != "firmware":
+            continue
+        if own in ROOM_ALLOWS:
+            ok = target in ROOM_ALLOWS[own]
+        elif own == "flows":
+            ok = target != "terminal"
+        else:                                   # a domain
+            ok = target not in ROOMS_ON_TOP
+        if not ok:
+            problems.append("%s:%d: %s -- firmware/%s/ must not import firmware/%s: %s"
+                            % (rel, line, text, own, target,
+                               "take it from core/ (or a domain) instead" if target == "terminal"
+                               else "move what both need down a room"))
+    return problems
+
+
+def module_graph(tops=("firmware", "drivers", "board", "tools")):
+    """{module: {imported project module: (rel, line)}}, late imports included.
+
+    `from pkg import name` counts as an import of pkg.name when that is a module."""
+    files = {}
+    for top in tops:
+        for rel in python_files(top):
+            name = rel[:-3].replace("/", ".")
+            files[name[:-9] if name.endswith(".__init__") else name] = rel
+    graph = {}
+    for name, rel in files.items():
+        source = read(rel)
+        edges = {}
+        tree = ast.parse(source, filename=rel)
+        for node in ast.walk(tree):
+            found = []
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found = [node.module + "." + a.name if node.module + "." + a.name in files
+                         else node.module for a in node.names]
+            for target in found:
+                if target in files and target != name and not read(files[target]).strip() == "":
+                    edges.setdefault(target, (rel, node.lineno))
+        graph[name] = edges
+    return graph
+
+
+def import_circles(graph):
+    """Each circle once, as a list of modules [a, b, ..., a], shortest first."""
+    circles = []
+    seen = set()
+    for start in sorted(graph):
+        # breadth-first from start back to start: the shortest circle through it
+        parents = {start: None}
+        queue = [start]
+        hit = None
+        while queue and hit is None:
+            nxt = []
+            for v in queue:
+                for w in sorted(graph.get(v, ())):
+                    if w == start:
+                        hit = v
+                        break
+                    if w not in parents:
+                        parents[w] = v
+                        nxt.append(w)
+                if hit is not None:
+                    break
+            queue = nxt
+        if hit is None:
+            continue
+        path = [hit]
+        while parents[path[-1]] is not None:
+            path.append(parents[path[-1]])
+        path.reverse()
+        key = frozenset(path)
+        if key not in seen:
+            seen.add(key)
+            circles.append(path + [start])
+    return sorted(circles, key=len)
+
+
+def _describe_circle(graph, circle):
+    steps = ["%s (%s:%d)" % (a, graph[a][b][0], graph[a][b][1]) for a, b in zip(circle, circle[1:])]
+    return " -> ".join(steps) + " -> " + circle[-1]
+
+
 def _report(problems):
     return "\n" + "\n".join(problems)
 
@@ -218,6 +327,24 @@ def test_firmware_avoids_what_micropython_lacks():
         if parse_problem(rel, source) is None:     # reported by the import check
             problems += firmware_construct_problems(rel, source)
     assert not problems, _report(problems)
+
+
+def test_firmware_rooms_import_only_downwards():
+    problems = []
+    for rel in python_files("firmware"):
+        source = read(rel)
+        if parse_problem(rel, source) is None:
+            problems += room_problems(rel, source)
+    assert not problems, _report(problems)
+    rooms = {rel.split("/")[1] for rel in python_files("firmware") if rel.count("/") > 1}
+    assert {"core", "ui", "payments", "cards", "security", "flows"} <= rooms, rooms
+
+
+def test_no_import_circles():
+    graph = module_graph()
+    assert "firmware.terminal" in graph and len(graph) > 50
+    circles = import_circles(graph)
+    assert not circles, _report(["import circle: " + _describe_circle(graph, c) for c in circles])
 
 
 def test_drivers_import_nothing_from_board_tools_or_tests():
@@ -302,3 +429,25 @@ def test_checker_flags_layer_imports():
     problems = layer_problems("drivers/x.py", source, ("board", "tools", "tests"))
     assert [p.split(":")[1] for p in problems] == ["2", "3", "4"]
     assert problems[0] == "drivers/x.py:2: from board.compose import build -- drivers/ must not import board/"
+
+
+def test_checker_flags_rooms_importing_upwards():
+    up = "from firmware.flows.sale import SaleFlow\nfrom firmware.core import keys\n"
+    assert [p.split(":")[1] for p in room_problems("firmware/core/money.py", up)] == ["1"]
+    assert len(room_problems("firmware/ui/screen.py", "from firmware.payments import journal\n")) == 1
+    assert room_problems("firmware/ui/screen.py", "from firmware.core import keys\n") == []
+    assert len(room_problems("firmware/payments/x.py", up)) == 1
+    assert room_problems("firmware/payments/x.py", "from firmware.security import dukpt\n") == []
+    late = "def f():\n    from firmware.terminal import VERSION\n"
+    problems = room_problems("firmware/flows/settings.py", late)
+    assert len(problems) == 1 and problems[0].startswith("firmware/flows/settings.py:2:")
+    assert room_problems("firmware/terminal.py", up) == []
+
+
+def test_checker_finds_circles_through_late_imports():
+    graph = {"a": {"b": ("a.py", 1)}, "b": {"c": ("b.py", 7)}, "c": {"a": ("c.py", 3)},
+             "d": {"a": ("d.py", 1)}}
+    circles = import_circles(graph)
+    assert len(circles) == 1 and set(circles[0]) == {"a", "b", "c"}
+    assert "b (b.py:7) -> c" in _describe_circle(graph, circles[0])
+    assert import_circles({"a": {"b": ("a.py", 1)}, "b": {}}) == []
