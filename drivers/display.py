@@ -42,6 +42,56 @@ PNG_ON = (225, 240, 255)
 PNG_OFF = (12, 12, 18)
 
 
+# -- text that did not make it onto the panel ----------------------------------------
+# A screen whose words do not fit is a bug in the screen, not in the panel: the driver
+# cuts the text (with a visible "...") so the terminal goes on, and reports each loss
+# so that it can be found. Watchers are process-wide (the test suite fails any test
+# during which a screen lost text); with HANDPOS_TEXT_LOSS_LOG set, a simulator in
+# another process appends one JSON line per loss to that file as well.
+TEXT_LOSS_LOG_ENV = "HANDPOS_TEXT_LOSS_LOG"
+_loss_watchers = []
+
+
+class TextLoss:
+    """One piece of a screen that the panel could not show whole."""
+
+    def __init__(self, part, text, shown, title):
+        self.part = part        # "title", "line 3", "footer", "big", "entry"
+        self.text = text        # what the screen asked for
+        self.shown = shown      # what the panel shows of it ("" when dropped)
+        self.title = title      # the screen's title, to find the screen
+
+    def __str__(self):
+        how = "cut to %r" % (self.shown + "...") if self.shown else "not shown"
+        return "screen %r: %s %r %s" % (self.title, self.part, self.text, how)
+
+    def as_dict(self):
+        return {"part": self.part, "text": self.text, "shown": self.shown, "title": self.title}
+
+
+def watch_text_loss(fn):
+    """Call fn(loss) for every TextLoss any display in this process reports."""
+    _loss_watchers.append(fn)
+
+
+def unwatch_text_loss(fn):
+    if fn in _loss_watchers:
+        _loss_watchers.remove(fn)
+
+
+def _report_loss(loss):
+    for fn in list(_loss_watchers):
+        fn(loss)
+    path = os.environ.get(TEXT_LOSS_LOG_ENV)
+    if path:
+        import json
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(loss.as_dict(), ensure_ascii=False) + "\n")
+        except OSError:
+            pass             # a diagnostic aid: never let it stop the screen
+
+
 class DisplayError(Exception):
     """The display cannot be used; the message says what to check."""
 
@@ -197,8 +247,11 @@ class Layout:
 class LumaDisplay:
     """Draws firmware Screen models on a luma device (mode "1" frames)."""
 
-    def __init__(self, device, font_path=None, on_frame=None, font_size=None):
+    def __init__(self, device, font_path=None, on_frame=None, font_size=None, on_loss=None):
         self.device = device
+        self.on_loss = on_loss    # on_loss(TextLoss): the log, on a real terminal
+        self.losses = []          # what the last screen rendered could not show
+        self._lost_key = None     # the screen whose losses were last reported
         self.font_path = font_path or find_font(font_size or 12)
         self.font, self.font_size = load_font(self.font_path, font_size)
         self.on_frame = on_frame
@@ -274,13 +327,22 @@ class LumaDisplay:
             mask = mask.resize((mask.width * scale, mask.height * scale), Image.NEAREST)
         return mask
 
-    def _draw_text(self, image, box, text, fill, align="left", scale=1, inset=1, tracking=0):
+    def _draw_text(self, image, box, text, fill, align="left", scale=1, inset=1, tracking=0,
+                   part=None):
         """Draw text inside box (x0, y0, x1, y1 exclusive), clipped to it, vertically
-        centred in it (an odd spare row goes above: the glyphs' ink has none)."""
+        centred in it (an odd spare row goes above: the glyphs' ink has none).
+        A text that does not fit is cut with "..." and, when part names it, recorded."""
         x0, y0, x1, y1 = box
         avail = x1 - x0 - 2 * inset
-        if not text or avail <= 0 or y1 <= y0:
+        if not text:
             return
+        if avail <= 0 or y1 <= y0:
+            self._lost(part, text, "")
+            return
+        if part is not None:
+            shown, cut = self.fit(text, max(0, avail // scale), tracking)
+            if cut:
+                self._lost(part, text, shown)
         mask = self._text_mask(text, avail, scale, tracking)
         if mask is None:
             return
@@ -295,19 +357,38 @@ class LumaDisplay:
         y = y0 + max(0, (y1 - y0 - mask.height + 1) // 2)
         image.paste(fill, (x, y, x + mask.width, y + mask.height), mask)
 
+    def _lost(self, part, text, shown):
+        if part is not None and self._losses is not None:
+            self._losses.append(TextLoss(part, text, shown, self._title))
+
     # -- rendering ------------------------------------------------------------------
+    _losses = None
+    _title = ""
+
     def render(self, screen):
-        """The frame for screen: a mode "1" image of the device's size."""
+        """The frame for screen: a mode "1" image of the device's size. What did not
+        fit is in self.losses afterwards."""
         lay = self.layout
+        self._losses, self._title = [], screen.title
         image = Image.new("1", self.size, 0)
         draw = ImageDraw.Draw(image)
         draw.fontmode = "1"
         self._draw_title(image, draw, screen)
         if lay.rows:
             self._draw_body(image, draw, screen)
-        if lay.footer_top is not None and screen.footer:
-            self._draw_text(image, (0, lay.footer_top, lay.width, lay.height),
-                            screen.footer, 1)
+        else:
+            for i, line in enumerate(screen.lines):
+                self._lost("line %d" % (i + 1), line, "")
+            for part, text in (("big", screen.big), ("entry", screen.masked)):
+                if text:
+                    self._lost(part, text, "")
+        if screen.footer:
+            if lay.footer_top is not None:
+                self._draw_text(image, (0, lay.footer_top, lay.width, lay.height),
+                                screen.footer, 1, part="footer")
+            else:
+                self._lost("footer", screen.footer, "")
+        self.losses, self._losses = self._losses, None
         return image
 
     def _draw_title(self, image, draw, screen):
@@ -333,7 +414,7 @@ class LumaDisplay:
         if screen.status is not None:
             want = self.text_width(screen.title) + 2
             right = self._draw_status(image, draw, screen.status, x, right, want, base, fg)
-        self._draw_text(image, (x, 0, right - 2, h), screen.title, fg, inset=0)
+        self._draw_text(image, (x, 0, right - 2, h), screen.title, fg, inset=0, part="title")
 
     def _status_items(self, status):
         """[(tag, width, draw(draw, x, baseline, fill))] for each mark, left to right."""
@@ -436,42 +517,45 @@ class LumaDisplay:
             if not screen.lines and not screen.masked:
                 y += (lay.body_h - scale * pitch) // 2     # alone: in the middle
             self._draw_text(image, (0, y, w, y + scale * pitch), screen.big, 1,
-                            align="center", scale=scale, tracking=tracking)
+                            align="center", scale=scale, tracking=tracking, part="big")
             y += scale * pitch
             slots -= min(slots, scale)
         line_rows = slots - (1 if screen.masked else 0)
         lines = screen.lines
         n = len(lines)
         if line_rows > 0 and n:
-            first = self._first_visible(screen, line_rows)
+            first = screen.first_visible(line_rows)
             shown = lines[first:first + line_rows]
             scroll = n > line_rows
             text_right = w - 4 if scroll else w
             for i, line in enumerate(shown):
                 top = y + i * pitch
                 box = (0, top, text_right, top + pitch)
+                part = "line %d" % (first + i + 1)
                 if first + i == screen.selected:
                     draw.rectangle((0, top, text_right - 1, top + pitch - 1), fill=1)
-                    self._draw_text(image, box, line, 0, inset=2)
+                    self._draw_text(image, box, line, 0, inset=2, part=part)
                 else:
-                    self._draw_text(image, box, line, 1, inset=2)
+                    self._draw_text(image, box, line, 1, inset=2, part=part)
+            if not screen.scrolls():
+                # Only a menu or a scrolled text moves its window: rows past the
+                # panel on any other screen can never be seen.
+                for i in range(first + len(shown), n):
+                    self._lost("line %d" % (i + 1), lines[i], "")
             if scroll:
                 self._scrollbar(draw, y, y + line_rows * pitch, first, line_rows, n)
             y += len(shown) * pitch
             slots -= len(shown)
+        elif n:
+            for i in range(n):
+                self._lost("line %d" % (i + 1), lines[i], "")
+        if screen.masked and slots <= 0:
+            self._lost("entry", screen.masked, "")
         if screen.masked and slots > 0:
             # PIN stars read better large, when the rows are free.
             scale = 2 if (slots >= 2 and self.text_width(screen.masked) * 2 <= w - 4) else 1
             self._draw_text(image, (0, y, w, y + scale * pitch), screen.masked, 1,
-                            align="center", scale=scale)
-
-    def _first_visible(self, screen, rows):
-        if rows == BODY_ROWS:
-            return screen.first_visible()
-        n = len(screen.lines)
-        if screen.selected < rows or n <= rows:
-            return 0
-        return min(screen.selected - rows + 1, n - rows)
+                            align="center", scale=scale, part="entry")
 
     def _scrollbar(self, draw, top, bottom, first, rows, n):
         # A dotted track with a solid 2 px thumb at the right edge.
@@ -488,6 +572,16 @@ class LumaDisplay:
         """Draw screen; push it to the panel only if a pixel changed. True if pushed."""
         self.screen = screen
         image = self.render(screen)
+        if self.losses:
+            key = tuple(str(loss) for loss in self.losses)
+            if key != self._lost_key:       # once per screen, not once per clock tick
+                self._lost_key = key
+                for loss in self.losses:
+                    if self.on_loss is not None:
+                        self.on_loss(loss)
+                    _report_loss(loss)
+        else:
+            self._lost_key = None
         data = image.tobytes()
         if data == self._pushed:
             return False

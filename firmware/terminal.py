@@ -275,9 +275,9 @@ class Terminal:
                       printer=self.printer_state)
 
     def show(self, title="", lines=None, footer="", selected=-1, big="", alert=None,
-             masked="", status=True):
+             masked="", status=True, top=-1):
         screen = Screen(title, lines, footer, selected, big, alert,
-                        self.status() if status else None, masked)
+                        self.status() if status else None, masked, top)
         self.screen = screen
         if self.display is not None:
             self.display.show(screen)

@@ -139,3 +139,38 @@ def hostsim(tmp_path):
     sim.address = "%s:%d" % (host, port)
     yield sim
     sim.stop()
+
+
+# -- every screen readable: a test during which a screen lost text fails -------------
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "text_loss_allowed: the test cuts text on purpose (the display's own "
+        "tests of cutting); any other screen that loses text fails its test")
+
+
+@pytest.fixture(autouse=True)
+def no_text_lost(request, tmp_path_factory, monkeypatch):
+    """Fails the test when any screen drawn during it (in this process, or by a simulator
+    it started) could not show all its text: a cut line, title or footer, or rows past
+    the panel on a screen that does not scroll. drivers/display.py reports each loss."""
+    from drivers import display
+    lost = []
+    log = tmp_path_factory.mktemp("textloss") / "lost.jsonl"
+    monkeypatch.setenv(display.TEXT_LOSS_LOG_ENV, str(log))
+    display.watch_text_loss(lost.append)
+    try:
+        yield
+    finally:
+        display.unwatch_text_loss(lost.append)
+    if request.node.get_closest_marker("text_loss_allowed"):
+        return
+    seen = [str(loss) for loss in lost]
+    if log.exists():
+        import json
+        for row in log.read_text(encoding="utf-8").splitlines():
+            loss = display.TextLoss(**json.loads(row))
+            if str(loss) not in seen:
+                seen.append(str(loss))
+    if seen:
+        pytest.fail("a screen lost text (fix the layout, never the font):\n  "
+                    + "\n  ".join(seen[:20]), pytrace=False)

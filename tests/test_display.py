@@ -232,6 +232,7 @@ def test_footer_at_the_bottom(display):
     assert box[1] >= display.layout.footer_top and box[3] <= 64
 
 
+@pytest.mark.text_loss_allowed             # a 128x32 panel has no footer row, by design
 def test_128x32_shows_title_and_one_row():
     d = make(128, 32)
     assert d.layout.rows == 1 and d.layout.footer_top is None
@@ -241,6 +242,7 @@ def test_128x32_shows_title_and_one_row():
     assert lit(image, (0, 0, 128, d.layout.title_h)) > 0.8
     assert lit(image, row_box(d, 0)) > 0.6          # "Refund", selected, scrolled to
     assert d.frames == 1
+    assert [str(loss) for loss in d.losses] == ["screen 'Menu': footer 'OK' not shown"]
 
 
 def test_128x128_shows_more_rows():
@@ -303,3 +305,54 @@ def test_open_luma_device_says_what_to_check():
         open_luma_device({"model": "ssd1306", "bus": "i2c", "port": 7, "address": 0x3C})
     message = str(info.value)
     assert "0x3C" in message and "bus 7" in message
+
+
+# -- text that does not fit is reported, once a screen --------------------------------
+
+@pytest.mark.text_loss_allowed
+def test_cut_and_dropped_text_is_reported_once_per_screen():
+    seen = []
+    d = make(on_loss=seen.append)
+    d.show(Screen(title="Cash", lines=["Cash given (ENTER=exact amount)", "b", "c", "d lost"],
+                  footer="OK"))
+    assert [(loss.part, loss.shown) for loss in seen] == [("line 1", "Cash given (ENTER="),
+                                                          ("line 4", "")]
+    assert "cut to 'Cash given (ENTER=...'" in str(seen[0]) and "not shown" in str(seen[1])
+    d.show(Screen(title="Cash", lines=["Cash given (ENTER=exact amount)", "b", "c", "d lost"],
+                  footer="OK", status=Status(clock="12:35")))
+    assert len(seen) == 2                     # the clock ticked: the same loss, not again
+    d.show(Screen(title="Cash", lines=["Cash given", "b", "c"], footer="OK"))
+    assert d.losses == [] and len(seen) == 2
+    d.show(Screen(title="Cash", lines=["x" * 40]))
+    assert len(seen) == 3 and seen[2].part == "line 1"
+
+
+@pytest.mark.text_loss_allowed
+def test_losses_reach_process_watchers_and_the_log_file(tmp_path, monkeypatch):
+    from drivers import display as display_mod
+    log = tmp_path / "lost.jsonl"
+    monkeypatch.setenv(display_mod.TEXT_LOSS_LOG_ENV, str(log))
+    seen = []
+    display_mod.watch_text_loss(seen.append)
+    try:
+        make().show(Screen(title="支付失败，请更换支付方式后再试一次"))
+    finally:
+        display_mod.unwatch_text_loss(seen.append)
+    assert len(seen) == 1 and seen[0].part == "title"
+    assert "支付失败" in log.read_text(encoding="utf-8")
+
+
+def test_menus_and_scrolled_texts_lose_nothing(display):
+    display.show(Screen(title="Menu", lines=MENU_EN, selected=0, footer="OK"))
+    assert display.losses == []
+    text = ["Printer: OK", "Buzzer: OK", "Storage: OK", "Clock: not synced", "Battery: mains"]
+    image = display.render(Screen(title="Self-test", lines=text, top=2))
+    assert display.losses == []
+    # rows 3-5 show, with the scroll mark at the right edge
+    row = (0, display.layout.row_y(0), 100, display.layout.row_y(1))
+    assert image.crop(row).tobytes() == \
+        display.render(Screen(title="Self-test", lines=text[2:])).crop(row).tobytes()
+    edge = (126, display.layout.body_top, 128, display.layout.body_top + 36)
+    assert lit(image, edge) > 0
+    display.render(Screen(title="Self-test", lines=text))        # the same text, no scrolling
+    assert [loss.part for loss in display.losses] == ["line 4", "line 5"]

@@ -1,6 +1,7 @@
 """Pieces several flows share: a keypad entry field and a menu."""
 from firmware.core import keys
 from firmware.core.fsm import Flow
+from firmware.ui.screen import BODY_ROWS
 
 
 class Field:
@@ -152,7 +153,7 @@ class MenuFlow(Flow):
         self.notice_top = max(0, self.notice_top - 1)
 
     def notice_down(self, ev):
-        self.notice_top = max(0, min(len(self.notice_lines) - 3, self.notice_top + 1))
+        self.notice_top = max(0, min(len(self.notice_lines) - BODY_ROWS, self.notice_top + 1))
 
     def back(self, ev):
         return "menu"
@@ -163,7 +164,7 @@ class MenuFlow(Flow):
     def render(self):
         t = self.t
         if self.state == "notice":
-            self.term.show(t(self.TITLE), self.notice_lines[self.notice_top:], t("footer_ok"))
+            self.term.show(t(self.TITLE), self.notice_lines, t("footer_ok"), top=self.notice_top)
             return
         lines = ["%d %s" % (i + 1, t(e[0])) for i, e in enumerate(self.entries())]
         self.term.show(t(self.TITLE), lines, t("footer_menu"), selected=self.index)

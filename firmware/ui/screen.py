@@ -46,7 +46,7 @@ class Status:
 
 class Screen:
     def __init__(self, title="", lines=None, footer="", selected=-1, big="",
-                 alert=None, status=None, masked=""):
+                 alert=None, status=None, masked="", top=-1):
         self.title = title
         self.lines = list(lines or ())
         self.footer = footer
@@ -55,12 +55,24 @@ class Screen:
         self.alert = alert          # None | "ok" | "error" | "warn": how the title bar reads
         self.status = status        # Status or None (the boot screens have none)
         self.masked = masked        # the entry field under the prompt (stars for a PIN)
+        self.top = top              # >= 0: the body is a text scrolled by UP/DOWN, this
+                                    # its first row shown (a scroll bar marks the rest)
 
-    def first_visible(self):
-        """The first body row shown, so that the selected row is always on screen."""
-        if self.selected < BODY_ROWS or len(self.lines) <= BODY_ROWS:
+    def first_visible(self, rows=BODY_ROWS):
+        """The first body row shown: the scrolled text's top, or so that the selected
+        row is always on screen."""
+        n = len(self.lines)
+        if n <= rows:
             return 0
-        return min(self.selected - BODY_ROWS + 1, len(self.lines) - BODY_ROWS)
+        if self.top >= 0:
+            return min(self.top, n - rows)
+        if self.selected < rows:
+            return 0
+        return min(self.selected - rows + 1, n - rows)
+
+    def scrolls(self):
+        """True when rows past the panel can be brought into view (menu or scrolled text)."""
+        return self.selected >= 0 or self.top >= 0
 
     def text(self):
         """The screen as plain text, one row a line: the control socket's view."""
@@ -77,7 +89,7 @@ class Screen:
 
     def key(self):
         return (self.title, tuple(self.lines), self.footer, self.selected, self.big,
-                self.alert, self.masked, self.status.key() if self.status else None)
+                self.alert, self.masked, self.top, self.status.key() if self.status else None)
 
     def __eq__(self, other):
         return isinstance(other, Screen) and self.key() == other.key()

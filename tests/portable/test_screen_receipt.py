@@ -129,3 +129,13 @@ def test_receipt_centres_cjk_by_columns_not_characters():
     assert line == " " * 14 + CJK_TOTAL
     line = Receipt().add(CJK_LONG * 5, align="right").text()   # 40 columns: cut to 32
     assert line == CJK_LONG * 4
+
+
+def test_a_scrolled_text_shows_from_its_top_and_never_past_the_end():
+    lines = ["a", "b", "c", "d", "e"]
+    assert Screen(lines=lines, top=0).first_visible() == 0
+    assert Screen(lines=lines, top=1).first_visible() == 1
+    assert Screen(lines=lines, top=9).first_visible() == 2
+    assert Screen(lines=lines[:2], top=1).first_visible() == 0
+    assert Screen(lines=lines, top=0).scrolls() and Screen(lines=lines, selected=0).scrolls()
+    assert not Screen(lines=lines).scrolls()
