@@ -47,86 +47,253 @@ def cmd_run(args):
     return 0
 
 
-def start_hostsim(address, data_dir):
-    """Start `handpos hostsim` beside the simulated terminal; returns (process, CA path)
-    or (None, why)."""
+class PortTaken(str):
+    """Why the host simulator did not start, when the reason is that its port is taken."""
+
+
+def port_taken(host, port):
+    """True when something on this machine already listens on host:port (so a server
+    cannot bind it). SO_REUSEADDR as asyncio's servers use it: a port left in TIME_WAIT
+    by a simulator that just quit is not taken."""
+    import errno
     import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, sockaddr in infos:
+        s = socket.socket(family, kind, proto)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(sockaddr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+        finally:
+            s.close()
+    return False
+
+
+def _die_with_parent():
+    """In the forked child: SIGTERM when the simulator goes, even if it is killed, so no
+    host simulator is left holding the port."""
+    import signal
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def start_hostsim(address, data_dir, timeout=20):
+    """Start `handpos hostsim` beside the simulated terminal; returns (process, CA path)
+    or (None, why), why a PortTaken when another program listens on the address."""
     import subprocess
     import time
-    os.makedirs(data_dir, exist_ok=True)
-    log = open(os.path.join(data_dir, "hostsim.log"), "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "tools", "hostsim", "--listen", address,
-                             "--data", data_dir, "--quiet"], cwd=REPO, stdout=log, stderr=log)
     host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + 20
+    if port_taken(host, int(port)):
+        return None, PortTaken("%s is already in use" % address)
+    os.makedirs(data_dir, exist_ok=True)
+    log_path = os.path.join(data_dir, "hostsim.log")
+    log_from = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tools", "hostsim", "--listen", address,
+                                 "--data", data_dir, "--quiet"], cwd=REPO, stdout=log, stderr=log,
+                                preexec_fn=_die_with_parent)
+
+    def said():
+        with open(log_path, "rb") as f:
+            f.seek(log_from)
+            return f.read().decode("utf-8", "replace")
+    # ready when it says it listens (a connection test would also succeed against
+    # another program holding the port)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return None, "it exited (see %s)" % os.path.join(data_dir, "hostsim.log")
-        try:
-            socket.create_connection((host, int(port)), timeout=0.5).close()
+        exited = proc.poll() is not None
+        text = said()
+        if "hostsim: listening on" in text:
             return proc, os.path.join(data_dir, "tls", "ca.pem")
-        except OSError:
-            time.sleep(0.05)
+        if exited:
+            if "already in use" in text:
+                return None, PortTaken("%s is already in use" % address)
+            last = [line for line in text.splitlines() if line.strip()][-1:]
+            return None, "it exited%s; see %s" % (": " + last[0] if last else "", log_path)
+        time.sleep(0.05)
     proc.terminate()
-    return None, "it did not open %s in time" % address
+    proc.wait(10)
+    return None, "it did not open %s within %d s; see %s" % (address, timeout, log_path)
+
+
+HEADLESS_HINT = ("to run it without a screen: .venv/bin/handpos sim --headless --control "
+                 "/tmp/pos.sock (docs/simulator.md)")
+
+
+def no_terminal_reason():
+    """Why the interactive simulator cannot draw here, or None."""
+    if not sys.stdout.isatty():
+        return "its output is piped or redirected"
+    if not sys.stdin.isatty():
+        return "its input is not a terminal"
+    import curses
+    try:
+        curses.setupterm(None, sys.stdout.fileno())
+    except curses.error:
+        return "TERM=%r is no terminal type this machine knows" % os.environ.get("TERM", "")
+    return None
+
+
+def lock_data_dir(data_dir):
+    """Hold data_dir for this simulator (released when the process ends, however it ends);
+    None when another simulator holds it, with the pid it wrote."""
+    import fcntl
+    os.makedirs(data_dir, exist_ok=True)
+    f = open(os.path.join(data_dir, "sim.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip()
+        f.close()
+        return None, pid
+    f.seek(0)
+    f.truncate()
+    f.write("%d\n" % os.getpid())
+    f.flush()
+    return f, None
+
+
+def free_port_near(host, start):
+    """The first port from start on that nothing listens on (for a suggestion)."""
+    for port in range(start, min(start + 100, 65536)):
+        if not port_taken(host, port):
+            return port
+    return start
+
+
+def _free_name(data_dir):
+    """.sim -> .sim2 (or .sim3, ...): a data directory no simulator uses yet."""
+    n = 2
+    while os.path.exists("%s%d" % (data_dir, n)):
+        n += 1
+    return _show_path("%s%d" % (data_dir, n))
+
+
+def _show_path(path):
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _command_with(args, options):
+    """The command line the person ran, as `.venv/bin/handpos sim ...`, with options
+    ({"--host-port": "8584"}) set: what to type to get past a refusal."""
+    import shlex
+    words, argv, i = [], list(getattr(args, "argv", None) or ["sim"]), 0
+    while i < len(argv):
+        word = argv[i]
+        name = word.split("=", 1)[0]
+        if name in options:
+            i += 1 if "=" in word else 2
+            continue
+        words.append(word)
+        i += 1
+    for name, value in options.items():
+        words += [name, value]
+    return ".venv/bin/handpos " + " ".join(shlex.quote(w) for w in words)
+
+
+def _say(line):
+    sys.stderr.write("handpos sim: " + line + "\n")
+    sys.stderr.flush()
 
 
 def cmd_sim(args):
+    # Refuse before anything starts (host simulator, pcscd): the interactive simulator
+    # draws with curses, which needs a terminal on both sides.
+    if not args.headless:
+        why = no_terminal_reason()
+        if why:
+            _say("the simulator needs a terminal and %s; %s" % (why, HEADLESS_HINT))
+            return 2
     from tools.sim import simulator as simmod
     if args.config:
         config = _config_or_exit(args.config)
+    elif os.environ.get("HANDPOS_CONFIG"):
+        config = _config_or_exit(os.environ["HANDPOS_CONFIG"])
     elif os.path.exists(SIM_CONFIG):
         config = _config_or_exit(SIM_CONFIG)
     else:
         config = schema.defaults()
-    config["storage"]["data_dir"] = os.path.abspath(args.data)
+    data_dir = config["storage"]["data_dir"] = os.path.abspath(args.data)
     profile = _profile_or_exit(args.board)
     synced = {"auto": None, "yes": True, "no": False}[args.clock_synced]
-    if not args.headless and not sys.stdin.isatty():
-        sys.stderr.write("handpos sim: standard input is not a terminal; "
-                         "use --headless --control PATH to drive it from a program\n")
+    lock, holder = lock_data_dir(data_dir)
+    if lock is None:
+        address = config["host"]["address"]
+        extra = {"--data": _free_name(data_dir)}
+        if args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost"):
+            extra["--host-port"] = str(free_port_near(address.rsplit(":", 1)[0], 8584))
+        _say("another simulator%s is running with the data directory %s; quit it (Q in its "
+             "window), or give this one its own: %s"
+             % (" (pid %s)" % holder if holder else "", _show_path(data_dir),
+                _command_with(args, extra)))
         return 2
-    hostsim = None
-    proxy = None
     address = config["host"]["address"]
-    if args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost"):
-        hostsim, ca = start_hostsim(address, os.path.join(config["storage"]["data_dir"], "host"))
-        if hostsim is None:
-            sys.stderr.write("handpos sim: the host simulator did not start (%s); "
-                             "the terminal runs without it\n" % ca)
-        else:
+    local_host = args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost")
+    if args.host_port is not None and not local_host:
+        _say("--host-port is the port of the host simulator this command starts, which it "
+             "does only with --host auto and a host.address on 127.0.0.1 (here: %s, --host %s)"
+             % (address or '""', args.host))
+        return 2
+    hostsim = proxy = pcscd = sim = None
+    try:
+        if local_host:
+            host, port = address.rsplit(":", 1)
+            if args.host_port is not None:
+                port = str(args.host_port)
+            hostsim, ca = start_hostsim("%s:%s" % (host, port), os.path.join(data_dir, "host"))
+            if hostsim is None and isinstance(ca, PortTaken):
+                other = free_port_near(host, int(port) + 1)
+                _say("port %s is taken (another simulator or program listens on %s:%s), so "
+                     "the host simulator cannot start there; quit the other one, or give this "
+                     "one another port: %s"
+                     % (port, host, port, _command_with(args, {"--host-port": str(other)})))
+                return 2
+            if hostsim is None:
+                _say("the host simulator did not start (%s); without it card payments "
+                     "cannot be authorised; to run without a host: .venv/bin/handpos sim "
+                     "--host off" % ca)
+                return 2
             config["host"]["ca_file"] = ca
             # the terminal reaches it through a fault proxy, so that a person (key N)
             # or a test (control "network") can cut the network and bring it back
             from tools.host.faultproxy import FaultProxy
-            proxy = FaultProxy(0, int(address.rsplit(":", 1)[1]))
+            proxy = FaultProxy(0, int(port))
             proxy.start()
             config["host"]["address"] = "127.0.0.1:%d" % proxy.port
-    elif args.host == "off":
-        config["host"]["address"] = ""
-    pcscd = None
-    chip_port = None
-    if profile.get("chip") and args.chip == "auto":
-        # a pcscd of the simulator's own, with only the Virtual PCD reader, on a
-        # private socket: the chip reader driver goes through real PC/SC
-        from tools.cards.vcard import PrivatePcscd
-        try:
-            pcscd = PrivatePcscd(os.path.join(config["storage"]["data_dir"], "pcscd"))
-            pcscd.start()
-            os.environ["PCSCLITE_CSOCK_NAME"] = pcscd.socket_path
-            chip_port = pcscd.port
-        except (RuntimeError, OSError) as exc:
-            sys.stderr.write("handpos sim: no chip reader (%s)\n" % exc)
-            pcscd = None
+        elif args.host == "off":
+            config["host"]["address"] = ""
+        chip_port = None
+        if profile.get("chip") and args.chip == "auto":
+            # a pcscd of the simulator's own, with only the Virtual PCD reader, on a
+            # private socket: the chip reader driver goes through real PC/SC
+            from tools.cards.vcard import PrivatePcscd
+            try:
+                pcscd = PrivatePcscd(os.path.join(data_dir, "pcscd"))
+                pcscd.start()
+                os.environ["PCSCLITE_CSOCK_NAME"] = pcscd.socket_path
+                chip_port = pcscd.port
+            except (RuntimeError, OSError) as exc:
+                _say("no chip reader (%s)" % exc)
+                pcscd = None
+                profile.pop("chip", None)
+        elif args.chip == "off":
             profile.pop("chip", None)
-    elif args.chip == "off":
-        profile.pop("chip", None)
-    sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
-                           control_path=args.control, synced=synced,
-                           auth_iterations=args.pin_iterations, chip_port=chip_port,
-                           proxy=proxy)
-    simmod.install_signal_handlers(sim)
-    try:
+        sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
+                               control_path=args.control, synced=synced,
+                               auth_iterations=args.pin_iterations, chip_port=chip_port,
+                               proxy=proxy)
+        proxy = None                    # the simulator stops it
+        simmod.install_signal_handlers(sim)
         if args.headless:
             if args.control:
                 sys.stdout.write("handpos sim: control socket at %s\n" % args.control)
@@ -135,12 +302,16 @@ def cmd_sim(args):
         else:
             simmod.run_interactive(sim)
     finally:
-        sim.close()
+        if sim is not None:
+            sim.close()
+        if proxy is not None:
+            proxy.stop()
         if hostsim is not None:
             hostsim.terminate()
             hostsim.wait(10)
         if pcscd is not None:
             pcscd.stop()
+        lock.close()
     return 0
 
 
@@ -154,6 +325,12 @@ def cmd_check_config(args):
         return 2
     print("%s: OK" % path)
     return 0
+
+
+def _port(value):
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError("must be a port number, 1-65535")
+    return int(value)
 
 
 def main(argv=None):
@@ -171,7 +348,8 @@ def main(argv=None):
 
     p = sub.add_parser("sim", help="run the terminal simulator")
     p.add_argument("--board", default="sim")
-    p.add_argument("--config", help="configuration file (default config/sim.toml)")
+    p.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG, else "
+                                    "config/sim.toml; config/sim-cn.toml: CNY and 中文)")
     p.add_argument("--data", default=os.path.join(REPO, ".sim"), help="data directory (default .sim/)")
     p.add_argument("--headless", action="store_true", help="no screen: drive it through --control")
     p.add_argument("--control", help="path of a Unix socket taking JSON-line commands")
@@ -183,6 +361,9 @@ def main(argv=None):
     p.add_argument("--host", choices=("auto", "off", "external"), default="auto",
                    help="auto: start the host simulator when the config's host is on loopback; "
                         "off: no host; external: use the configured host as it is")
+    p.add_argument("--host-port", type=_port, default=None, metavar="PORT",
+                   help="port of the host simulator that --host auto starts (default: the "
+                        "port of the config's host.address, 8583); for a second simulator")
     p.add_argument("--chip", choices=("auto", "off"), default="auto",
                    help="auto: a private pcscd with the Virtual PCD reader for the chip cards "
                         "(needs Debian's pcscd and vsmartcard-vpcd); off: no chip reader")
@@ -197,6 +378,7 @@ def main(argv=None):
     p.set_defaults(func=cmd_check_config)
 
     args = parser.parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 
