@@ -509,7 +509,11 @@ class LumaDisplay:
             # pixel between characters if that still fits (a doubled '¥' touches
             # the digit after it otherwise).
             scale, tracking = 1, 0
-            if slots >= 2:
+            # Double size only when the rows under it still hold every line (a menu
+            # or scrolled text needs one): the words under a big word matter too.
+            below = (1 if screen.scrolls() else len(screen.lines)) if screen.lines else 0
+            below += 1 if screen.masked else 0
+            if slots - 2 >= below:
                 for t in (1, 0):
                     if self.text_width(screen.big, t) * 2 <= w - 4:
                         scale, tracking = 2, t

@@ -85,7 +85,7 @@ def test_network_cut_swipe_is_approved_offline_queued_and_uploaded_once(harness,
     assert hostsim.ledger.count(TID, status="approved") == 0      # nothing reached the host
     _to_idle(h)
     h.run(1000, until=lambda: "Q1" in h.text())     # the count follows within 100 ms
-    assert "OFFLINE 1: 20.00" in h.text() and "Q1" in h.text()
+    assert "Offline 1: 20.00" in h.text() and "Q1" in h.text()
     # the payment's card data is sealed on the card: not in the queue file in clear
     raw = open(_queue(h).path, "rb").read()
     assert b"4111111111111111" not in raw

@@ -77,7 +77,7 @@ def test_cash_refund_needs_a_supervisor_and_never_exceeds_the_sale(harness):
     h.press("ENTER")
     assert "#%d" % sale["id"] in h.text() and "12.50" in h.text()
     h.press("ENTER")
-    assert "up to 12.50" in h.text()
+    assert "Up to 12.50" in h.text()
     h.press("5", "0", "0", "ENTER")
     assert "Pay back" in h.text() and h.term.screen.big == "5.00"
     paper = _paper(h, 2)                                  # the sale's, then the refund's

@@ -37,7 +37,7 @@ def test_person_journey_through_the_control_socket(sim):
     c, proc, snap = sim
     c.wait("Welcome", 10000)
     c.press("ENTER", "1", "ENTER", "2", "5", "8", "0", "ENTER", "2", "5", "8", "0", "ENTER")
-    assert "Operator 1 created" in c.screen()["text"]
+    assert "Created: ID 1" in c.screen()["text"]
     c.press("ENTER")
     c.wait("Operator ID")
     c.press("1", "ENTER", "2", "5", "8", "0", "ENTER")

@@ -6,6 +6,7 @@ something failed it waits for ENTER (or 20 s) so the person can read why.
 """
 from firmware.core import events, keys
 from firmware.core.fsm import Flow
+from firmware.ui.screen import BODY_ROWS
 
 # The order the checks are listed in, and their words in the catalogue.
 PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "clock", "battery")
@@ -90,7 +91,7 @@ class BootFlow(Flow):
         self.top = max(0, self.top - 1)
 
     def scroll_down(self, ev):
-        self.top = min(max(0, len(self.lines()) - 3), self.top + 1)
+        self.top = min(max(0, len(self.lines()) - BODY_ROWS), self.top + 1)
 
     def line_for(self, part):
         t = self.t
@@ -125,7 +126,7 @@ class BootFlow(Flow):
         t = self.t
         rows = self.lines()
         if self.state == "problems":
-            self.term.show(t("selftest_title"), rows[self.top:], t("footer_continue"),
-                           alert="error", status=False)
+            self.term.show(t("selftest_title"), rows, t("footer_continue"),
+                           alert="error", status=False, top=self.top)
         else:
-            self.term.show(t("selftest_title"), rows[self.top:], t("starting"), status=False)
+            self.term.show(t("selftest_title"), rows, t("starting"), status=False, top=self.top)

@@ -112,7 +112,9 @@ class DiagnosticsFlow(MenuFlow):
         if self.state == "keytest":
             t = self.t
             last = self.keys_pressed[-1] if self.keys_pressed else "-"
-            self.term.show(t("diag_keypad"), [t("press_any_key"), t("keys_count", n=len(self.keys_pressed))],
-                           t("footer_keytest"), big=last)
+            # The last key big, and one row under it: the count once keys come.
+            line = t("keys_count", n=len(self.keys_pressed)) if self.keys_pressed \
+                else t("press_any_key")
+            self.term.show(t("diag_keypad"), [line], t("footer_keytest"), big=last)
             return
         MenuFlow.render(self)

@@ -1,6 +1,7 @@
 """The idle screen of a logged-in terminal: the time, who is on, what is pending."""
 from firmware.core import keys
 from firmware.core.fsm import Flow
+from firmware.ui.screen import BODY_ROWS
 
 
 class IdleFlow(Flow):
@@ -9,9 +10,18 @@ class IdleFlow(Flow):
     STATES = {
         "idle": {"timeout": "idle_logout_s",
                  "on": {keys.MENU: "menu", keys.ENTER: "menu", keys.F4: "logout",
-                        "digit": "quick_sale", "timeout": "logout"}},
+                        "digit": "quick_sale", "timeout": "logout",
+                        keys.UP: "scroll_up", keys.DOWN: "scroll_down"}},
         "menu": {"timeout": None, "on": {}},
     }
+
+    top = 0                     # first notice shown when more wait than fit
+
+    def scroll_up(self, ev):
+        self.top = max(0, self.top - 1)
+
+    def scroll_down(self, ev):
+        self.top = max(0, min(len(self.notices()) - BODY_ROWS, self.top + 1))
 
     def menu(self, ev):
         from firmware.flows.home import HomeFlow
@@ -57,18 +67,13 @@ class IdleFlow(Flow):
             lines.append(t("idle_attention", n=len(summary["attention"])))
         return lines
 
-    def render(self):
+    def notices(self):
+        """What needs doing, most pressing first: each a row of the idle screen."""
         t = self.t
         term = self.term
-        if self.state != "idle":
-            return
-        status = term.status()
-        op = term.operator or {}
         lines = []
         if term.payments is not None:
             lines += self._offline_lines()
-        if not status.synced:
-            lines.append(t("clock_unsynced_hint"))
             unprinted = [r for r in term.unprinted if not
                          (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]
             if unprinted:
@@ -78,6 +83,21 @@ class IdleFlow(Flow):
                 lines.append(t("reversals_n", n=reversals))
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))
-        # the title says who is logged in: the body keeps room for what needs doing
+        if not term.system.clock_synced():
+            lines.append(t("clock_unsynced_hint"))
+        return lines
+
+    def render(self):
+        t = self.t
+        term = self.term
+        if self.state != "idle":
+            return
+        op = term.operator or {}
+        lines = self.notices()
+        # the title says who is logged in; the clock is big while nothing else needs
+        # saying, else the notices take the body (the status bar still has the time)
+        # and scroll with UP/DOWN when more wait than fit
+        big = term.status().clock if len(lines) < BODY_ROWS else ""
+        self.top = max(0, min(self.top, len(lines) - BODY_ROWS))
         term.show(t("operator_is", name=op.get("name", "")), lines, t("footer_idle"),
-                  big=status.clock)
+                  big=big, top=self.top if len(lines) > BODY_ROWS else -1)

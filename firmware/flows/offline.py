@@ -7,6 +7,7 @@ from firmware.flows.common import MenuFlow
 from firmware.flows.supervisor import SupervisorFlow
 from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
+from firmware.ui.screen import BODY_ROWS, wrap
 
 ENTRIES = (
     ("off_upload", "upload"),
@@ -181,13 +182,27 @@ class ExportFlow(Flow):
     STATES = {
         "supervisor": {"enter": "ask", "timeout": None, "on": {}},
         "result": {"timeout": 30000,
-                   "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done"}},
+                   "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done",
+                          keys.UP: "scroll_up", keys.DOWN: "scroll_down"}},
     }
 
     def __init__(self, term):
         Flow.__init__(self, term)
         self.lines = []
         self.ok = False
+        self.top = 0
+
+    def rows(self):
+        out = []
+        for line in self.lines:
+            out += wrap(line)            # the file's name is longer than a row
+        return out
+
+    def scroll_up(self, ev):
+        self.top = max(0, self.top - 1)
+
+    def scroll_down(self, ev):
+        self.top = max(0, min(len(self.rows()) - BODY_ROWS, self.top + 1))
 
     def ask(self):
         self.term.push(SupervisorFlow(self.term, "off_export"))
@@ -204,5 +219,5 @@ class ExportFlow(Flow):
 
     def render(self):
         if self.state == "result":
-            self.term.show(self.t("off_export"), self.lines, self.t("footer_ok"),
-                           alert="ok" if self.ok else "error")
+            self.term.show(self.t("off_export"), self.rows(), self.t("footer_ok"),
+                           alert="ok" if self.ok else "error", top=self.top)

@@ -121,8 +121,8 @@ class NewOperatorFlow(Flow):
         title = t("new_op_title", role=t("role_" + self.role)) if self.role else t("new_op")
         err = [t(self.error)] if self.error else []
         if self.state == "role":
-            self.term.show(t("new_op"), [t("choose_role"), "1 " + t("role_cashier"),
-                                         "2 " + t("role_supervisor"), "3 " + t("role_technician")],
+            self.term.show(t("choose_role"), ["1 " + t("role_cashier"),
+                                              "2 " + t("role_supervisor"), "3 " + t("role_technician")],
                            t("footer_back"))
         elif self.state == "id":
             self.term.show(title, [t("enter_new_id")] + err, t("footer_entry"),

@@ -330,8 +330,8 @@ class SaleFlow(PinEntry, Flow):
             show(self.title(), ["%s %s" % (self.currency, fmt(self.amount.value)),
                                 "1 " + t("pay_card"), "2 " + t("pay_cash")] + err, t("footer_back"))
         elif s == "tendered":
-            show(t("pay_cash"), [t("total_is", amount=fmt(self.amount.value)), t("enter_tendered")] + err,
-                 t("footer_entry"), masked=self.tendered.shown())
+            show(t("pay_cash"), [t("total_is", amount=fmt(self.amount.value))] + (err or [t("enter_tendered")]),
+                 t("footer_tendered"), masked=self.tendered.shown())
         elif s == "change":
             note = [t(self.printer_note)] if self.printer_note else [t("printing")]
             if self.original is not None:
@@ -358,33 +358,40 @@ class SaleFlow(PinEntry, Flow):
             self._render_result()
 
     def _render_result(self):
+        """The outcome big, with at most two rows under it; then the customer-copy
+        question on a screen of its own (three rows: what, the question, the printer)."""
         t = self.t
         rec = self.rec
-        fmt = format_amount(rec["amount"], rec["currency"])
+        amount = format_amount(rec["amount"], rec["currency"])
         note = [t(self.printer_note)] if self.printer_note else []
-        if self.state == "copy":
-            footer, lines = t("footer_copy"), [t("customer_copy_q")]
-        elif self.state == "closing":
-            footer, lines = t("footer_continue"), [t("printing")]
-        else:
-            footer, lines = t("footer_continue"), []
+        if self.state != "result":
+            ask = [t("customer_copy_q")] if self.state == "copy" else note or [t("printing")]
+            footer = t("footer_copy") if self.state == "copy" else t("footer_continue")
+            lines = [self._outcome_word() + " " + amount] + ask
+            if self.state == "copy":
+                lines += note
+            self.term.show(self.title(), lines, footer, alert=self._alert())
+            return
         if rec["state"] == "approved":
-            big = t("approved")
-            lines = [fmt + ((" " + t("auth_code_is", code=rec["auth_code"])) if rec["auth_code"] else "")] + lines
-            if rec["offline"]:
-                # the operator must know the money is not with the bank yet
-                lines = [t("offline_line")] + lines
-            alert = "ok"
+            # the operator must know the money is not with the bank yet
+            second = [t("offline_line")] if rec["offline"] else \
+                [t("auth_code_is", code=rec["auth_code"])] if rec["auth_code"] else []
+            lines = [amount] + (second or note)
         elif rec["state"] == "declined":
-            big = t("declined")
             lines = [t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"]
-                     else t("rc_other", rc=rec["rc"])] + lines
-            alert = "error"
+                     else t("rc_other", rc=rec["rc"])] + note
         else:
-            big = t("not_charged")
-            lines = [t(rec["reason"] or "reason_no_reply")] + lines
-            alert = "error"
-        self.term.show(self.title(), note + lines, footer, big=big, alert=alert)
+            lines = [t(rec["reason"] or "reason_no_reply")] + note
+        self.term.show(self.title(), lines, t("footer_continue"), big=self._outcome_word(),
+                       alert=self._alert())
+
+    def _outcome_word(self):
+        state = self.rec["state"]
+        return self.t("approved" if state == "approved" else
+                      "declined" if state == "declined" else "not_charged")
+
+    def _alert(self):
+        return "ok" if self.rec["state"] == "approved" else "error"
 
 
 class RefundFlow(SaleFlow):

@@ -72,8 +72,9 @@ class SupervisorFlow(Flow):
         t = self.t
         err = [t(self.error)] if self.error else []
         if self.state == "id":
-            self.term.show(t("sup_title"), [t(self.purpose), t("sup_id")] + err,
+            # two rows and the field: an error takes the place of what it is for
+            self.term.show(t("sup_title"), (err or [t(self.purpose)]) + [t("sup_id")],
                            t("footer_entry"), masked=self.field.shown())
         else:
-            self.term.show(t("sup_title"), [t(self.purpose), t("enter_pin_for", id=self.op_id)] + err,
+            self.term.show(t("sup_title"), (err or [t(self.purpose)]) + [t("enter_pin_for", id=self.op_id)],
                            t("footer_entry"), masked=self.field.shown())

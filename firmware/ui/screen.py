@@ -8,6 +8,9 @@ right, three body rows (or one big line, e.g. an amount), and a footer of key hi
 """
 
 BODY_ROWS = 3
+# What one body row holds, in the columns of firmware.ui.receipt.display_width (a
+# Latin letter one, an ideograph two): 124 px of a 12 px font with 6 px Latin glyphs.
+ROW_COLUMNS = 20
 
 # Printer states worth a mark in the status bar; "ok" shows nothing.
 PRINTER_MARKS = {"paper_out": "P!", "paper_near_end": "P-", "cover_open": "P^",
@@ -96,3 +99,28 @@ class Screen:
 
     def __ne__(self, other):
         return not self.__eq__(other)
+
+
+def wrap(text, columns=ROW_COLUMNS):
+    """text as rows of at most columns, broken after a space, '-', '_' or '/' where one
+    is near the end of a row, anywhere otherwise (a file name, a long number)."""
+    from firmware.ui.receipt import display_width
+    rows = []
+    while display_width(text) > columns:
+        used = 0
+        cut = 0
+        soft = 0
+        for i, ch in enumerate(text):
+            used += display_width(ch)
+            if used > columns:
+                break
+            cut = i + 1
+            if ch in " -_/":
+                soft = i + 1
+        if soft > columns // 2:
+            cut = soft
+        rows.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text or not rows:
+        rows.append(text)
+    return rows

@@ -139,3 +139,16 @@ def test_a_scrolled_text_shows_from_its_top_and_never_past_the_end():
     assert Screen(lines=lines[:2], top=1).first_visible() == 0
     assert Screen(lines=lines, top=0).scrolls() and Screen(lines=lines, selected=0).scrolls()
     assert not Screen(lines=lines).scrolls()
+
+
+def test_wrap_breaks_long_words_into_rows_that_fit():
+    from firmware.ui.screen import wrap
+    from firmware.ui.receipt import display_width
+    name = "saf-HP000001-20261130T122840Z.json"
+    rows = wrap(name)
+    assert "".join(rows) == name and len(rows) == 3
+    assert rows[0] == "saf-HP000001-" and all(display_width(r) <= 20 for r in rows)
+    assert wrap("short") == ["short"] and wrap("") == [""]
+    assert wrap("a" * 45) == ["a" * 20, "a" * 20, "a" * 5]
+    zh = wrap("离线交易已上传到主机请核对")
+    assert all(display_width(r) <= 20 for r in zh) and "".join(zh) == "离线交易已上传到主机请核对"
