@@ -32,7 +32,7 @@ from firmware.payments.service import Payments
 from firmware.core.reactor import Reactor
 from firmware.core.store import MemoryStore
 from firmware.terminal import Terminal
-from tools.sim.simulator import card_tracks
+from tools.cards.stripes import card_tracks
 
 CASES = 1000
 

@@ -162,7 +162,7 @@ class ControlServer:
         self._reply(conn, {"ok": True, "receipts": [r.text() for r in self.sim.vprinter.receipts]})
 
     def cmd_swipe(self, conn, req):
-        from tools.sim.simulator import TEST_CARDS
+        from tools.cards.stripes import TEST_CARDS
         card = req.get("card")
         if card is not None and card not in TEST_CARDS and card != "unreadable":
             self._reply(conn, {"ok": False, "error": "unknown test card %r; known: %s"

@@ -20,6 +20,7 @@ from drivers.evdev_pipe import PipeInputDevice
 from drivers.gpio import MockPins
 from drivers.printer import open_serial
 from drivers.system import LinuxSystem
+from tools.cards.stripes import card_tracks
 from tools.sim.vprinter import VirtualPrinter, make_pty
 
 # PC keys that are not letters or digits, as curses reports them, to evdev codes.
@@ -41,13 +42,6 @@ HELP_CARDS = ("swipe: !=Visa PIN  @=MC signature  #=chip card  $=expired  %=bad 
               "^=unreadable   (PIN of every test card: 1234)")
 
 # Published test card numbers only. Expiry December 2030.
-TEST_CARDS = {
-    "visa_pin": ("4111111111111111", "TEST/VISA PIN", "3012", "120"),
-    "mc_signature": ("5555555555554444", "TEST/MASTERCARD", "3012", "101"),
-    "visa_chip": ("4012888888881881", "TEST/VISA CHIP", "3012", "201"),
-    "expired": ("378282246310005", "TEST/AMEX EXPIRED", "2001", "101"),
-    "bad_luhn": ("4111111111111112", "TEST/BAD NUMBER", "3012", "101"),
-}
 CARD_KEYS = {ord("!"): "visa_pin", ord("@"): "mc_signature", ord("#"): "visa_chip",
              ord("$"): "expired", ord("%"): "bad_luhn", ord("^"): "unreadable"}
 # Chip cards (tools/cards/vcard.py profiles) put into pcscd's vpcd reader: insert, tap, remove.
@@ -92,16 +86,6 @@ class ChipSlot:
             self._stop.set()
             self._thread.join(3)
         self._stop = self._thread = self.profile = None
-
-
-def card_tracks(name):
-    """(track1, track2) as a reader's sentinels frame them, for a named test card."""
-    from firmware.cards import magstripe
-    if name == "unreadable":
-        return "%E?", ";E?"
-    pan, holder, expiry, service = TEST_CARDS[name]
-    return (magstripe.encode_track1(pan, holder, expiry, service, "0000000"),
-            magstripe.encode_track2(pan, expiry, service, "0000000"))
 
 
 def pc_key_to_code(ch):
