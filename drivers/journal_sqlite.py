@@ -2,25 +2,51 @@
 
 Every add/update is its own transaction, committed to the SD card before the call
 returns: the flows write a record before the request leaves and before APPROVED shows.
+
+Each record carries a MAC (HMAC-SHA256 under a key derived from the device data key)
+over all its fields, checked whenever it is read. A record that fails (a flipped
+state or amount byte, a row edited on the card) is never acted on: it is left out of
+every read, flagged in the `flags` table for a supervisor, and never deleted or
+rewritten. A journal written before MACs existed gets them at its first open under
+this version (SCHEMA_VERSION 1).
+
+Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
+(firmware/core/store.py) and is reported to the guard's listener.
 """
 import sqlite3
+import time
 
-from drivers.sqlite_durable import open_durable
+from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, record_mac
 
+from firmware.core.store import StorageFault
 from firmware.payments.journal import FIELDS
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]
+SCHEMA_VERSION = 1          # 1: records carry a MAC
+_DEFAULTS = dict(FIELDS)
 
 
-class JournalError(Exception):
-    pass
+class JournalError(StorageFault):
+    """The journal cannot be opened (a StorageFault: the terminal shows it)."""
+
+
+def _utc():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class SQLiteJournal:
-    def __init__(self, path):
+    fault_class = StorageFault
+
+    def __init__(self, path, mac_key=None, on_fault=None, on_damaged=None):
+        self.path = path
+        self.key = mac_key
+        self.guard = Guard("journal", on_fault)
+        self.on_damaged = on_damaged        # callback(id) when a record fails its MAC
+        self._flagged = set()
         try:
             self.db = open_durable(path)
+            self.guard.db = self.db
             cols = ", ".join("%s %s NOT NULL" % (k, _TYPES[type(FIELDS[k])]) for k in _COLUMNS)
             self.db.execute("CREATE TABLE IF NOT EXISTS txns (id INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % cols)
             have = {row[1] for row in self.db.execute("PRAGMA table_info(txns)")}
@@ -28,34 +54,152 @@ class SQLiteJournal:
                 if k not in have:   # a newer release added a field: keep old rows
                     self.db.execute("ALTER TABLE txns ADD COLUMN %s %s NOT NULL DEFAULT %s" % (
                         k, _TYPES[type(FIELDS[k])], "0" if isinstance(FIELDS[k], int) else "''"))
+            if "mac" not in have:
+                self.db.execute("ALTER TABLE txns ADD COLUMN mac BLOB")
             self.db.execute("CREATE INDEX IF NOT EXISTS txns_state ON txns(state)")
             self.db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS flags (id INTEGER PRIMARY KEY, "
+                            "utc TEXT NOT NULL, what TEXT NOT NULL)")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                self.db.close()
+                raise JournalError("io", "journal", "%s was written by a newer handpos "
+                                   "(schema %d)" % (path, version))
+            if version < SCHEMA_VERSION and self.key is not None:
+                self._migrate()
+            self._flagged = {r[0] for r in self.db.execute("SELECT id FROM flags")}
         except (sqlite3.Error, OSError) as exc:
-            raise JournalError("journal: cannot open %s (%s): check the SD card and free space"
-                               % (path, exc))
+            fault = self.guard.fault(exc)
+            raise JournalError(fault.kind if fault else "io", "journal", "cannot open %s (%s): check the SD card and "
+                               "free space" % (path, exc))
 
+    def _migrate(self):
+        """The journal of an older build: MAC every record as it stands, once."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for row in self.db.execute("SELECT id, %s FROM txns" % ", ".join(_COLUMNS)).fetchall():
+                rec = dict(zip(["id"] + _COLUMNS, row))
+                self.db.execute("UPDATE txns SET mac=? WHERE id=?", (self._mac(rec), rec["id"]))
+            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    # -- MACs --------------------------------------------------------------------
+    def _mac(self, rec):
+        return record_mac(self.key, "txns", rec, _DEFAULTS) if self.key is not None else None
+
+    def _checked(self, rec, mac):
+        """The record if its MAC holds (or MACs are off); else flagged, and None."""
+        if self.key is None or mac_ok(self.key, "txns", rec, mac, _DEFAULTS):
+            return rec
+        self._flag(rec["id"], "MAC failed")
+        return None
+
+    def _flag(self, txn_id, what):
+        if txn_id in self._flagged:
+            return
+        self._flagged.add(txn_id)
+        try:
+            self.db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?)", (txn_id, _utc(), what))
+        except sqlite3.Error:
+            pass            # kept in memory; flagged again at the next read after a restart
+        if self.on_damaged is not None:
+            try:
+                self.on_damaged(txn_id)
+            except Exception:
+                pass
+
+    def damaged(self):
+        """[(id, utc, what)] of the records that failed their check: a supervisor's to see."""
+        rows = self.db.execute("SELECT id, utc, what FROM flags ORDER BY id").fetchall()
+        seen = {r[0] for r in rows}
+        return rows + [(i, "", "MAC failed") for i in sorted(self._flagged) if i not in seen]
+
+    @guarded
+    def verify_recent(self, n=200):
+        """The ids among the last n records whose MAC fails (each one flagged)."""
+        bad = []
+        for row in self.db.execute("SELECT id, %s, mac FROM txns ORDER BY id DESC LIMIT ?"
+                                   % ", ".join(_COLUMNS), (n,)).fetchall():
+            rec = dict(zip(["id"] + _COLUMNS, row[:-1]))
+            if self._checked(rec, row[-1]) is None:
+                bad.append(rec["id"])
+        return sorted(bad)
+
+    @guarded
+    def quick_check(self, max_ms=2000):
+        from drivers.sqlite_durable import quick_check
+        return quick_check(self.db, max_ms)
+
+    # -- writes ------------------------------------------------------------------
+    def _txn(self, body):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            result = body()
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:      # SQLite ends a transaction itself on some errors
+                self.db.execute("ROLLBACK")
+            raise
+        return result
+
+    @guarded
     def add(self, rec):
         values = [rec.get(k, FIELDS[k]) for k in _COLUMNS]
-        cur = self.db.execute("INSERT INTO txns (%s) VALUES (%s)" % (
-            ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))), values)
-        return cur.lastrowid
 
+        def body():
+            cur = self.db.execute("INSERT INTO txns (%s) VALUES (%s)" % (
+                ", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS))), values)
+            row = dict(zip(_COLUMNS, values))
+            row["id"] = cur.lastrowid
+            if self.key is not None:
+                self.db.execute("UPDATE txns SET mac=? WHERE id=?", (self._mac(row), row["id"]))
+            return row["id"]
+        return self._txn(body)
+
+    @guarded
     def update(self, txn_id, **fields):
         for k in fields:
             if k not in FIELDS or k == "id":
                 raise KeyError("journal has no field %r" % k)
-        sets = ", ".join("%s=?" % k for k in fields)
-        self.db.execute("UPDATE txns SET %s WHERE id=?" % sets, list(fields.values()) + [txn_id])
 
+        def body():
+            rec = self._get(txn_id)
+            if rec is None:
+                # never rewrite (and so re-seal) a record that failed its check
+                raise KeyError("journal record %r is missing or failed its integrity check"
+                               % txn_id)
+            rec.update(fields)
+            sets = ", ".join("%s=?" % k for k in fields)
+            self.db.execute("UPDATE txns SET %s, mac=? WHERE id=?" % sets,
+                            list(fields.values()) + [self._mac(rec), txn_id])
+        self._txn(body)
+
+    # -- reads -------------------------------------------------------------------
     def _rows(self, where="", args=()):
-        cur = self.db.execute("SELECT id, %s FROM txns %s ORDER BY id" % (", ".join(_COLUMNS), where), args)
+        cur = self.db.execute("SELECT id, %s, mac FROM txns %s ORDER BY id"
+                              % (", ".join(_COLUMNS), where), args)
         names = ["id"] + _COLUMNS
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        out = []
+        for row in cur.fetchall():
+            rec = self._checked(dict(zip(names, row[:-1])), row[-1])
+            if rec is not None:
+                out.append(rec)
+        return out
 
-    def get(self, txn_id):
+    def _get(self, txn_id):
         rows = self._rows("WHERE id=?", (txn_id,))
         return rows[0] if rows else None
 
+    @guarded
+    def get(self, txn_id):
+        """The record, or None when there is none or it failed its check."""
+        return self._get(txn_id)
+
+    @guarded
     def find(self, state=None, batch=None, kind=None):
         clauses, args = [], []
         for name, value in (("state", state), ("batch", batch), ("kind", kind)):
@@ -68,24 +212,31 @@ class SQLiteJournal:
         rows = self.find(**criteria)
         return rows[-1] if rows else None
 
+    @guarded
     def next_counter(self, name, limit):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        def body():
             row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
             value = (row[0] if row else 0) + 1
             if value > limit:
                 value = 1
             self.db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
                             "SET value=excluded.value", (name, value))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return value
+            return value
+        return self._txn(body)
 
+    @guarded
     def counter(self, name):
         row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return row[0] if row else 0
+
+    @guarded
+    def probe(self):
+        """A real write and its removal, to learn whether the card takes writes again."""
+        def body():
+            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
+            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
+            self.db.execute("DELETE FROM probe")
+        self._txn(body)
 
     def close(self):
         self.db.close()

@@ -18,7 +18,14 @@ States: pending -> sent -> acked (tombstone)
                          -> declined_after_upload -> (supervisor acknowledged)
         pending -> cancelled (never sent: the approval was never shown, or a
                    supervisor voided it before upload; a tombstone says who and why)
-        any   -> corrupt (GCM tag failed)
+        any   -> corrupt (GCM tag or record MAC failed)
+
+Every row also carries a MAC (HMAC-SHA256 under a key derived from the data key) over
+all its columns, the clear ones included: a flipped state, attempts or amount byte is
+caught when the row is read, and the row is flagged corrupt (its last_error says what
+its state was), never forwarded, never deleted. A queue of schema 1 gets its MACs at
+its first open under this version. Errors of the medium (full, I/O, damaged file)
+leave as StorageFaults (firmware/core/store.py): QueueFull for a full card.
 """
 import base64
 import calendar
@@ -26,8 +33,10 @@ import json
 import os
 import sqlite3
 
-from drivers.sqlite_durable import open_durable
+from drivers.sqlite_durable import Guard, guarded, mac_key, mac_ok, open_durable, record_mac
 import time
+
+from firmware.core.store import StorageFault
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
@@ -38,7 +47,7 @@ KINDS = ("reversal", "advice")
 STATES = ("pending", "sent", "acked", "declined_after_upload", "corrupt", "cancelled")
 KEY_BYTES = 32
 NONCE_BYTES = 12
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: every row carries a MAC
 EXPORT_FORMAT = "handpos-saf-export"
 
 SCHEMA = """
@@ -58,14 +67,32 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 _CLEAR = ("id", "kind", "state", "amount", "currency", "stan", "tid", "created_utc",
           "attempts", "last_error", "rc", "closed_by", "closed_utc")
 _KEY_CHECK = b"handpos saf data key check"
+_MACCED = _CLEAR + ("nonce", "ciphertext")
+_MAC_DEFAULTS = {"attempts": 0, "last_error": "", "rc": "", "closed_by": "", "closed_utc": "",
+                 "nonce": None, "ciphertext": None}
 
 
 class SafError(Exception):
     pass
 
 
-class QueueFull(SafError):
-    pass
+class QueueFault(SafError, StorageFault):
+    """The card under the queue failed (full, I/O, damaged): nothing was changed."""
+
+    def __init__(self, kind, part="queue", detail=""):
+        StorageFault.__init__(self, kind, part, detail)
+
+
+class QueueFull(QueueFault):
+    def __init__(self, kind="full", part="queue", detail=""):
+        QueueFault.__init__(self, kind, part, detail)
+        self.args = ("offline queue is full (%s): this change was not saved and every stored "
+                     "record is kept; connect to the host to upload, or free space on the SD "
+                     "card" % detail,)
+
+
+def _queue_fault(kind, part, detail):
+    return QueueFull(kind, part, detail) if kind == "full" else QueueFault(kind, part, detail)
 
 
 class CorruptRecord(SafError):
@@ -122,11 +149,6 @@ def _open(key, nonce, ciphertext, aad):
     except (InvalidTag, ValueError):
         return None
     return payload if isinstance(payload, dict) else None
-
-
-def _is_full(exc):
-    return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-            or "full" in str(exc).lower())
 
 
 def _write_atomic(path, data, mode=0o600):
@@ -199,25 +221,35 @@ def load_or_create_key(path, queue_path=None):
 
 class SafQueue:
     durable = True          # on the SD card before add() returns: offline approvals allowed
+    fault_class = staticmethod(_queue_fault)
 
-    def __init__(self, path, data_key, tid="", clock=time.time):
+    def __init__(self, path, data_key, tid="", clock=time.time, on_fault=None):
         self.key = _check_key(data_key, "the device data key")
+        self.mac_key = mac_key(self.key, "queue")
         self.path = path
         self.tid = tid
         self.clock = clock
+        self.guard = Guard("queue", on_fault)
         try:
             self.db = open_durable(path)
+            self.guard.db = self.db
             self.db.execute("PRAGMA secure_delete=ON")     # acked payloads are zeroed
             self.db.executescript(SCHEMA)
+            if "mac" not in {r[1] for r in self.db.execute("PRAGMA table_info(saf)")}:
+                self.db.execute("ALTER TABLE saf ADD COLUMN mac BLOB")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            elif version > SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise SafError("%s was written by a newer handpos (schema %d)" % (path, version))
+            if version < SCHEMA_VERSION:
+                self._migrate()
             row = self.db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
-        except sqlite3.Error as exc:
-            raise SafError("offline queue: cannot open %s (%s): check the SD card and free "
-                           "space" % (path, exc))
+        except (sqlite3.Error, OSError) as exc:
+            fault = self.guard.fault(exc, _queue_fault)
+            if fault is None:
+                raise SafError("offline queue: cannot open %s (%s): check the SD card and "
+                               "free space" % (path, exc))
+            raise _queue_fault(fault.kind, "queue", "cannot open %s (%s): check the SD card "
+                               "and free space" % (path, exc))
         if row is None:
             nonce, check = _seal(self.key, {"check": _KEY_CHECK.decode()}, b"key_check")
             self._write(self.db.execute, "INSERT INTO meta VALUES ('key_check', ?)",
@@ -228,17 +260,64 @@ class SafQueue:
                                "restore the key file that belongs to it; do not delete the "
                                "queue (it holds approvals not yet sent)" % path)
 
+    def _migrate(self):
+        """A queue of schema 1 (no MACs): seal every row as it stands, once."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for (rec_id,) in self.db.execute("SELECT id FROM saf").fetchall():
+                self._reseal(rec_id)
+            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    # MACs
+    def _raw(self, rec_id):
+        row = self.db.execute("SELECT %s, mac FROM saf WHERE id=?" % ", ".join(_MACCED),
+                              (rec_id,)).fetchone()
+        return None if row is None else (dict(zip(_MACCED, row[:-1])), row[-1])
+
+    def _reseal(self, rec_id):
+        """The row's MAC over what it now holds (inside the caller's transaction)."""
+        raw = self._raw(rec_id)
+        if raw is not None:
+            self.db.execute("UPDATE saf SET mac=? WHERE id=?",
+                            (record_mac(self.mac_key, "saf", raw[0], _MAC_DEFAULTS), rec_id))
+
+    def _verified(self, fields, mac):
+        """fields (a row with nonce and ciphertext) if its MAC holds; else the row is
+        flagged corrupt (its old state kept in last_error) and returned as such."""
+        if mac_ok(self.mac_key, "saf", fields, mac, _MAC_DEFAULTS):
+            return fields
+        why = "record MAC failed (state was %r)" % (fields.get("state"),)
+        try:
+            def flag():
+                self.db.execute("UPDATE saf SET state='corrupt', last_error=? WHERE id=?",
+                                (why, fields["id"]))
+                self._reseal(fields["id"])
+            if self.db.in_transaction:
+                flag()
+            else:
+                self._txn(flag)
+        except (SafError, sqlite3.Error):
+            pass        # refused again at the next read anyway
+        flagged = dict(fields)
+        flagged["state"] = "corrupt"
+        flagged["last_error"] = why
+        return flagged
+
     # writes
     def _write(self, fn, *args):
         try:
             return fn(*args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
+            fault = self.guard.fault(exc, _queue_fault)
+            if fault is not None:
+                raise fault
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            if _is_full(exc):
-                raise QueueFull("offline queue is full (%s): this change was not saved and "
-                                "every stored record is kept; connect to the host to upload, or "
-                                "free space on the SD card" % exc)
             raise SafError("offline queue: write failed (%s): check the SD card" % exc)
 
     def _txn(self, body):
@@ -263,8 +342,10 @@ class SafQueue:
         rec_id = cur.lastrowid
         nonce, ct = _seal(self.key, payload, _aad(rec, rec_id))
         self.db.execute("UPDATE saf SET nonce=?, ciphertext=? WHERE id=?", (nonce, ct, rec_id))
+        self._reseal(rec_id)
         return rec_id
 
+    @guarded
     def add(self, kind, stan, amount, currency, payload, created_utc=None):
         """Queue an offline approval (advice) or a reversal; on disk when this returns."""
         if kind not in KINDS:
@@ -283,21 +364,27 @@ class SafQueue:
         if states is not None and rec["state"] not in states:
             raise SafError("offline queue record %d is %s, not %s"
                            % (rec_id, rec["state"], " or ".join(states)))
-        self._write(self.db.execute, "UPDATE saf SET %s WHERE id=?" % sql,
-                    tuple(args) + (rec_id,))
+        def body():
+            self.db.execute("UPDATE saf SET %s WHERE id=?" % sql, tuple(args) + (rec_id,))
+            self._reseal(rec_id)
+        self._txn(body)
 
+    @guarded
     def mark_sent(self, rec_id):
         """The advice is on the wire: the next send of it uses the repeat MTI."""
         self._update(rec_id, "state='sent', attempts=attempts+1", (), ("pending", "sent"))
 
+    @guarded
     def mark_sent_many(self, ids):
         """mark_sent for a window of records in one durable transaction."""
         def body():
             for rec_id in ids:
                 self.db.execute("UPDATE saf SET state='sent', attempts=attempts+1 WHERE id=? "
                                 "AND state IN ('pending', 'sent')", (rec_id,))
+                self._reseal(rec_id)
         self._txn(body)
 
+    @guarded
     def ack_many(self, ids):
         """ack for every record the host answered in one pass of the loop, in one
         durable transaction (an ack lost to a crash only makes the host see a repeat,
@@ -309,22 +396,27 @@ class SafQueue:
                 self.db.execute("UPDATE saf SET state='acked', nonce=NULL, ciphertext=NULL, "
                                 "closed_utc=? WHERE id=? AND state IN ('pending', 'sent')",
                                 (closed, rec_id))
+                self._reseal(rec_id)
         self._txn(body)
 
+    @guarded
     def note_error(self, rec_id, error):
         """The upload failed (no answer, link down): kept for the next try."""
         self._update(rec_id, "last_error=?", (str(error),))
 
+    @guarded
     def ack(self, rec_id):
         """The host has it: drop the card data, keep a tombstone for the batch report."""
         self._update(rec_id, "state='acked', nonce=NULL, ciphertext=NULL, closed_utc=?",
                      (_utc(self.clock()),), ("pending", "sent"))
 
+    @guarded
     def declined(self, rec_id, rc):
         """The host declined an approval already given offline: the merchant must see it."""
         self._update(rec_id, "state='declined_after_upload', rc=?, last_error=?",
                      (str(rc), "declined by host (%s)" % rc), ("pending", "sent"))
 
+    @guarded
     def cancel(self, rec_id, why, operator=""):
         """Withdraw a record the host has never seen (state pending, never sent).
 
@@ -339,6 +431,7 @@ class SafQueue:
                      "closed_by=?, closed_utc=?", (str(why), str(operator or "terminal"),
                                                    _utc(self.clock())), ("pending",))
 
+    @guarded
     def acknowledge_by_supervisor(self, rec_id, operator):
         """A supervisor has seen a declined or corrupt record: it leaves the list.
 
@@ -356,44 +449,58 @@ class SafQueue:
                          (str(operator), _utc(self.clock())), ("corrupt",))
 
     # reads
-    def _rows(self, where="", args=(), order="id"):
-        cur = self.db.execute("SELECT %s FROM saf %s ORDER BY %s"
-                              % (", ".join(_CLEAR), where, order), args)
-        return [dict(zip(_CLEAR, row)) for row in cur.fetchall()]
+    def _rows(self, where="", args=(), order="id", states=None):
+        """Rows, each checked against its MAC (a failing one comes back flagged corrupt,
+        and is left out when states does not include corrupt)."""
+        cur = self.db.execute("SELECT %s, mac FROM saf %s ORDER BY %s"
+                              % (", ".join(_MACCED), where, order), args)
+        out = []
+        for row in cur.fetchall():
+            fields = self._verified(dict(zip(_MACCED, row[:-1])), row[-1])
+            if states is not None and fields["state"] not in states:
+                continue
+            out.append({k: fields[k] for k in _CLEAR})
+        return out
 
+    @guarded
     def get(self, rec_id):
         rows = self._rows("WHERE id=?", (rec_id,))
         return rows[0] if rows else None
 
+    @guarded
     def pending(self, limit=None):
         """What to upload, in order: reversals first, then advices, oldest first."""
         order = "CASE kind WHEN 'reversal' THEN 0 ELSE 1 END, created_utc, id"
         if limit is not None:
             order += " LIMIT %d" % int(limit)
-        return self._rows("WHERE state IN ('pending', 'sent')", (), order)
+        return self._rows("WHERE state IN ('pending', 'sent')", (), order,
+                          states=("pending", "sent"))
 
+    @guarded
     def outstanding(self):
         """What the merchant must see: still to upload, declined, or unreadable."""
         return self._rows("WHERE state IN ('pending', 'sent') OR "
                           "(state IN ('declined_after_upload', 'corrupt') AND closed_by='')")
 
+    @guarded
     def find(self, kind, stan, tid=None):
         """The record of this kind for this STAN (and TID, default this terminal's)."""
         rows = self._rows("WHERE kind=? AND stan=? AND tid=?",
                           (kind, str(stan), self.tid if tid is None else tid))
         return rows[-1] if rows else None
 
+    @guarded
     def records(self):
         """Every record, tombstones included."""
         return self._rows()
 
+    @guarded
     def load(self, rec_id):
-        row = self.db.execute("SELECT %s, nonce, ciphertext FROM saf WHERE id=?"
-                              % ", ".join(_CLEAR), (rec_id,)).fetchone()
-        if row is None:
+        raw = self._raw(rec_id)
+        if raw is None:
             raise KeyError("offline queue has no record %r" % rec_id)
-        rec = dict(zip(_CLEAR, row))
-        nonce, ct = row[-2], row[-1]
+        rec = self._verified(raw[0], raw[1])
+        nonce, ct = rec["nonce"], rec["ciphertext"]
         if rec["state"] == "corrupt":
             raise CorruptRecord("offline queue record %d is corrupt: it will not be sent; "
                                 "report it to the acquirer" % rec_id)
@@ -404,24 +511,32 @@ class SafQueue:
         payload = _open(self.key, nonce, ct, _aad(rec, rec_id))
         if payload is None:
             try:
-                self._write(self.db.execute, "UPDATE saf SET state='corrupt', last_error=? "
-                            "WHERE id=?", ("integrity check failed", rec_id))
+                def flag():
+                    self.db.execute("UPDATE saf SET state='corrupt', last_error=? WHERE id=?",
+                                    ("integrity check failed", rec_id))
+                    self._reseal(rec_id)
+                self._txn(flag)
             except SafError:
                 pass        # flagging can wait; it is refused again next time anyway
             raise CorruptRecord("offline queue record %d failed its integrity check: it is "
                                 "kept and will not be sent; report it to the acquirer" % rec_id)
         return payload
 
+    @guarded
     def totals(self, kind=None):
         """{currency: (count, amount)} still to upload (of one kind, or all)."""
         where, args = "", ()
         if kind is not None:
             where, args = " AND kind=?", (kind,)
-        cur = self.db.execute("SELECT currency, COUNT(*), SUM(amount) FROM saf WHERE state "
-                              "IN ('pending', 'sent')%s GROUP BY currency ORDER BY currency"
-                              % where, args)
-        return {c: (n, a) for c, n, a in cur.fetchall()}
+        # from the rows themselves, each checked: a flipped amount never reaches a total
+        out = {}
+        for r in self._rows("WHERE state IN ('pending', 'sent')%s" % where, args,
+                            states=("pending", "sent")):
+            n, a = out.get(r["currency"], (0, 0))
+            out[r["currency"]] = (n + 1, a + r["amount"])
+        return out
 
+    @guarded
     def oldest_age_s(self, now=None):
         """Seconds since the oldest record still to upload was made; None if none."""
         row = self.db.execute("SELECT MIN(created_utc) FROM saf WHERE state IN "
@@ -431,6 +546,7 @@ class SafQueue:
         return max(0, int((self.clock() if now is None else now) - _epoch(row[0])))
 
     # moving the queue off a broken terminal
+    @guarded
     def export(self, path, signing_key, export_key):
         """Write every record still to upload, sealed under export_key and signed.
 
@@ -459,6 +575,7 @@ class SafQueue:
         _fsync_dir(folder)
         return len(records)
 
+    @guarded
     def import_file(self, path, verify_key, export_key):
         """Queue the records of a signed export; records already here are skipped.
 
@@ -497,6 +614,32 @@ class SafQueue:
                     added += 1
             return added
         return self._txn(body_txn)
+
+    @guarded
+    def probe(self):
+        """A real write and its removal, to learn whether the card takes writes again."""
+        def body():
+            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
+            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
+            self.db.execute("DELETE FROM probe")
+        self._txn(body)
+
+    @guarded
+    def quick_check(self, max_ms=2000):
+        from drivers.sqlite_durable import quick_check
+        return quick_check(self.db, max_ms)
+
+    @guarded
+    def verify_recent(self, n=200):
+        """Ids among the last n rows whose MAC failed (each is flagged corrupt)."""
+        bad = []
+        for row in self.db.execute("SELECT %s, mac FROM saf ORDER BY id DESC LIMIT ?"
+                                   % ", ".join(_MACCED), (n,)).fetchall():
+            fields = dict(zip(_MACCED, row[:-1]))
+            if not mac_ok(self.mac_key, "saf", fields, row[-1], _MAC_DEFAULTS):
+                self._verified(fields, row[-1])
+                bad.append(fields["id"])
+        return sorted(bad)
 
     def close(self):
         self.db.close()

@@ -5,8 +5,10 @@ operator, setting or audit line that the screen already confirmed.
 """
 import sqlite3
 
-from drivers.sqlite_durable import open_durable
+from drivers.sqlite_durable import Guard, guarded, open_durable, quick_check
 import time
+
+from firmware.core.store import StorageFault
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS operators (
@@ -21,8 +23,8 @@ CREATE TABLE IF NOT EXISTS audit (
 SCHEMA_VERSION = 1
 
 
-class StoreError(Exception):
-    pass
+class StoreError(StorageFault):
+    """The store cannot be opened (a StorageFault: the terminal shows it)."""
 
 
 def _utc():
@@ -30,37 +32,57 @@ def _utc():
 
 
 class SQLiteStore:
-    def __init__(self, path):
+    fault_class = StorageFault
+
+    def __init__(self, path, on_fault=None):
         self.path = path
+        self.guard = Guard("store", on_fault)
         try:
             self.db = open_durable(path)
+            self.guard.db = self.db
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
             elif version > SCHEMA_VERSION:
-                raise StoreError("%s was written by a newer handpos (schema %d)" % (path, version))
+                raise StoreError("io", "store", "%s was written by a newer handpos (schema %d)"
+                                 % (path, version))
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError("storage: cannot open %s (%s): check the SD card and free space"
-                             % (path, exc))
+            fault = self.guard.fault(exc)
+            raise StoreError(fault.kind if fault else "io", "store",
+                             "cannot open %s (%s): check the SD card and free space" % (path, exc))
 
-    def selftest(self):
+    def selftest(self, max_ms=2000):
+        """A time-bounded PRAGMA quick_check: (ok, detail); ok None when not finished."""
+        return quick_check(self.db, max_ms)
+
+    @guarded
+    def probe(self):
+        """A real write and its removal, to learn whether the card takes writes again."""
+        self.db.execute("BEGIN IMMEDIATE")
         try:
-            ok = self.db.execute("PRAGMA quick_check").fetchone()[0]
-        except sqlite3.Error as exc:
-            return False, str(exc)
-        return ok == "ok", ok
+            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
+            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
+            self.db.execute("DELETE FROM probe")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     # operators
+    @guarded
     def operator_count(self):
         return self.db.execute("SELECT COUNT(*) FROM operators").fetchone()[0]
 
+    @guarded
     def get_operator(self, op_id):
         row = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
                               "FROM operators WHERE id=?", (op_id,)).fetchone()
         return self._op(row) if row else None
 
+    @guarded
     def list_operators(self):
         rows = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
                                "FROM operators ORDER BY CAST(id AS INTEGER), id").fetchall()
@@ -71,6 +93,7 @@ class SQLiteStore:
         return {"id": row[0], "name": row[1], "role": row[2], "salt": bytes(row[3]),
                 "pin_hash": bytes(row[4]), "iterations": row[5], "active": bool(row[6])}
 
+    @guarded
     def add_operator(self, op):
         try:
             self.db.execute("INSERT INTO operators VALUES (?,?,?,?,?,?,?,?)",
@@ -80,19 +103,23 @@ class SQLiteStore:
             raise KeyError("operator %s exists" % op["id"])
 
     # settings
+    @guarded
     def get_setting(self, key, default=None):
         row = self.db.execute("SELECT value FROM settings WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
+    @guarded
     def set_setting(self, key, value):
         self.db.execute("INSERT INTO settings VALUES (?,?) ON CONFLICT(key) DO UPDATE "
                         "SET value=excluded.value", (key, value))
 
     # audit
+    @guarded
     def audit(self, event, operator="", detail=""):
         self.db.execute("INSERT INTO audit (utc, event, operator, detail) VALUES (?,?,?,?)",
                         (_utc(), event, operator or "", detail or ""))
 
+    @guarded
     def audit_log(self, limit=50):
         return self.db.execute("SELECT seq, event, operator, detail FROM audit "
                                "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()

@@ -49,3 +49,52 @@ class MemoryStore:
 
     def close(self):
         pass
+
+
+# -- storage faults --------------------------------------------------------------------
+# What the drivers make of every database error that is about the medium rather than
+# about the question asked: the card is full, it failed to read or write, or what it
+# holds is damaged. The core understands only these three words.
+FULL = "full"
+IO = "io"
+CORRUPT = "corrupt"
+KINDS = (FULL, IO, CORRUPT)
+
+
+class StorageFault(Exception):
+    """A database could not do what was asked (kind: full | io | corrupt).
+
+    The call that raised it wrote nothing; everything stored before it is kept. part
+    names the database (store, journal, queue) for the technician."""
+
+    def __init__(self, kind, part, detail=""):
+        Exception.__init__(self, "%s: storage %s (%s)" % (part, kind, detail))
+        self.kind = kind if kind in KINDS else IO
+        self.part = part
+        self.detail = detail
+        self.storage_fault = True        # for code that cannot import this class
+
+
+def is_fault(exc):
+    return getattr(exc, "storage_fault", False) is True
+
+
+class Unavailable:
+    """Stands where a database that cannot be opened should be: every call raises its
+    fault. Never an empty journal or queue in memory in its place: a terminal that had
+    data would start its STANs again, forget what waits to be uploaded and reversed."""
+    durable = False
+
+    def __init__(self, fault, tid=""):
+        self.fault = fault
+        self.tid = tid
+
+    def __getattr__(self, name):
+        fault = self.fault
+
+        def refuse(*args, **kwargs):
+            raise fault
+        return refuse
+
+    def close(self):
+        pass
