@@ -138,6 +138,8 @@ class RecordsFlow(Flow):
         return "supervisor"
 
     def child_done(self, child, result):
+        if child.NAME != "supervisor":
+            return None         # a notice over the list
         rows = self.rows()
         if result is not None and rows:
             rec = rows[min(self.index, len(rows) - 1)]
@@ -208,6 +210,8 @@ class ExportFlow(Flow):
         self.term.push(SupervisorFlow(self.term, "off_export"))
 
     def child_done(self, child, result):
+        if child.NAME != "supervisor":
+            return None         # a notice over the result
         if result is None:
             self.finish(None)
             return None

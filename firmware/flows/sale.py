@@ -198,11 +198,17 @@ class SaleFlow(PinEntry, Flow):
             self.term.set_cl_lights(2)          # card seen
         self.BUSY = True
         self.term.payments.expect_card(False)
-        self.term.push(ChipFlow(self.term, self.KIND, self.amount.value, interface,
-                                original=self.original))
-        return "chip"
+        # "chip" before the card flow starts: a card refused at once (a tap at or above
+        # the contactless limit) ends the child inside push(), and child_done's state
+        # must be the one that stays
+        self.goto("chip")
+        chip = ChipFlow(self.term, self.KIND, self.amount.value, interface, original=self.original)
+        self.term.push(chip)
+        return None
 
     def child_done(self, child, result):
+        if child.NAME != "chip":
+            return None         # a notice over this flow (offline payment, device lost)
         self.BUSY = False
         outcome = child.outcome or {}
         self.term.set_cl_lights(0)

@@ -44,6 +44,8 @@ class VoidFlow(Flow):
         self.term.push(PickFlow(self.term, "menu_void", self.eligible))
 
     def child_done(self, child, result):
+        if child.NAME not in ("supervisor", "pick"):
+            return None         # a notice over this flow (offline payment, device lost)
         if result is None:
             self.finish(None)
             return None
@@ -119,6 +121,8 @@ class RefundStartFlow(Flow):
         self.term.push(RefundFlow(self.term, original=self.original))
 
     def child_done(self, child, result):
+        if child.NAME not in ("supervisor", "pick", "refund"):
+            return None         # a notice over this flow
         if child.NAME == "supervisor":
             return "pick" if result is not None else self.finish(None)
         if child.NAME == "pick":
