@@ -86,7 +86,7 @@ def test_cash_refund_needs_a_supervisor_and_never_exceeds_the_sale(harness):
     h.press("ENTER", "CANCEL")
     h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
     h.press("MENU", "2", "2", "5", "8", "0", "ENTER", "ENTER", "ENTER")
-    assert "up to 7.50" in h.text()
+    assert "Up to 7.50" in h.text()
     h.press("8", "0", "0")                                # 8.00 > 7.50 left: refused
     assert "Above the maximum" in h.text()
 
