@@ -64,7 +64,9 @@ def financial_request(rec, config, local, track2, pin=None, original=None, emv=N
         msg["52"] = pin[1]
     if original is not None and original.get("rrn"):
         msg["37"] = original["rrn"]
-        if original.get("auth_code"):
+        # DE38 is the issuer's six-character code; an offline approval's Y1/Y3 is the
+        # terminal's own word (DE39 of its advice), which DE38 cannot carry
+        if original.get("auth_code") and not original.get("offline"):
             msg["38"] = original["auth_code"]
     return msg
 
