@@ -201,7 +201,7 @@ def test_logout_refused_until_uploaded_or_exported(harness, hostsim, net, tmp_pa
     h.press(*"2580")
     h.press("ENTER")
     assert "Exported 1 records" in h.text()
-    name = h.term.screen.lines[1]
+    name = "".join(h.term.screen.lines[1:])      # the file name, wrapped over rows
     path = str(tmp_path / "terminal" / "export" / name)
     doc = json.load(open(path))
     assert "4111111111111111" not in json.dumps(doc)

@@ -9,8 +9,9 @@ right, three body rows (or one big line, e.g. an amount), and a footer of key hi
 
 BODY_ROWS = 3
 # What one body row holds, in the columns of firmware.ui.receipt.display_width (a
-# Latin letter one, an ideograph two): 124 px of a 12 px font with 6 px Latin glyphs.
-ROW_COLUMNS = 20
+# Latin letter one, an ideograph two): 124 px of a 12 px font whose capitals take up to
+# 7 px (WenQuanYi 9 pt), so 18 columns are safe whatever the letters.
+ROW_COLUMNS = 18
 
 # Printer states worth a mark in the status bar; "ok" shows nothing.
 PRINTER_MARKS = {"paper_out": "P!", "paper_near_end": "P-", "cover_open": "P^",

@@ -14,7 +14,7 @@ def test_catalogues_are_complete_and_fall_back_visibly():
     assert i18n.missing("zh") == []
     t = i18n.Translator("zh")
     assert t("menu_sale") == "消费"
-    assert t("op_created", id="7") == "操作员 7 已创建"
+    assert t("op_created", id="7") == "已创建: 7"
     assert t("no_such_message_id") == "no_such_message_id"
     t.set_language("en")
     assert t("menu_sale") == "Sale"
@@ -139,7 +139,7 @@ def test_whole_first_run_and_login_on_the_core_alone():
     assert "Welcome" in term.screen.text()
     _keys(term, reactor, keys.ENTER, "4", "2", keys.ENTER, "2", "5", "8", "0", keys.ENTER,
           "2", "5", "8", "0", keys.ENTER)
-    assert "Operator 42 created" in term.screen.text()
+    assert "Created: ID 42" in term.screen.text()
     _keys(term, reactor, keys.ENTER, "4", "2", keys.ENTER, "2", "5", "8", "0", keys.ENTER)
     assert term.operator["id"] == "42"
     assert term.current().NAME == "idle"

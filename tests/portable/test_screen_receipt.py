@@ -147,8 +147,8 @@ def test_wrap_breaks_long_words_into_rows_that_fit():
     name = "saf-HP000001-20261130T122840Z.json"
     rows = wrap(name)
     assert "".join(rows) == name and len(rows) == 3
-    assert rows[0] == "saf-HP000001-" and all(display_width(r) <= 20 for r in rows)
+    assert rows[0] == "saf-HP000001-" and all(display_width(r) <= 18 for r in rows)
     assert wrap("short") == ["short"] and wrap("") == [""]
-    assert wrap("a" * 45) == ["a" * 20, "a" * 20, "a" * 5]
+    assert wrap("a" * 40) == ["a" * 18, "a" * 18, "a" * 4]
     zh = wrap("离线交易已上传到主机请核对")
-    assert all(display_width(r) <= 20 for r in zh) and "".join(zh) == "离线交易已上传到主机请核对"
+    assert all(display_width(r) <= 18 for r in zh) and "".join(zh) == "离线交易已上传到主机请核对"
