@@ -223,7 +223,11 @@ def cmd_sim(args):
         config = _config_or_exit(SIM_CONFIG)
     else:
         config = schema.defaults()
-    data_dir = config["storage"]["data_dir"] = os.path.abspath(args.data)
+        config["storage"]["data_dir"] = ".sim"
+    # --data, else the configuration's own folder (repository-relative): the Chinese
+    # simulator keeps its operators and language apart from the English one's
+    data_dir = args.data or os.path.join(REPO, config["storage"]["data_dir"] or ".sim")
+    data_dir = config["storage"]["data_dir"] = os.path.abspath(data_dir)
     profile = _profile_or_exit(args.board)
     synced = {"auto": None, "yes": True, "no": False}[args.clock_synced]
     lock, holder = lock_data_dir(data_dir)
@@ -350,7 +354,8 @@ def main(argv=None):
     p.add_argument("--board", default="sim")
     p.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG, else "
                                     "config/sim.toml; config/sim-cn.toml: CNY and 中文)")
-    p.add_argument("--data", default=os.path.join(REPO, ".sim"), help="data directory (default .sim/)")
+    p.add_argument("--data", help="data directory (default: the configuration's "
+                                  "storage.data_dir, .sim/ or .sim-cn/)")
     p.add_argument("--headless", action="store_true", help="no screen: drive it through --control")
     p.add_argument("--control", help="path of a Unix socket taking JSON-line commands")
     p.add_argument("--snapshot", help="save every new frame and receipt as PNG in this directory")
