@@ -13,6 +13,10 @@ queue is empty.
   - A record is marked sent (durably) before it goes: after a crash or a lost answer
     it goes again as a repeat, which the host answers without booking twice.
   - Failures back off exponentially with jitter; a success resets the backoff.
+  - No record goes again before its own backoff (2 s, 4 s, ... a minute after its
+    last send), whatever the queue says its state is: a record the host answered
+    that is still listed as to send (a damaged row whose updates miss it) is sent
+    again at that pace, not in a loop, and is named in the audit log.
   - Never in the way of a payment: while a flow holding uploads is on the screen
     (a sale or refund being taken), nothing new is sent; what is out finishes.
 
@@ -50,6 +54,9 @@ class Forwarder:
         self._flush_timer = None
         self.declined = 0
         self.on_change = None       # callback() when progress changes (screens)
+        # queue id -> [sends, not before (reactor ms), answered]: the record's own
+        # backoff, kept while it is listed as to send
+        self._resent = {}
 
     # -- waking -----------------------------------------------------------------
     def kick(self, delay_ms=0):
@@ -88,6 +95,8 @@ class Forwarder:
     def upload_now(self):
         """A person asked: try at once, whatever the backoff said."""
         self.failures = 0
+        for entry in self._resent.values():
+            entry[1] = 0
         self.uploaded = 0
         self.declined = 0
         self.last_error = ""
@@ -114,6 +123,7 @@ class Forwarder:
             # try fails, so new reversals still go first and repeats go as repeats
             if not self._cache:
                 self._cache = self.queue.pending(limit=BATCH)
+                self._forget_gone(self._cache)
             pending = self._cache
         except Exception as exc:            # the SD card: try again later
             return self._failed(None, "queue: %s" % exc)
@@ -128,6 +138,8 @@ class Forwarder:
         self.state = "sending"
         batch = []
         reversals_waiting = False
+        now = self.term.reactor.clock()
+        wait = None                         # ms until the first record held back may go
         for rec in pending:
             if len(batch) >= free:
                 break
@@ -135,11 +147,44 @@ class Forwarder:
                 reversals_waiting = True
             elif reversals_waiting:
                 break                       # reversals first
-            if rec["id"] not in self.inflight and rec["id"] not in self._acks:
-                batch.append(rec)
+            if rec["id"] in self.inflight or rec["id"] in self._acks:
+                continue
+            entry = self._resent.get(rec["id"])
+            if entry is not None and entry[1] > now:
+                wait = entry[1] - now if wait is None else min(wait, entry[1] - now)
+                continue
+            batch.append(rec)
         if batch:
             self._send(batch)
+        elif wait is not None and not self.inflight:
+            self.state = "backoff"
+            self.kick(max(1, wait))
         self._changed()
+
+    def _forget_gone(self, pending):
+        """Drop the backoff of records no longer listed (their time is past)."""
+        listed = set(r["id"] for r in pending)
+        now = self.term.reactor.clock()
+        for rec_id in list(self._resent):
+            if rec_id not in listed and self._resent[rec_id][1] <= now:
+                del self._resent[rec_id]
+
+    def _note_sent(self, rec):
+        entry = self._resent.get(rec["id"])
+        if entry is None:
+            entry = self._resent[rec["id"]] = [0, 0, False]
+        elif entry[2]:
+            # answered and acknowledged, yet listed as to send again: the queue's
+            # row did not take the update (a damaged record)
+            entry[2] = False
+            try:
+                self.term.store.audit("queue_stuck", "", "record %d STAN %s: answered, still "
+                                      "listed as %s" % (rec["id"], rec["stan"], rec["state"]))
+            except Exception:
+                pass
+        entry[0] += 1
+        step = BACKOFF_MS[min(entry[0] - 1, len(BACKOFF_MS) - 1)]
+        entry[1] = self.term.reactor.clock() + step
 
     def _echo(self):
         if self.echoing:
@@ -182,6 +227,7 @@ class Forwarder:
             if rec["attempts"] or rec["state"] == "sent":
                 msg["t"] = hostmsg.repeat_mti(msg["t"])
             self.inflight[rec["id"]] = msg["11"]
+            self._note_sent(rec)
             check = {}
             for k in ("t", "11", "41", "4"):
                 if k in msg:
@@ -245,6 +291,9 @@ class Forwarder:
             self._failed(None, "queue: %s" % exc)
             return
         self.uploaded += len(acks)
+        for rec_id in acks:
+            if rec_id in self._resent:
+                self._resent[rec_id][2] = True
         self._done_with(acks)
         self._succeeded()
 
