@@ -1,7 +1,11 @@
 """The composition root: from a board profile and a configuration, a running terminal.
 
 Each part is built on its own; a part that fails is named (on the console here, on the
-screen by the boot self-test) and the terminal goes on with the rest. Tests and the
+screen by the boot self-test) and the terminal goes on with the rest. Storage is the
+exception that proves it: a database that cannot be opened is never replaced by an
+empty one in memory (a terminal that had data would forget what it owes the host and
+start its STANs again); it stands as firmware.core.store.Unavailable, the terminal
+shows the storage fault and takes no payment (docs/storage.md). Tests and the
 simulator pass `transports` to put stand-ins under the real drivers:
 
   luma_device    a luma device (luma.core.device.dummy) instead of opening the panel
@@ -32,10 +36,9 @@ from drivers.store_sqlite import SQLiteStore, StoreError
 from drivers.system import LinuxSystem
 from firmware.security import dukpt
 from firmware.cards.emv import params as emv_params
-from firmware.payments.journal import MemoryJournal
 from firmware.payments.service import Payments
 from firmware.core.reactor import Reactor
-from firmware.core.store import MemoryStore
+from firmware.core.store import StorageFault, Unavailable
 from firmware.terminal import Terminal
 
 # ANSI X9.24-1 test key: BDK 0123456789ABCDEFFEDCBA9876543210, initial KSN below.
@@ -66,6 +69,7 @@ class Built:
         self.cl_leds = []
         self.store = None
         self.journal = None
+        self.queue = None
         self.msr = None
         self.chip = None
         self.host = None
@@ -95,6 +99,8 @@ class Built:
             self.chip.stop()
         if self.host is not None:
             self.host.close("shutting down")
+        if self.queue is not None:
+            self.queue.close()
         if self.journal is not None:
             self.journal.close()
         if self.store is not None:
@@ -113,10 +119,10 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     path = os.path.join(config["storage"]["data_dir"], "handpos.db")
     try:
         b.store = SQLiteStore(path)
-        tests["storage"] = b.store.selftest()
+        tests["storage"] = (True, "ok")
     except StoreError as exc:
         console(str(exc))
-        b.store = MemoryStore()
+        b.store = Unavailable(exc)
         tests["storage"] = (False, str(exc))
 
     # display
@@ -158,6 +164,10 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
                           selftests=tests, auth_iterations=auth_iterations)
     term = b.terminal
     term.cl_leds = b.cl_leds
+    if isinstance(b.store, SQLiteStore):
+        b.store.guard.on_fault = term.storage_fault
+    elif term.fault is None:
+        term.fault = b.store.fault
 
     # printer
     pr = profile["printer"]
@@ -194,7 +204,11 @@ def load_dukpt(store, config, console):
     def save(state):
         store.set_setting(DUKPT_SETTING, json.dumps(state))
 
-    saved = store.get_setting(DUKPT_SETTING)
+    try:
+        saved = store.get_setting(DUKPT_SETTING)
+    except StorageFault as exc:          # the store's fault is on the screen already
+        console("PIN key: cannot be read (%s)" % exc)
+        return None
     if saved:
         try:
             return dukpt.DukptTerminal.from_state(json.loads(saved), save)
@@ -210,13 +224,7 @@ def load_dukpt(store, config, console):
 def _build_payments(b, profile, config, tr, console):
     term = b.terminal
     tests = b.selftests
-    path = os.path.join(config["storage"]["data_dir"], "journal.db")
-    try:
-        b.journal = SQLiteJournal(path)
-    except JournalError as exc:
-        console(str(exc))
-        b.journal = MemoryJournal()
-        tests["storage"] = (False, str(exc))
+    b.journal, b.queue = open_payments_storage(config, console, term)
 
     readers = 0
     spec = profile.get("msr")
@@ -272,12 +280,13 @@ def _build_payments(b, profile, config, tr, console):
         except Exception as exc:   # a missing or unreadable CA file
             console("host: %s" % exc)
             term.link_state = "down"
-    b.queue = load_queue(config, console, tests, durable=isinstance(b.journal, SQLiteJournal))
     term.payments = Payments(term, b.journal, b.host, key, card_readers=readers,
                              chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)),
                              queue=b.queue)
-    if hasattr(b.queue, "export"):
-        term.payments.exporter = lambda: export_queue(b.queue, config, term.system)
+    if isinstance(b.queue, Unavailable) or hasattr(b.queue, "export"):
+        term.payments.exporter = lambda: export_queue(term.payments.queue, config, term.system)
+    check_storage(b, config, console)
+    term.probe_storage = lambda: probe_storage(b, config, console)
 
 
 # The merchant's transfer keys for moving a queue off a broken terminal: loaded into
@@ -314,29 +323,115 @@ def export_queue(queue, config, system):
     return path, queue.export(path, seed, key)
 
 
-def load_queue(config, console, tests, durable=True):
-    """The store-and-forward queue (drivers/saf_queue.py) under the device data key.
-
-    When it cannot be opened (a missing key next to an existing queue, a damaged key,
-    a failing card) the problem is named and the terminal keeps working online with
-    an in-memory queue for its reversals: offline approvals are refused, never lost.
-    """
-    from firmware.payments.memqueue import MemoryQueue
-    tid = config["terminal"]["id"]
-    if not durable:
-        return MemoryQueue(tid)
+def open_payments_storage(config, console, term):
+    """(journal, queue): the journal MACed under a key derived from the device data key,
+    the store-and-forward queue under the data key itself. Either one that cannot be
+    opened stands as Unavailable, with the fault on the terminal: never an empty
+    journal or queue in memory."""
     from drivers import saf_queue
+    from drivers.sqlite_durable import mac_key
     folder = config["storage"]["data_dir"]
-    path = os.path.join(folder, "saf.db")
+    tid = config["terminal"]["id"]
+    qpath = os.path.join(folder, "saf.db")
     try:
-        key = saf_queue.load_or_create_key(os.path.join(folder, "keys", "data.key"), path)
-        queue = saf_queue.SafQueue(path, key, tid=tid)
-        tests["queue"] = (True, "%d pending" % len(queue.pending()))
-        return queue
+        key = saf_queue.load_or_create_key(os.path.join(folder, "keys", "data.key"), qpath)
+    except (saf_queue.SafError, OSError) as exc:
+        # without the key neither the queue nor the journal's MACs can be trusted
+        console("data key: %s" % exc)
+        fault = StorageFault("corrupt", "queue", str(exc))
+        _fault(term, fault)
+        return Unavailable(fault), Unavailable(fault, tid)
+    try:
+        journal = SQLiteJournal(os.path.join(folder, "journal.db"), mac_key(key, "journal"),
+                                on_fault=term.storage_fault)
+    except JournalError as exc:
+        console(str(exc))
+        _fault(term, exc)
+        journal = Unavailable(exc)
+    try:
+        queue = saf_queue.SafQueue(qpath, key, tid=tid, on_fault=term.storage_fault)
     except saf_queue.SafError as exc:
         console("offline queue: %s" % exc)
-        tests["queue"] = (False, str(exc))
-        return MemoryQueue(tid)
+        if not isinstance(exc, StorageFault):
+            exc = StorageFault("corrupt", "queue", str(exc))
+        _fault(term, exc)
+        queue = Unavailable(exc, tid)
+    return journal, queue
+
+
+def _fault(term, fault):
+    term.selftests["storage"] = (False, str(fault))
+    if term.fault is None or fault.kind == "corrupt":
+        term.fault = fault
+
+
+def check_storage(b, config, console, max_ms=1500):
+    """The boot self-test of storage: a time-bounded PRAGMA quick_check of each database
+    and the MACs of its recent records; what failed goes to term.storage_report, and
+    any of it fails "storage" in the self-test."""
+    term = b.terminal
+    report = []
+    for part, db in (("store", b.store), ("journal", b.journal), ("queue", b.queue)):
+        if isinstance(db, Unavailable):
+            report.append((db.fault.kind, part, 0))
+            continue
+        check = getattr(db, "quick_check", None) or getattr(db, "selftest", None)
+        try:
+            ok, detail = check(max_ms)
+            if ok is False:
+                console("storage: %s quick_check: %s" % (part, detail))
+                report.append(("corrupt", part, 0))
+            elif ok is None:
+                report.append(("unchecked", part, 0))
+            if hasattr(db, "verify_recent"):
+                bad = db.verify_recent()
+                if bad:
+                    console("storage: %s records failing their MAC: %s"
+                            % (part, ", ".join(str(i) for i in bad[:20])))
+                    report.append(("bad", part, len(bad)))
+        except StorageFault as exc:
+            console("storage: %s" % exc)
+            report.append((exc.kind, part, 0))
+    term.storage_report = report
+    if [r for r in report if r[0] != "unchecked"]:
+        ok, detail = term.selftests.get("storage", (True, ""))
+        what = "; ".join("%s %s" % (part, what) for what, part, n in report)
+        term.selftests["storage"] = (False, what if ok else detail)
+        try:
+            term.store.audit("storage_check", "", what)
+        except StorageFault:
+            pass
+
+
+def probe_storage(b, config, console):
+    """The terminal's retry: each database takes a real write again, or raises its
+    StorageFault. A database that could not be opened at start is opened now."""
+    term = b.terminal
+    if isinstance(b.store, Unavailable):
+        store = SQLiteStore(os.path.join(config["storage"]["data_dir"], "handpos.db"),
+                            on_fault=term.storage_fault)
+        b.store = term.store = term.auth.store = store
+    if isinstance(b.journal, Unavailable) or isinstance(b.queue, Unavailable):
+        journal, queue = open_payments_storage(config, lambda line: None, _Sink())
+        for db in (journal, queue):
+            if isinstance(db, Unavailable):
+                raise db.fault
+        journal.guard.on_fault = queue.guard.on_fault = term.storage_fault
+        b.journal = term.payments.journal = journal
+        b.queue = term.payments.queue = term.payments.forwarder.queue = queue
+    for db in (b.store, b.journal, b.queue):
+        db.probe()
+
+
+class _Sink:
+    """A terminal stand-in for opening storage again (faults go to the caller)."""
+    fault = None
+
+    def __init__(self):
+        self.selftests = {}
+
+    def storage_fault(self, fault):
+        pass
 
 
 def load_ca_keys(config):

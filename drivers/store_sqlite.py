@@ -114,8 +114,17 @@ class SQLiteStore:
                         "SET value=excluded.value", (key, value))
 
     # audit
-    @guarded
     def audit(self, event, operator="", detail=""):
+        """An audit line. One the card cannot take is reported to the listener (the
+        terminal stops service and says why) but not raised: an audit line must never
+        be what keeps a payment's own record from being finished."""
+        try:
+            self._audit(event, operator, detail)
+        except StorageFault:
+            pass
+
+    @guarded
+    def _audit(self, event, operator, detail):
         self.db.execute("INSERT INTO audit (utc, event, operator, detail) VALUES (?,?,?,?)",
                         (_utc(), event, operator or "", detail or ""))
 

@@ -11,13 +11,22 @@ on_device_lost.
   system.local_time() -> (y, mo, d, h, mi, s); system.clock_synced() -> bool
   system.battery() -> None | (percent, charging); system.random_bytes(n)
   watchdog.ready() / watchdog.ping() / watchdog.status(text)   (systemd; may be None)
+
+Storage faults (firmware/core/store.py): the drivers report every database error about
+the medium to storage_fault(). The terminal then takes nothing new (a screen that says
+why replaces whatever is not a payment under way), keeps what is stored, and tries the
+card again on a timer (probe_storage, set by the board) until it takes writes; then
+it resolves what the fault left (recover) and goes back to work by itself.
 """
 from firmware.core import events
+from firmware.core.store import CORRUPT, is_fault
 from firmware.ui import i18n
 from firmware.security.auth import Auth
 from firmware.ui.screen import Screen, Status
 
 LANG_SETTING = "ui.language"
+# how long to wait before trying a full or failing card again (the last repeats)
+FAULT_RETRY_MS = (2000, 5000, 10000, 30000)
 
 
 class Terminal:
@@ -35,7 +44,19 @@ class Terminal:
         # alias -> (ok, detail): what the composition root found when it built drivers.
         # Shared, not copied: parts built after the terminal add their results to it.
         self.selftests = selftests if selftests is not None else {}
-        self.t = i18n.Translator(store.get_setting(LANG_SETTING) or config["ui"]["language"])
+        self.fault = None               # the StorageFault that stops service, or None
+        self.probe_storage = None       # callable(): raises a StorageFault while it lasts
+        self.storage_report = []        # (what, database, n) the boot checks found
+        self._fault_timer = None
+        self._fault_tries = 0
+        try:
+            lang = store.get_setting(LANG_SETTING)
+        except Exception as exc:        # a store that cannot be read: shown after boot
+            if not is_fault(exc):
+                raise
+            self.fault = exc
+            lang = None
+        self.t = i18n.Translator(lang or config["ui"]["language"])
         kwargs = {}
         if auth_iterations:
             kwargs["iterations"] = auth_iterations
@@ -63,8 +84,15 @@ class Terminal:
         from firmware.flows.boot import BootFlow
         self._schedule_tick()
         if self.payments is not None:
-            self.unprinted = self.payments.recover()
-            self.payments.sign_on()
+            try:
+                self.unprinted = self.payments.recover()
+                self.payments.sign_on()
+            except Exception as exc:    # a card that fails at start: shown after boot
+                if not is_fault(exc):
+                    raise
+                self.storage_fault(exc)
+        if self.fault is not None:
+            self._arm_fault_retry()
         if self.watchdog is not None:
             self.watchdog.ready()
             self._ping_watchdog()
@@ -97,6 +125,10 @@ class Terminal:
         if hasattr(flow, "holds_uploads"):
             self.flows_changed()
         parent = self.current()
+        if self.fault is not None and parent is not None and parent.NAME != "storage_fault" \
+                and not self._busy():
+            self.go_home()              # the payment that held it up is over: say why now
+            return
         if parent is not None and hasattr(parent, "child_done"):
             nxt = parent.child_done(flow, result)
             if parent.finished:
@@ -111,10 +143,14 @@ class Terminal:
             self.go_home()
 
     def go_home(self):
-        """Where a person lands when nothing else runs: idle when logged in, else login."""
+        """Where a person lands when nothing else runs: idle when logged in, else login;
+        the storage fault while there is one."""
         from firmware.flows.login import LoginFlow
         from firmware.flows.idle import IdleFlow
-        if self.operator is not None:
+        if self.fault is not None:
+            from firmware.flows.storage import StorageFaultFlow
+            self.replace_all(StorageFaultFlow(self))
+        elif self.operator is not None:
             self.replace_all(IdleFlow(self))
         else:
             self.replace_all(LoginFlow(self))
@@ -192,6 +228,69 @@ class Terminal:
     def on_link(self, state):
         self.link_state = state
         self.refresh()
+
+    # -- storage faults -------------------------------------------------------
+    def _busy(self):
+        for flow in self.flows:
+            if not flow.finished and getattr(flow, "BUSY", False):
+                return True
+        return False
+
+    def storage_fault(self, fault):
+        """A database could not record. Nothing new is taken from here on: the fault's
+        screen replaces what is on show, except a payment under way, which ends first
+        (with the outcome the payments service could give it)."""
+        if self.fault is None or fault.kind == CORRUPT:
+            self.fault = fault
+        self.selftests["storage"] = (False, str(fault))
+        self._arm_fault_retry()
+        current = self.current()
+        if current is None or current.NAME in ("boot", "storage_fault") or self._busy():
+            if current is not None and current.NAME == "storage_fault":
+                current.render()
+            return
+        self.beep("alert")
+        self.go_home()
+
+    def _arm_fault_retry(self):
+        if self._fault_timer is not None or self.fault is None:
+            return
+        if self.fault.kind == CORRUPT or self.probe_storage is None:
+            return                      # a damaged file does not mend itself: a technician
+        delay = FAULT_RETRY_MS[min(self._fault_tries, len(FAULT_RETRY_MS) - 1)]
+        self._fault_timer = self.reactor.call_later(delay, self.retry_storage)
+
+    def retry_storage(self):
+        """Try the card again (the timer, or ENTER on the fault screen)."""
+        if self._fault_timer is not None:
+            self._fault_timer.cancel()
+            self._fault_timer = None
+        if self.fault is None:
+            return True
+        self._fault_tries += 1
+        try:
+            if self.probe_storage is not None:
+                self.probe_storage()
+            if self.payments is not None:
+                self.unprinted = self.payments.recover()
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            if exc.kind == CORRUPT:
+                self.fault = exc
+            self._arm_fault_retry()
+            self.refresh()
+            return False
+        self.fault = None
+        self._fault_tries = 0
+        self.selftests["storage"] = (True, "recovered")
+        self.store.audit("storage_recovered", "", "")
+        if self.payments is not None:
+            self.payments.forwarder.kick()
+        current = self.current()
+        if current is not None and current.NAME == "storage_fault":
+            self.go_home()
+        return True
 
     # -- store and forward ----------------------------------------------------
     def uploads_held(self):
@@ -328,7 +427,7 @@ class Terminal:
         self._schedule_tick()
 
     def stop(self):
-        for timer in (self._logout_timer, self._tick_timer, self._wd_timer):
+        for timer in (self._logout_timer, self._tick_timer, self._wd_timer, self._fault_timer):
             if timer is not None:
                 timer.cancel()
         while self.flows:

@@ -3,6 +3,11 @@
 A missing or failing part is named with what to check; the terminal never stops for
 it. When everything passed the screen moves on by itself after a moment; when
 something failed it waits for ENTER (or 20 s) so the person can read why.
+
+Storage is checked by the board before this flow starts (a time-bounded PRAGMA
+quick_check of each database, the MACs of the recent journal and queue records): what
+failed is named under "Storage: FAIL" (term.storage_report: (what, database, n)). A
+storage fault then takes the place of the login (firmware/flows/storage.py).
 """
 from firmware.core import events, keys
 from firmware.core.fsm import Flow
@@ -81,7 +86,9 @@ class BootFlow(Flow):
         from firmware.flows.login import LoginFlow
         from firmware.flows.setup import SetupFlow
         self.stop()
-        if self.term.store.operator_count() == 0:
+        if self.term.fault is not None:
+            self.term.go_home()         # the storage fault, not a first run
+        elif self.term.store.operator_count() == 0:
             self.term.replace_all(SetupFlow(self.term))
         else:
             self.term.replace_all(LoginFlow(self.term))
@@ -117,9 +124,24 @@ class BootFlow(Flow):
         for part in bad:
             rows.append(self.line_for(part))
             rows.append("  " + self.t("check_" + part))
+            if part == "storage":
+                rows.extend(self.storage_rows())
         for part in self.parts():
             if part not in bad:
                 rows.append(self.line_for(part))
+        return rows
+
+    def storage_rows(self):
+        """What failed in storage, a row each: "Journal: damaged", "Queue: 2 bad"."""
+        t = self.t
+        rows = []
+        fault = self.term.fault
+        if fault is not None:
+            rows.append("  " + t("st_" + fault.kind, db=t("db_" + fault.part)))
+        for what, part, n in getattr(self.term, "storage_report", ()):
+            line = "  " + t("st_" + what, db=t("db_" + part), n=n)
+            if line not in rows:
+                rows.append(line)
         return rows
 
     def render(self):

@@ -21,6 +21,7 @@ from firmware.payments.forwarder import Forwarder
 from firmware.payments.journal import record
 from firmware.payments.memqueue import MemoryQueue
 from firmware.payments.receipts import build as build_receipt
+from firmware.core.store import is_fault
 
 STAN_LIMIT = 999999
 COUNT_DELAY_MS = 100        # the status bar's queue count: at most ten times a second
@@ -117,9 +118,23 @@ class Payments:
         return "%06d" % self.journal.next_counter("stan", STAN_LIMIT)
 
     # -- cash -------------------------------------------------------------------
+    def _unrecorded(self, kind, method, amount, exc, **extra):
+        """What a flow is handed when the journal could not take a payment: nothing
+        happened (no id, state failed, the reason in words); the terminal shows the
+        storage fault (the drivers reported it)."""
+        if not is_fault(exc):
+            raise exc
+        rec = record(kind=kind, method=method, amount=amount, state="failed",
+                     currency=self.term.config["money"]["currency"], reason="reason_storage")
+        rec.update(extra)
+        return rec
+
     def cash(self, kind, amount, tendered, original=None):
-        rec = self._new(kind, "cash", amount, "approved", tendered=tendered,
-                        original_id=original["id"] if original else 0)
+        try:
+            rec = self._new(kind, "cash", amount, "approved", tendered=tendered,
+                            original_id=original["id"] if original else 0)
+        except Exception as exc:        # the card is full or failing: nothing taken
+            return self._unrecorded(kind, "cash", amount, exc, tendered=tendered)
         if original is not None and kind == "refund":
             self.journal.update(original["id"], refunded=original["refunded"] + amount)
         self.term.store.audit("cash_" + kind, rec["operator"], "#%d %d" % (rec["id"], amount))
@@ -191,14 +206,21 @@ class Payments:
                     digits[i] = 0
             pin_fields = (_hex(ksn), _hex(block))
             cvm = "pin"
-        stan = self.next_stan()
         extra = {}
         if emv is not None:
             extra = {"aid": emv.get("aid") or "", "app_label": emv.get("label") or ""}
-        rec = self._new(kind, "card", amount, "sending", stan=stan, pan_masked=card.masked,
-                        last4=card.last4, entry=card.entry_mode, cvm=cvm,
-                        card_label=brand(card.masked),
-                        original_id=original["id"] if original else 0, **extra)
+        try:
+            stan = self.next_stan()
+            rec = self._new(kind, "card", amount, "sending", stan=stan, pan_masked=card.masked,
+                            last4=card.last4, entry=card.entry_mode, cvm=cvm,
+                            card_label=brand(card.masked),
+                            original_id=original["id"] if original else 0, **extra)
+        except Exception as exc:        # not written down, so never sent
+            rec = self._unrecorded(kind, "card", amount, exc, pan_masked=card.masked,
+                                   last4=card.last4, entry=card.entry_mode)
+            card.wipe()
+            self.term.reactor.call_soon(callback, rec)
+            return rec
         msg = hostmsg.financial_request(rec, self.term.config, self.term.system.local_time(),
                                         card.track2, pin_fields, original, emv)
         if emv is None and kind == "sale" and card.entry_mode in \
@@ -227,6 +249,18 @@ class Payments:
         return rec
 
     def _answer(self, txn_id, request, result, callback):
+        try:
+            self._answer_recorded(txn_id, request, result, callback)
+        except Exception as exc:
+            # the answer could not be written down: the journal still says "sending",
+            # so the request is reversed once the card takes writes again (recover)
+            rec = self._unrecorded("sale", "card", 0, exc)
+            self._cancelled.discard(txn_id)
+            self._held.pop(txn_id, None)
+            rec["id"] = txn_id
+            callback(rec)
+
+    def _answer_recorded(self, txn_id, request, result, callback):
         kind = result["kind"]
         rec = self.journal.get(txn_id)
         if kind == "response":
@@ -595,7 +629,13 @@ class Payments:
         if self.host is None:
             return False
         utc, _ = self._stamp()
-        msg = hostmsg.network_request(self.term.config, self.next_stan(), utc, code)
+        try:
+            stan = self.next_stan()
+        except Exception as exc:        # no STAN can be recorded: no message goes
+            if not is_fault(exc):
+                raise
+            return False
+        msg = hostmsg.network_request(self.term.config, stan, utc, code)
 
         def answered(result):
             ok = result["kind"] == "response" and result["msg"].get("39") == "00"
@@ -634,7 +674,14 @@ class Payments:
 
     # -- receipts ---------------------------------------------------------------
     def print_receipt(self, txn_id, copy="merchant", reprint=False):
-        rec = self.journal.get(txn_id)
+        try:
+            rec = self.journal.get(txn_id) if txn_id else None
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            rec = None
+        if rec is None:
+            return None                 # nothing recorded: nothing to print
         original = self.journal.get(rec["original_id"]) if rec["original_id"] else None
         receipt = build_receipt(rec, self.term.config, self.term.t, copy,
                                 synced=self.term.system.clock_synced(), reprint=reprint,
@@ -654,7 +701,11 @@ class Payments:
         """The printer took the last byte of a job: a merchant copy is on paper."""
         txn_id = self._jobs.pop(job, None)
         if txn_id is not None:
-            self.journal.update(txn_id, receipt_printed=1)
+            try:
+                self.journal.update(txn_id, receipt_printed=1)
+            except Exception as exc:    # offered as a reprint after the fault
+                if not is_fault(exc):
+                    raise
 
     def last_receipt(self):
         rows = [r for r in self.journal.find() if r["state"] in
