@@ -359,13 +359,16 @@ def test_an_unplugged_printer_fails_the_self_test(harness):
     h = harness()
     h.first_supervisor()
     h.login()
+    h.press("MENU", "7", "1")                   # diagnostics > self-test: the printer asked
+    h.wait_for("Printer: OK")
+    h.press("ENTER")
+    _to_idle(h)
     _unplug_printer(h)
-    h.press("MENU", "7", "1")                   # diagnostics > self-test
-    h.run(5000, until=lambda: "Printer: FAIL" in h.text() or "Printer: OK" in h.text()
-          and "checking" not in h.text())
+    h.press("MENU", "7", "1")
+    assert "Printer: checking" in h.text(), h.text()
     h.run(5000, until=lambda: "checking" not in h.text())
     assert "Printer: OK" not in h.text(), h.text()
-    h.wait_for("Printer: FAIL")
+    assert "Printer: FAIL" in h.text(), h.text()
 
 
 def test_a_cash_sale_without_a_printer_does_not_say_printing(harness):

@@ -287,6 +287,11 @@ class SaleFlow(PinEntry, Flow):
         job = self.term.payments.print_receipt(self.rec["id"], copy)
         if job is not None:
             self.jobs.append(job)
+        # say "Printing receipt" only while paper can come out: no printer, or one
+        # already known not to print, is named instead (a change arrives as an event)
+        state = self.term.printer_state if job is not None else "missing"
+        if state not in ("ok", "paper_near_end", "unknown"):
+            self.printer_note = "printer_" + state
 
     def to_copy(self, ev):
         return "copy"
