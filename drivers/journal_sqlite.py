@@ -41,7 +41,7 @@ class SQLiteJournal:
     def __init__(self, path, mac_key=None, on_fault=None, on_damaged=None):
         self.path = path
         self.key = mac_key
-        self.guard = Guard("journal", on_fault)
+        self.guard = Guard("journal", on_fault, path)
         self.on_damaged = on_damaged        # callback(id) when a record fails its MAC
         self._flagged = set()
         try:

@@ -229,7 +229,7 @@ class SafQueue:
         self.path = path
         self.tid = tid
         self.clock = clock
-        self.guard = Guard("queue", on_fault)
+        self.guard = Guard("queue", on_fault, path)
         try:
             self.db = open_durable(path)
             self.guard.db = self.db

@@ -47,16 +47,19 @@ class Guard:
     raised (set later by the composition root). fault_class lets a driver raise its own
     subclass of StorageFault (the queue's QueueFull)."""
 
-    def __init__(self, part, on_fault=None):
+    def __init__(self, part, on_fault=None, path=None):
         self.part = part
         self.on_fault = on_fault
         self.db = None
+        self.folder = os.path.dirname(os.path.abspath(path)) if path else None
 
     def fault(self, exc, make=StorageFault):
         """The StorageFault for exc, or None when exc is not about the medium."""
         kind = classify(exc)
         if kind is None:
             return None
+        if kind == IO and self._no_space():
+            kind = FULL         # SQLite says "I/O error" or "unable to open" on a full card
         db = self.db
         if db is not None:
             try:
@@ -71,6 +74,16 @@ class Guard:
             except Exception:
                 pass            # the caller still gets the fault
         return fault
+
+
+    def _no_space(self):
+        folder = self.folder
+        while folder and not os.path.isdir(folder):
+            folder = os.path.dirname(folder)
+        try:
+            return bool(folder) and os.statvfs(folder).f_bavail == 0
+        except OSError:
+            return False
 
 
 def guarded(method):

@@ -36,7 +36,7 @@ class SQLiteStore:
 
     def __init__(self, path, on_fault=None):
         self.path = path
-        self.guard = Guard("store", on_fault)
+        self.guard = Guard("store", on_fault, path)
         try:
             self.db = open_durable(path)
             self.guard.db = self.db

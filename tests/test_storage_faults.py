@@ -83,3 +83,134 @@ def test_full_disk_cash_sale_says_storage_full_and_goes_on_when_space_returns(ha
     h.press("1", "0", "0", "ENTER", "2", "ENTER")
     assert h.term.screen.big == "0.00"
     assert len(h.term.payments.journal.find()) == before + 1
+
+
+def test_start_on_a_full_disk_shows_the_fault_instead_of_exiting(harness, disk):
+    h = _ready(harness)
+    h.press("1", "2", "5", "0", "ENTER", "2", "ENTER", "ENTER", "CANCEL")
+    h.close()
+    disk.fill()
+    h = harness()                                # a restart on the full card
+    h.boot()
+    if h.flow()[0] == "boot":
+        h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    text = h.text()
+    assert "STORAGE FULL" in text and "No new sales" in text, text
+    assert h.reactor.errors == 0
+    disk.free()
+    h.advance(30100)
+    h.run(3000, until=lambda: h.flow()[0] == "login")
+    assert h.flow()[0] == "login", h.text()
+
+
+def _damage(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _restart_damaged(harness, damage, language="en"):
+    h = _ready(harness)
+    h.press("1", "2", "5", "0", "ENTER", "2", "ENTER", "ENTER", "CANCEL")
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    folder = h.term.config["storage"]["data_dir"]
+    h.close()
+    for name in os.listdir(folder):                  # all of it in the main files
+        assert not name.endswith("-wal") or os.path.getsize(os.path.join(folder, name)) == 0
+    damage(folder)
+    h = harness(language=language)
+    h.boot()
+    return h, folder
+
+
+def test_damaged_page_in_the_queue_is_shown_not_a_console_line(harness):
+    """Item 4: a damaged page stopped the start with "database disk image is malformed"."""
+    def damage(folder):
+        path = os.path.join(folder, "saf.db")
+        size = os.path.getsize(path)
+        assert size >= 2 * 4096
+        for page in range(1, size // 4096):          # every page after the header's
+            _damage(path, page * 4096, b"\xa5" * 4096)
+    h, folder = _restart_damaged(harness, damage)
+    assert "Storage: FAIL" in h.text() and "Queue: damaged" in h.text(), h.text()
+    h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    text = h.text()
+    assert "DAMAGED: Queue" in text and "Nothing deleted" in text and "Call support" in text
+    assert os.path.getsize(os.path.join(folder, "saf.db")) > 0      # kept for the technician
+    assert h.reactor.errors == 0
+
+
+def test_unreadable_journal_header_never_falls_back_to_memory(harness):
+    """Item 5: card payments ran on an empty journal in memory: STANs began again and
+    the stored queue was ignored."""
+    from firmware.core.store import Unavailable
+    from firmware.payments.journal import MemoryJournal
+
+    def damage(folder):
+        _damage(os.path.join(folder, "journal.db"), 0, b"\x00garbage" * 12)
+    h, folder = _restart_damaged(harness, damage, language="zh")
+    journal = h.term.payments.journal
+    assert isinstance(journal, Unavailable) and not isinstance(journal, MemoryJournal)
+    assert h.term.payments.queue.durable                              # the stored queue
+    h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert "已损坏: 交易日志" in h.text() and "暂停新交易" in h.text(), h.text()
+    h.press("1")                                  # no sale can start
+    assert h.flow()[0] == "storage_fault"
+
+
+@pytest.mark.parametrize("how", ["state byte", "amount"])
+def test_altered_journal_record_is_named_by_the_selftest_and_never_counted(harness, how):
+    """Item 11: a flipped state or amount byte passed the self-test and totals differed."""
+    def damage(folder):
+        path = os.path.join(folder, "journal.db")
+        if how == "state byte":
+            data = open(path, "rb").read()
+            at = data.find(b"approved")
+            assert at > 0
+            _damage(path, at, b"reversed")
+        else:
+            db = sqlite3.connect(path)
+            db.execute("UPDATE txns SET amount=125 WHERE id=1")
+            db.commit()
+            db.close()
+    h, folder = _restart_damaged(harness, damage)
+    text = h.text()
+    assert "Storage: FAIL" in text and "Journal: 1 bad" in text, text
+    journal = h.term.payments.journal
+    assert journal.find() == [] and journal.get(1) is None      # never acted on
+    assert [r[0] for r in journal.damaged()] == [1]             # flagged for a supervisor
+    h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "login")
+    assert h.flow()[0] == "login"                # service goes on with the rest
+    db = sqlite3.connect(os.path.join(folder, "journal.db"))
+    assert db.execute("SELECT COUNT(*) FROM txns").fetchone()[0] == 1     # never deleted
+    db.close()
+
+
+def test_old_journal_gets_its_macs_at_first_open(tmp_path):
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.payments.journal import record
+    path = str(tmp_path / "journal.db")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE txns (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL "
+               "DEFAULT 'sale', state TEXT NOT NULL DEFAULT 'created', amount INTEGER NOT NULL "
+               "DEFAULT 0)")
+    db.execute("INSERT INTO txns (kind, state, amount) VALUES ('sale', 'approved', 1250)")
+    db.commit()
+    db.close()
+    j = SQLiteJournal(path, mac_key(b"k" * 32, "journal"))
+    assert [(r["state"], r["amount"]) for r in j.find()] == [("approved", 1250)]
+    new = j.add(record(amount=99, state="approved"))
+    j.update(new, state="voided")
+    assert j.verify_recent() == []
+    j.close()
+    j = SQLiteJournal(path, mac_key(b"k" * 32, "journal"))
+    assert len(j.find()) == 2 and j.get(new)["state"] == "voided"
+    j.close()
+    j = SQLiteJournal(path, mac_key(b"x" * 32, "journal"))       # another device's key
+    assert j.find() == [] and len(j.damaged()) == 2
+    j.close()

@@ -96,5 +96,8 @@ class Unavailable:
             raise fault
         return refuse
 
+    def audit(self, event, operator="", detail=""):
+        pass        # as the store's own: an audit line never raises (the fault is shown)
+
     def close(self):
         pass
