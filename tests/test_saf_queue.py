@@ -117,7 +117,8 @@ def test_wrong_key_on_existing_queue_is_refused(qpath, q):
 
 @pytest.mark.parametrize("column,value", [
     ("ciphertext", "flip"), ("nonce", "flip"), ("stan", "000999"), ("kind", "reversal"),
-    ("amount", 1), ("currency", "EUR"), ("created_utc", "2026-01-01T00:00:00Z")])
+    ("amount", 1), ("currency", "EUR"), ("created_utc", "2026-01-01T00:00:00Z"),
+    ("state", "sent"), ("attempts", 7), ("mac", b"")])
 def test_tampering_flags_corrupt_and_keeps_listing(q, qpath, column, value):
     rec_id = q.add("advice", "000001", 1250, "USD", _payload("000001"))
     other = q.add("advice", "000002", 1250, "USD", _payload("000002"))
@@ -301,3 +302,23 @@ def test_key_file_missing_or_damaged_on_existing_queue(tmp_path):
         load_or_create_key(kpath, qpath)
     os.chmod(kpath, 0o600)
     assert load_or_create_key(kpath, qpath) == key
+
+
+def test_queue_of_schema_1_gets_its_macs_and_a_flipped_byte_is_caught(qpath, clock):
+    q = SafQueue(qpath, KEY, clock=clock)
+    rec_id = q.add("advice", "000001", 1250, "USD", _payload("000001"))
+    q.close()
+    _raw(qpath, "UPDATE saf SET mac=NULL")                 # as schema 1 wrote it
+    _raw(qpath, "PRAGMA user_version=1")
+    q = SafQueue(qpath, KEY, clock=clock)
+    assert q.load(rec_id) == _payload("000001") and q.verify_recent() == []
+    q.close()
+    data = open(qpath, "rb").read()
+    assert b"pending" in data
+    with open(qpath, "wb") as f:                           # pending -> pendinf, on the card
+        f.write(data.replace(b"pending", b"pendinf"))
+    q = SafQueue(qpath, KEY, clock=clock)
+    assert q.verify_recent() == [rec_id]
+    assert q.pending() == [] and q.get(rec_id)["state"] == "corrupt"
+    assert "pendinf" in q.get(rec_id)["last_error"]        # what it said, kept
+    q.close()
