@@ -338,4 +338,9 @@ MESSAGES = {
     "st_bad": "{db}: {n} bad",
     "st_unchecked": "{db}: unchecked",
     "reason_storage": "Storage fault",
+    # payment faults (issue 10)
+    "pick_enter_n": "ENTER = #{n}",
+    "reason_card_removed": "Card removed: reversed",
+    "queue_declined_n": "Host declined {n}",
+    "queue_damaged_n": "{n} damaged, not sent",
 }

@@ -330,4 +330,9 @@ MESSAGES = {
     "st_bad": "{db}: {n}条异常",
     "st_unchecked": "{db}: 未检完",
     "reason_storage": "存储故障",
+    # payment faults (issue 10)
+    "pick_enter_n": "确认 = #{n}",
+    "reason_card_removed": "卡被拔出: 已冲正",
+    "queue_declined_n": "主机拒绝{n}笔",
+    "queue_damaged_n": "{n}笔已损坏, 未发送",
 }
