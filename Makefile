@@ -38,8 +38,7 @@ test-mpy: node_modules/.installed
 	node tools/mpy_runner.mjs
 
 bench: setup
-	$(PY) -m tools.bench.terminal
-	$(PY) -m tools.bench.saf
+	$(PY) -m tools.bench
 
 chaos: setup
 	$(PY) -m tools.host.chaos --long

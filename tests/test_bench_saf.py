@@ -55,12 +55,16 @@ def test_bench_persist_queue_quick(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_drain_is_a_marked_placeholder():
-    try:
-        bench_saf.bench_drain(N)
-    except NotImplementedError as exc:
-        assert "forwarder" in str(exc)
-    # once the forwarder exists the lead fills bench_drain in and this passes as is
+def test_bench_drain_quick(tmp_path):
+    out = bench_saf.bench_drain(N, str(tmp_path))
+    assert out["n"] == N and out["left"] == 0 and out["booked"] == N
+    assert out["stopped_at_limit_s"] is None and out["per_second"] > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_drain_is_bounded():
+    assert bench_saf.drain_limit_s(200) == 120
+    assert bench_saf.drain_limit_s(10000) == 200
 
 
 def test_main_quick_prints_the_table(tmp_path, capsys):

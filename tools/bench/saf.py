@@ -13,6 +13,10 @@ repository (or --folder); the file system type is printed because fsync on tmpfs
 nothing and would make every figure here meaningless.
 
 Run with --quick for a short smoke run (used by the test suite to keep this working).
+
+No chip reader and no pcscd here: nothing in this bench touches PC/SC. Every wait is
+bounded (the host simulator's start, the drain, each part as a whole); a part that
+cannot finish stops the run with one line saying what it waited for, and status 1.
 """
 import argparse
 import contextlib
@@ -27,6 +31,7 @@ import tempfile
 import time
 
 from drivers.saf_queue import SafQueue
+from tools.bench import BenchError, run_main, time_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAM_FS = ("tmpfs", "ramfs", "devtmpfs")
@@ -403,7 +408,7 @@ def bench_drain(n=10000, folder=None, window=None):
     proc, ca = start_hostsim("127.0.0.1:%d" % port, os.path.join(work, "host"))
     if proc is None:
         shutil.rmtree(work, ignore_errors=True)
-        raise RuntimeError("host simulator did not start: %s" % ca)
+        raise BenchError("drain: the host simulator did not start (%s)" % ca)
     try:
         cfg = schema.defaults()
         cfg["host"].update(address="127.0.0.1:%d" % port, tls=True, ca_file=ca)
@@ -427,13 +432,15 @@ def bench_drain(n=10000, folder=None, window=None):
                       {"msg": msg, "journal_id": 0, "purpose": "advice"})
         t0 = time.perf_counter()
         pay.forwarder.upload_now()
-        deadline = time.monotonic() + max(120, n / 50)
+        limit = drain_limit_s(n)
+        deadline = time.monotonic() + limit
         # the forwarder says when it found the queue empty (asking the queue in this
         # loop would add a query per pass to what is measured)
         reactor.run_once(0)
         while pay.forwarder.state != "idle" and time.monotonic() < deadline:
             reactor.run_once(50)
         elapsed = time.perf_counter() - t0
+        stopped = pay.forwarder.state != "idle"
         left = len(queue.pending())
         link.close()
         queue.close()
@@ -441,11 +448,21 @@ def bench_drain(n=10000, folder=None, window=None):
         booked = ledger.count(cfg["terminal"]["id"], status="approved")
         ledger.close()
         return {"n": n, "seconds": elapsed, "per_second": (n - left) / elapsed if elapsed else 0,
-                "left": left, "booked": booked, "window": pay.forwarder.window}
+                "left": left, "booked": booked, "window": pay.forwarder.window,
+                "stopped_at_limit_s": limit if stopped else None}
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def drain_limit_s(n):
+    """How long a drain of n advices may take before the bench stops it (and says so)."""
+    return max(120, n / 50)
 
 
 _ADVICE_REC = {"kind": "sale", "amount": 0, "utc": "2026-11-21T12:00:00Z", "stan": "",
@@ -471,7 +488,8 @@ def main(argv=None):
     print("handpos offline queue bench (%s, python %s, SQLite %s), %d records"
           % (os.uname().machine, sys.version.split()[0], sqlite3.sqlite_version, n))
 
-    enq = bench_enqueue(n, args.folder)
+    with time_limit(120 + n * 0.2, "SafQueue add/ack"):
+        enq = bench_enqueue(n, args.folder)
     fs = enq["fs"]
     print("file system: %s on %s (%s), mounted at %s, device write cache: %s"
           % (fs["fstype"], fs["device"], fs["options"], fs["mount"], fs["write_cache"] or "?"))
@@ -483,7 +501,8 @@ def main(argv=None):
               "acknowledges flushes early, so the queue figures below are mostly CPU"
               % enq["fsync_median_ms"])
     try:
-        pq = bench_persist_queue(n, args.folder)
+        with time_limit(120 + n * 0.5, "persist-queue side by side"):
+            pq = bench_persist_queue(n, args.folder)
     except RuntimeError as exc:
         pq = None
         pq_error = str(exc)
@@ -518,12 +537,20 @@ def main(argv=None):
         print(_row("persist-queue", "-", "-", pq_error))
     drains = []
     for window in (1, None):
-        d = bench_drain(200 if args.quick else 10000, args.folder, window=window)
+        count = 200 if args.quick else 10000
+        # the drain stops itself at drain_limit_s; this also bounds the set-up (the host
+        # simulator's start, queueing the advices) and the clean-up
+        with time_limit(drain_limit_s(count) + 60 + count * 0.02, "drain %d advices" % count):
+            d = bench_drain(count, args.folder, window=window)
         drains.append(d)
+        if d["stopped_at_limit_s"]:
+            note = "stopped at the %.0f s limit; %d booked by the host, %d left" % (
+                d["stopped_at_limit_s"], d["booked"], d["left"])
+        else:
+            note = "%.1f s to empty; %d booked by the host, %d left" % (
+                d["seconds"], d["booked"], d["left"])
         print(_row("drain %d advices, window %d" % (d["n"], d["window"]),
-                   "%.0f /s" % d["per_second"], "-",
-                   "%.1f s to empty; %d booked by the host, %d left"
-                   % (d["seconds"], d["booked"], d["left"])))
+                   "%.0f /s" % d["per_second"], "-", note))
     print("forwarder window %d vs 1: %.2fx; jPOS-EE's store and forward paces one a second by "
           "default" % (drains[1]["window"], drains[1]["per_second"] / drains[0]["per_second"]))
 
@@ -546,4 +573,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, name="bench.saf"))

@@ -9,17 +9,119 @@
   memory       resident set size of the idle simulator process
 
 Run with --quick for a short smoke run (used by the test suite to keep this working).
+
+The chip reader: the in-process figures (key->frame, card sale) run the simulator with
+its chip reader through a pcscd of the bench's own (tools/cards/vcard.py PrivatePcscd,
+Virtual PCD reader, no card in it), as `handpos sim` does, when pcscd and the vpcd
+driver are installed; otherwise without the chip reader (--chip off does that too).
+Either way the first line says which. It never uses or needs the system's pcscd. The
+simulator processes (cold start, idle) run with `handpos sim --chip off`.
+
+Every wait is bounded: a part that cannot finish stops the run with one line saying
+what it waited for, and exit status 1.
 """
 import argparse
+import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from tools.bench import BenchError, one_line, run_main, time_limit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TICKS = os.sysconf("SC_CLK_TCK")
+
+KEY_FRAME_S = 5.0       # a key press that draws nothing new within this: the bench is stuck
+STEP_S = 20.0           # one step of a sale, or of getting the terminal to a screen
+SIM_START_S = 30.0      # a simulator process to open its control socket
+SIM_QUIT_S = 10.0       # ... and to exit after "quit"
+PCSCD_START_S = 10.0
+
+
+# ---------------------------------------------------------------------------- chip reader
+
+class ChipReader:
+    """The simulator's chip reader for the in-process benches: a private pcscd with the
+    Virtual PCD reader (what `handpos sim` starts), or none.
+
+    libpcsclite reads PCSCLITE_CSOCK_NAME once per process, so every pcscd this starts
+    uses the same socket path (one work folder); each in-process simulator gets a fresh
+    pcscd, started before it and stopped after it (pcscd --auto-exit would leave an
+    idle one's socket unanswered between benches)."""
+
+    def __init__(self, wanted, workdir):
+        self.workdir = workdir
+        self.on = False
+        self.why = "as asked (--chip off)"
+        if wanted == "auto":
+            self.on, self.why = self._probe()
+
+    def _probe(self):
+        from tools.cards.vcard import PrivatePcscd, vpcd_driver
+        if shutil.which("pcscd") is None:
+            return False, "pcscd is not installed (Debian: apt-get install pcscd vsmartcard-vpcd)"
+        if vpcd_driver() is None:
+            return False, "the vpcd driver is not installed (Debian: apt-get install vsmartcard-vpcd)"
+        try:
+            import smartcard.scard      # noqa: F401  (pyscard: the terminal's PC/SC driver)
+        except ImportError as exc:
+            return False, "pyscard is not importable (%s)" % exc
+        try:
+            PrivatePcscd(self.workdir).start(PCSCD_START_S).stop()
+        except (RuntimeError, OSError) as exc:
+            return False, "a private pcscd did not start here (%s)" % one_line(exc)
+        return True, ""
+
+    def line(self):
+        if self.on:
+            return ("chip reader: on, through a private pcscd this bench starts (Virtual PCD "
+                    "reader, no card), for key->frame and card sale; cold start and idle run "
+                    "handpos sim --chip off")
+        return "chip reader: off, %s; every figure is taken without it" % self.why
+
+    @contextlib.contextmanager
+    def for_simulator(self, profile):
+        """Yields the vpcd port to give Simulator(chip_port=...), or None with the chip
+        reader taken out of the profile."""
+        if not self.on:
+            profile.pop("chip", None)
+            yield None
+            return
+        from tools.cards.vcard import PrivatePcscd
+        pcscd = PrivatePcscd(self.workdir)
+        try:
+            pcscd.start(PCSCD_START_S)
+        except (RuntimeError, OSError) as exc:
+            raise BenchError("chip reader: the private pcscd did not start (%s); --chip off "
+                             "measures without it" % one_line(exc))
+        os.environ["PCSCLITE_CSOCK_NAME"] = pcscd.socket_path
+        try:
+            yield pcscd.port
+        finally:
+            pcscd.stop()
+
+
+def _screen(term):
+    """What the terminal shows, on one line (for a message about a wait that failed)."""
+    screen = term.screen
+    flow = term.current()
+    return "%s [flow %s]" % (one_line(screen.text()) if screen is not None else "(nothing drawn)",
+                             flow.NAME if flow is not None else "-")
+
+
+def _run_until(reactor, term, done, what, seconds=None):
+    """Run the loop until done(); BenchError naming what and the screen after seconds
+    (STEP_S unless given)."""
+    seconds = STEP_S if seconds is None else seconds
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            raise BenchError("%s: not within %.0f s; the screen: %s" % (what, seconds, _screen(term)))
+        reactor.run_once(5)
 
 
 def cpu_seconds(pid):
@@ -46,26 +148,83 @@ def rss_kib(pid):
     return 0
 
 
+class SimProcess:
+    """`handpos sim --headless --chip off` in a process of its own, its output in a log
+    beside its control socket; ready once the control socket exists."""
+
+    _count = 0
+
+    def __init__(self, data, sock, snapshot=None, extra=None):
+        args = [sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
+                "--data", data, "--clock-synced", "no", "--pin-iterations", "1000"]
+        args += extra if extra else ["--host", "off"]
+        args += ["--chip", "off"]
+        if snapshot:
+            args += ["--snapshot", snapshot]
+        SimProcess._count += 1
+        self.log_path = os.path.join(os.path.dirname(sock), "sim-%d.log" % SimProcess._count)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + SIM_START_S
+        while not os.path.exists(sock):
+            status = self.proc.poll()
+            if status is not None:
+                raise BenchError("the simulator exited (status %s) before opening its control "
+                                 "socket: %s" % (status, self._last_line()))
+            if time.monotonic() > deadline:
+                self.kill()
+                raise BenchError("the simulator did not open its control socket within %.0f s: "
+                                 "%s" % (SIM_START_S, self._last_line()))
+            time.sleep(0.01)
+
+    def _last_line(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except OSError:
+            lines = []
+        return lines[-1] if lines else "no output (%s)" % self.log_path
+
+    def quit(self, client):
+        """Ask it to quit through its control socket; wait for it, boundedly."""
+        try:
+            client.call("quit")
+        finally:
+            client.close()
+        try:
+            self.proc.wait(SIM_QUIT_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchError("the simulator did not exit within %.0f s of quit" % SIM_QUIT_S)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(SIM_QUIT_S)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
 def start_sim(data, sock, snapshot=None, extra=None):
-    args = [sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
-            "--data", data, "--clock-synced", "no", "--pin-iterations", "1000"]
-    args += extra if extra else ["--host", "off"]
-    args += ["--chip", "off"]
-    if snapshot:
-        args += ["--snapshot", snapshot]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not os.path.exists(sock):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("simulator did not start: %s" % proc.stderr.read().decode())
-        time.sleep(0.01)
-    return proc
+    """The simulator process as a subprocess.Popen, once its control socket exists
+    (tools/sim/screenshots.py uses this)."""
+    return SimProcess(data, sock, snapshot=snapshot, extra=extra).proc
 
 
 def login_as_new_supervisor(client):
     client.wait("Welcome", 10000)
     client.press("ENTER", "1", "ENTER", "2", "5", "8", "0", "ENTER", "2", "5", "8", "0", "ENTER")
-    client.wait("created")
+    # the flow's state, not its words: the "created" screen's text is the catalogue's
+    # (and leaves by itself after 3 s, so ENTER is pressed only while it shows)
+    flows = client.call("state")["flows"]
+    if "new_operator:done" not in flows:
+        raise BenchError("first supervisor: not created (flows %s); the screen: %s"
+                         % (" ".join(flows), one_line(client.screen()["text"])))
     client.press("ENTER")
     client.wait("Operator ID")
     client.press("1", "ENTER", "2", "5", "8", "0", "ENTER")
@@ -76,8 +235,7 @@ def bench_idle(seconds):
     from tools.sim.control import ControlClient
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "ctl")
-        proc = start_sim(tmp, sock)
-        try:
+        with SimProcess(tmp, sock) as proc:
             client = ControlClient(sock)
             login_as_new_supervisor(client)
             client.close()
@@ -85,21 +243,51 @@ def bench_idle(seconds):
             poller = subprocess.Popen([sys.executable, "-c",
                                        "import time\nend=time.monotonic()+%f\n"
                                        "while time.monotonic()<end:\n    time.sleep(0.01)\n" % seconds])
-            before, pb = cpu_seconds(proc.pid), cpu_seconds(poller.pid)
-            time.sleep(seconds)
-            after, pa = cpu_seconds(proc.pid), cpu_seconds(poller.pid)
-            poller.wait()
+            try:
+                before, pb = cpu_seconds(proc.pid), cpu_seconds(poller.pid)
+                time.sleep(seconds)
+                after, pa = cpu_seconds(proc.pid), cpu_seconds(poller.pid)
+                poller.wait(seconds + 10)
+            finally:
+                if poller.poll() is None:
+                    poller.kill()
+                    poller.wait()
             rss = rss_kib(proc.pid)
-            client = ControlClient(sock)
-            client.call("quit")
-            client.close()
-        finally:
-            proc.wait(10)
+            proc.quit(ControlClient(sock))
     return {"idle_cpu_ms": (after - before) * 1000, "poll_loop_cpu_ms": (pa - pb) * 1000,
             "rss_mib": rss / 1024.0, "seconds": seconds}
 
 
-def bench_keys(presses):
+def _key_samples(sim, presses):
+    term, reactor = sim.terminal, sim.reactor
+    sim.start()
+    term.auth.create("1", "Supervisor 1", "supervisor", "2580")
+    term.login(term.store.get_operator("1"))
+    term.go_home()
+    for _ in range(400):
+        reactor.run_once(5)
+    sim.press("MENU")
+    _run_until(reactor, term, lambda: term.current().NAME == "home",
+               "key press -> new frame: the menu to open after MENU")
+    for _ in range(50):
+        reactor.run_once(5)
+    samples = []
+    for i in range(presses):
+        frames = sim.frames
+        key = "DOWN" if i % 2 == 0 else "UP"
+        t0 = time.perf_counter()
+        sim.press(key)
+        while sim.frames == frames:
+            reactor.run_once(100)
+            if time.perf_counter() - t0 > KEY_FRAME_S:
+                raise BenchError("key press -> new frame: no new frame within %.0f s of %s "
+                                 "(press %d); the screen: %s" % (KEY_FRAME_S, key, i + 1,
+                                                                 _screen(term)))
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def bench_keys(presses, chip):
     """In-process: the real keypad, flow and display drivers, timed around the loop."""
     from board.configfile import load_profile
     from firmware.core import config as schema
@@ -108,26 +296,14 @@ def bench_keys(presses):
         config = schema.defaults()
         config["storage"]["data_dir"] = tmp
         config["ui"]["menu_timeout_s"] = 3600
-        sim = Simulator(load_profile("sim"), config, synced=False, auth_iterations=50)
-        term, reactor = sim.terminal, sim.reactor
-        sim.start()
-        term.auth.create("1", "Supervisor 1", "supervisor", "2580")
-        term.login(term.store.get_operator("1"))
-        term.go_home()
-        for _ in range(400):
-            reactor.run_once(5)
-        sim.press("MENU")
-        for _ in range(50):
-            reactor.run_once(5)
-        samples = []
-        for i in range(presses):
-            frames = sim.frames
-            t0 = time.perf_counter()
-            sim.press("DOWN" if i % 2 == 0 else "UP")
-            while sim.frames == frames:
-                reactor.run_once(100)
-            samples.append((time.perf_counter() - t0) * 1000)
-        sim.close()
+        profile = load_profile("sim")
+        with chip.for_simulator(profile) as chip_port:
+            sim = Simulator(profile, config, synced=False, auth_iterations=50,
+                            chip_port=chip_port)
+            try:
+                samples = _key_samples(sim, presses)
+            finally:
+                sim.close()
     samples.sort()
     return {"key_frame_median_ms": statistics.median(samples),
             "key_frame_p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
@@ -140,31 +316,27 @@ def bench_cold_start(runs):
     with tempfile.TemporaryDirectory() as tmp:
         # make the first supervisor once, so every timed start goes to the login screen
         sock = os.path.join(tmp, "ctl")
-        proc = start_sim(tmp, sock)
-        client = ControlClient(sock)
-        login_as_new_supervisor(client)
-        client.call("quit")
-        client.close()
-        proc.wait(10)
+        with SimProcess(tmp, sock) as proc:
+            client = ControlClient(sock)
+            login_as_new_supervisor(client)
+            proc.quit(client)
         for i in range(runs):
             snap = os.path.join(tmp, "snap%d" % i)
             t0, t0_wall = time.monotonic(), time.time()
-            proc = start_sim(tmp, sock, snapshot=snap)
-            client = ControlClient(sock)
-            client.wait("Operator ID", 20000)
-            t_login = time.monotonic() - t0
-            first_png = os.path.join(snap, "frame_0001.png")
-            t_first = os.stat(first_png).st_mtime - t0_wall
-            client.call("quit")
-            client.close()
-            proc.wait(10)
+            with SimProcess(tmp, sock, snapshot=snap) as proc:
+                client = ControlClient(sock)
+                client.wait("Operator ID", 20000)
+                t_login = time.monotonic() - t0
+                first_png = os.path.join(snap, "frame_0001.png")
+                t_first = os.stat(first_png).st_mtime - t0_wall
+                proc.quit(client)
             first.append(t_first * 1000)
             login.append(t_login * 1000)
     return {"first_frame_ms": statistics.median(first), "login_screen_ms": statistics.median(login),
             "runs": runs}
 
 
-def bench_payments(sales):
+def bench_payments(sales, chip):
     """Card sales (signature card, so no PIN wait) against the host simulator over TLS on
     loopback, timed inside the terminal: swipe decoded -> request fully written to the
     socket; first reply bytes read -> APPROVED frame pushed; first reply bytes read ->
@@ -175,90 +347,126 @@ def bench_payments(sales):
     from tools.sim.simulator import Simulator
     with tempfile.TemporaryDirectory() as tmp:
         host = HostSim(os.path.join(tmp, "host"), tls=True, log=lambda *a: None)
-        address = "%s:%d" % host.start("127.0.0.1", 0)
-        config = schema.defaults()
-        config["storage"]["data_dir"] = os.path.join(tmp, "terminal")
-        config["host"].update(address=address, tls=True, ca_file=host.ca_file)
-        config["security"]["test_keys"] = True
-        config["ui"]["menu_timeout_s"] = 3600
-        sim = Simulator(load_profile("sim"), config, synced=False, auth_iterations=50)
-        term, reactor, link = sim.terminal, sim.reactor, sim.built.host
-        sim.start()
-        term.auth.create("1", "Supervisor 1", "supervisor", "2580")
-        term.login(term.store.get_operator("1"))
-        term.go_home()
-        marks = {}
-        now = time.perf_counter
-
-        def wrap(obj, name, before=None, after=None):
-            orig = getattr(obj, name)
-
-            def wrapper(*args, **kw):
-                if before:
-                    before(*args)
-                out = orig(*args, **kw)
-                if after:
-                    after(*args)
-                return out
-            setattr(obj, name, wrapper)
-
-        wrap(sim.built.msr.swipe, "on_swipe", before=lambda *a: marks.setdefault("swipe", now()))
-        wrap(link, "_write", after=lambda *a: "swipe" in marks and not link._outq
-             and marks.setdefault("sent", now()))
-        wrap(link, "_read", before=lambda *a: "sent" in marks and marks.setdefault("reply", now()))
-        wrap(sim.built.display, "on_frame", after=lambda *a: term.screen is not None
-             and term.screen.big == term.t("approved") and marks.setdefault("frame", now()))
-        wrap(sim.vprinter, "feed", before=lambda data: "reply" in marks and b"\x1b@" in bytes(data)
-             and marks.setdefault("paper", now()))
-
-        def spin(until, limit=4000):
-            for _ in range(limit):
-                if until():
-                    return True
-                reactor.run_once(5)
-            return False
-
-        to_wire, to_frame, to_paper = [], [], []
-        for i in range(sales):
-            marks.clear()
-            for key in str(100 + i) + "0":
-                sim.press(key)
-            for key in ("ENTER", "1"):
-                sim.press(key)
-            spin(lambda: term.current().state == "card")
-            sim.swipe(card="mc_signature")
-            spin(lambda: "paper" in marks and "frame" in marks)
-            if len(marks) == 5:
-                to_wire.append((marks["sent"] - marks["swipe"]) * 1000)
-                to_frame.append((marks["frame"] - marks["reply"]) * 1000)
-                to_paper.append((marks["paper"] - marks["reply"]) * 1000)
-            sim.press("CANCEL")
-            sim.press("CANCEL")
-            spin(lambda: term.current().NAME == "idle" and not term.printer.busy)
-        sim.close()
-        host.stop()
+        started = host.start("127.0.0.1", 0)
+        try:
+            if not started:
+                raise BenchError("card sale: the host simulator did not start within 10 s")
+            config = schema.defaults()
+            config["storage"]["data_dir"] = os.path.join(tmp, "terminal")
+            config["host"].update(address="%s:%d" % started, tls=True, ca_file=host.ca_file)
+            config["security"]["test_keys"] = True
+            config["ui"]["menu_timeout_s"] = 3600
+            profile = load_profile("sim")
+            with chip.for_simulator(profile) as chip_port:
+                sim = Simulator(profile, config, synced=False, auth_iterations=50,
+                                chip_port=chip_port)
+                try:
+                    to_wire, to_frame, to_paper = _sales(sim, sales)
+                finally:
+                    sim.close()
+        finally:
+            host.stop()
+    if not to_wire:
+        raise BenchError("card sale: none of the %d sales reached the wire, the screen and "
+                         "the printer" % sales)
     return {"card_to_wire_ms": statistics.median(to_wire), "reply_to_frame_ms": statistics.median(to_frame),
             "reply_to_paper_ms": statistics.median(to_paper), "sales": len(to_wire)}
+
+
+def _sales(sim, sales):
+    term, reactor, link = sim.terminal, sim.reactor, sim.built.host
+    if link is None:
+        raise BenchError("card sale: the terminal has no host link")
+    sim.start()
+    term.auth.create("1", "Supervisor 1", "supervisor", "2580")
+    term.login(term.store.get_operator("1"))
+    term.go_home()
+    marks = {}
+    now = time.perf_counter
+
+    def wrap(obj, name, before=None, after=None):
+        orig = getattr(obj, name)
+
+        def wrapper(*args, **kw):
+            if before:
+                before(*args)
+            out = orig(*args, **kw)
+            if after:
+                after(*args)
+            return out
+        setattr(obj, name, wrapper)
+
+    wrap(sim.built.msr.swipe, "on_swipe", before=lambda *a: marks.setdefault("swipe", now()))
+    wrap(link, "_write", after=lambda *a: "swipe" in marks and not link._outq
+         and marks.setdefault("sent", now()))
+    wrap(link, "_read", before=lambda *a: "sent" in marks and marks.setdefault("reply", now()))
+    wrap(sim.built.display, "on_frame", after=lambda *a: term.screen is not None
+         and term.screen.big == term.t("approved") and marks.setdefault("frame", now()))
+    wrap(sim.vprinter, "feed", before=lambda data: "reply" in marks and b"\x1b@" in bytes(data)
+         and marks.setdefault("paper", now()))
+
+    def spin(until, what):
+        _run_until(reactor, term, until, "card sale %d of %d: %s" % (i + 1, sales, what))
+
+    to_wire, to_frame, to_paper = [], [], []
+    for i in range(sales):
+        marks.clear()
+        for key in str(100 + i) + "0":
+            sim.press(key)
+        for key in ("ENTER", "1"):
+            sim.press(key)
+        spin(lambda: getattr(term.current(), "state", None) == "card",
+             "the sale to ask for a card")
+        sim.swipe(card="mc_signature")
+        spin(lambda: "paper" in marks and "frame" in marks,
+             "APPROVED on the screen and the receipt at the printer")
+        if len(marks) == 5:
+            to_wire.append((marks["sent"] - marks["swipe"]) * 1000)
+            to_frame.append((marks["frame"] - marks["reply"]) * 1000)
+            to_paper.append((marks["paper"] - marks["reply"]) * 1000)
+        sim.press("CANCEL")
+        sim.press("CANCEL")
+        spin(lambda: term.current().NAME == "idle" and not term.printer.busy,
+             "the idle screen after the sale")
+    return to_wire, to_frame, to_paper
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short smoke run")
+    parser.add_argument("--chip", choices=("auto", "off"), default="auto",
+                        help="auto (default): the in-process simulator's chip reader through a "
+                             "private pcscd when pcscd and the vpcd driver are installed, else "
+                             "none; off: no chip reader")
     args = parser.parse_args(argv)
     idle_s, presses, runs = (3, 50, 1) if args.quick else (30, 1000, 5)
+    sales = 10 if args.quick else 100
     print("handpos bench (%s, %d cores, python %s)" % (os.uname().machine, os.cpu_count(),
                                                       sys.version.split()[0]))
-    keys = bench_keys(presses)
-    print("key press -> new frame: median %.2f ms, p99 %.2f ms (%d presses)"
-          % (keys["key_frame_median_ms"], keys["key_frame_p99_ms"], presses))
-    pay = bench_payments(10 if args.quick else 100)
+    sys.stdout.flush()
+    with tempfile.TemporaryDirectory(prefix="handpos-bench-") as tmp:
+        with time_limit(30, "starting the private pcscd"):
+            chip = ChipReader(args.chip, os.path.join(tmp, "pcscd"))
+        print(chip.line())
+        sys.stdout.flush()
+        with time_limit(60 + presses * 0.2, "key press -> new frame"):
+            keys = bench_keys(presses, chip)
+        print("key press -> new frame: median %.2f ms, p99 %.2f ms (%d presses)"
+              % (keys["key_frame_median_ms"], keys["key_frame_p99_ms"], presses))
+        sys.stdout.flush()
+        with time_limit(60 + sales * 3, "card sale"):
+            pay = bench_payments(sales, chip)
     print("card sale, inside the terminal (median of %d): swipe -> request on the wire %.2f ms; "
           "reply -> APPROVED frame %.2f ms; reply -> first receipt byte %.2f ms"
           % (pay["sales"], pay["card_to_wire_ms"], pay["reply_to_frame_ms"], pay["reply_to_paper_ms"]))
-    cold = bench_cold_start(runs)
+    sys.stdout.flush()
+    with time_limit(90 + runs * 40, "cold start"):
+        cold = bench_cold_start(runs)
     print("cold start: first frame %.0f ms, login screen %.0f ms (median of %d; includes the "
           "1.5 s self-test pause)" % (cold["first_frame_ms"], cold["login_screen_ms"], runs))
-    idle = bench_idle(idle_s)
+    sys.stdout.flush()
+    with time_limit(120 + idle_s, "idle CPU"):
+        idle = bench_idle(idle_s)
     if idle["idle_cpu_ms"] > 0:
         ratio = "%.0fx the terminal" % (idle["poll_loop_cpu_ms"] / idle["idle_cpu_ms"])
     else:
@@ -270,4 +478,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, name="bench"))
