@@ -114,8 +114,12 @@ def test_reprint_of_the_last_receipt(harness):
     h.press("ENTER", "CANCEL")
     h.press("9", "9", "ENTER", "2", "ENTER", "ENTER", "CANCEL")
     h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
-    h.press("MENU", "4")
-    assert "Reprinting" in h.text()
+    h.press("MENU", "4")                                  # the receipt's number, or ENTER
+    assert "ENTER = #1" in h.text()
+    h.press("ENTER")
+    assert "USD 0.99" in h.text()                         # which one, to confirm
+    h.press("ENTER")
+    assert "Reprinting #1" in h.text()
     paper = _paper(h, 2)
     assert "REPRINT" in paper[-1] and "USD 0.99" in paper[-1]
     assert not h.sim.vprinter.receipts[-1].drawer_kicked

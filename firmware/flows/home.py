@@ -51,11 +51,23 @@ class HomeFlow(MenuFlow):
         return None
 
     def reprint(self):
-        last = self.term.payments.last_receipt()
-        if last is None:
+        """Any receipt by its number; ENTER alone: the oldest approval whose receipt
+        never reached the paper, else the latest receipt."""
+        from firmware.flows.pick import PickFlow
+        pay = self.term.payments
+        unprinted = pay.unprinted()
+        proposed = unprinted[0] if unprinted else pay.last_receipt()
+        if proposed is None:
             return self.say(self.t("menu_reprint"), self.t("err_nothing_to_print"))
-        self.term.payments.print_receipt(last["id"], "merchant", reprint=True)
-        return self.say(self.t("menu_reprint"), self.t("reprinting", n=last["id"]))
+        self.term.push(PickFlow(self.term, "menu_reprint", self._has_receipt, proposed))
+        return None
+
+    def _has_receipt(self, rec):
+        return None if rec["state"] in self.term.payments.RECEIPT_STATES else "err_nothing_to_print"
+
+    def _reprint_picked(self, rec):
+        self.term.payments.print_receipt(rec["id"], "merchant", reprint=True)
+        return self.say(self.t("menu_reprint"), self.t("reprinting", n=rec["id"]))
 
     def reports(self):
         if not self._allowed("reports"):
@@ -79,6 +91,8 @@ class HomeFlow(MenuFlow):
         if child.NAME in ("sale", "refund_start", "void"):
             self.finish(None)
             return None
+        if child.NAME == "pick" and result is not None:
+            return self._reprint_picked(result)
         return "menu"
 
     def offline(self):

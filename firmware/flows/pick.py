@@ -1,5 +1,5 @@
 """Choosing a past transaction by the number printed on its receipt (ENTER alone:
-the latest one that fits)."""
+the latest one that fits, or the one the caller proposes)."""
 from firmware.core import keys
 from firmware.flows.common import Field
 from firmware.core.fsm import Flow
@@ -17,10 +17,11 @@ class PickFlow(Flow):
                     "on": {keys.ENTER: "confirm", keys.CANCEL: "again"}},
     }
 
-    def __init__(self, term, purpose, eligible):
+    def __init__(self, term, purpose, eligible, proposed=None):
         Flow.__init__(self, term)
         self.purpose = purpose          # message id: "menu_void", "menu_refund"
         self.eligible = eligible        # record -> None if it fits, else a message id
+        self.proposed = proposed        # the record ENTER alone picks (None: the latest)
         self.field = Field(9)
         self.rec = None
         self.error = None
@@ -40,6 +41,8 @@ class PickFlow(Flow):
             if why:
                 self.error = why
                 return None
+        elif self.proposed is not None:
+            rec = self.proposed
         else:
             fits = [r for r in journal.find() if self.eligible(r) is None]
             if not fits:
@@ -60,8 +63,10 @@ class PickFlow(Flow):
         t = self.t
         err = [t(self.error)] if self.error else []
         if self.state == "number":
+            hint = t("pick_latest") if self.proposed is None else \
+                t("pick_enter_n", n=self.proposed["id"])
             self.term.show(t(self.purpose), [t("pick_txn")] + err, t("footer_entry"),
-                           masked=self.field.shown() if self.field.value else t("pick_latest"))
+                           masked=self.field.shown() if self.field.value else hint)
             return
         rec = self.rec
         what = t("rcpt_card") + " *" + rec["last4"] if rec["method"] == "card" else t("rcpt_cash")

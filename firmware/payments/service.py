@@ -707,7 +707,16 @@ class Payments:
                 if not is_fault(exc):
                     raise
 
+    RECEIPT_STATES = ("approved", "declined", "reversed", "voided", "reversal_pending")
+
     def last_receipt(self):
-        rows = [r for r in self.journal.find() if r["state"] in
-                ("approved", "declined", "reversed", "voided", "reversal_pending")]
+        rows = [r for r in self.journal.find() if r["state"] in self.RECEIPT_STATES]
         return rows[-1] if rows else None
+
+    def unprinted(self):
+        """Approvals of the open batch whose merchant copy never reached the paper and
+        is not on its way to it, oldest first (what Reprint offers first)."""
+        on_the_way = set(self._jobs.values())
+        batch = self.batch()
+        return [r for r in self.journal.find(state="approved") if not r["receipt_printed"]
+                and r["batch"] == batch and r["id"] not in on_the_way]
