@@ -311,6 +311,22 @@ def test_void_cut_short_by_a_restart_reverses_the_sale_once(harness, hostsim, ne
     assert not h.term.payments.queue.pending()
 
 
+def test_void_cut_short_before_its_reversal_was_queued_leaves_the_sale_standing(harness, hostsim, net):
+    h = _pos(harness, hostsim, net)
+    sale = _swipe_sale(h, "1600")
+    _to_idle(h)
+    pay = h.term.payments
+    # the power went between the void's record and its sale's reversal
+    void = pay._new("void", "card", 1600, "sending", stan=pay.next_stan(),
+                    original_id=sale["id"], last4=sale["last4"], entry=sale["entry"])
+    pay.recover()
+    assert pay.journal.get(void["id"])["state"] == "failed"
+    assert pay.journal.get(sale["id"])["state"] == "approved"
+    assert pay.queue.pending() == []                    # nothing to reverse at the host
+    h.run(2000)
+    assert hostsim.ledger.count(TID, status="approved") == 1
+
+
 # -- 10. words that mislead ----------------------------------------------------------
 def test_a_damaged_queue_record_is_not_called_declined_by_the_host(harness, hostsim, net):
     h = _pos(harness, hostsim, net, **SWIPE_OK)

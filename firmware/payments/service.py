@@ -656,6 +656,9 @@ class Payments:
         answer; return approvals whose receipt never printed (the idle screen offers
         a reprint)."""
         for rec in self.journal.find(state="sending"):
+            if rec["kind"] == "void" and rec["method"] == "card":
+                self._recover_void(rec)
+                continue
             self._to_reversal(rec["id"], "reason_restart", "restart")
         for rec in self.journal.find(state="offline_pending"):
             # the advice may be queued, but APPROVED was never shown: withdraw it
@@ -671,6 +674,16 @@ class Payments:
         self.refresh_pending()
         self.forwarder.queued()
         return [r for r in self.journal.find(state="approved") if not r["receipt_printed"]]
+
+    def _recover_void(self, void):
+        """A card void is the reversal of its sale (which carries the void's STAN), never
+        a request of its own: after a restart it waits for that reversal, is done, or
+        never started. Reversing it too would reverse a STAN the host never saw."""
+        orig = self.journal.get(void["original_id"]) if void["original_id"] else None
+        if orig is not None and orig["state"] == "voided":
+            self.journal.update(void["id"], state="approved")
+        elif orig is None or orig["state"] != "reversal_pending":
+            self.journal.update(void["id"], state="failed", reason="reason_restart")
 
     # -- receipts ---------------------------------------------------------------
     def print_receipt(self, txn_id, copy="merchant", reprint=False):
