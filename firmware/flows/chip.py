@@ -189,7 +189,8 @@ class ChipFlow(PinEntry, Flow):
         return "tap" if self.interface == "contactless" else "chip"
 
     def removed_online(self, ev):
-        self.term.payments.cancel(self.rec["id"])
+        # whatever the host answers, it is reversed: the card cannot finish it
+        self.term.payments.cancel(self.rec["id"], "reason_card_removed")
         return None
 
     # -- endings ----------------------------------------------------------------

@@ -25,6 +25,8 @@ from firmware.core.store import is_fault
 
 STAN_LIMIT = 999999
 COUNT_DELAY_MS = 100        # the status bar's queue count: at most ten times a second
+# the reasons of a record whose host could not be asked (an offline decision may follow)
+UNREACHABLE = ("reason_host_down", "reason_no_reply", "reason_link_lost")
 EXPORTED_SETTING = "queue.exported_upto"     # the last queue id a supervisor exported
 # the kernel's cardholder verification -> the journal's
 CVM = {"online_pin": "pin", "offline_pin": "pin", "signature": "signature", "none": "none"}
@@ -73,6 +75,7 @@ class Payments:
         self.card_readers = card_readers
         self.expecting_card = False
         self._cancelled = set()
+        self._cancel_reason = {}     # journal id -> why it was cancelled (a message key)
         self._held = {}              # journal id -> track 2 kept for a stripe offline approval
         self._void_waiters = {}
         self._count_timer = None
@@ -166,7 +169,9 @@ class Payments:
         elif rec["state"] != "approved" and not outcome.get("online"):
             if outcome.get("approved"):         # Y3: the card approved it offline
                 return self.chip_offline(rec["kind"], rec["amount"], outcome, rec["entry"], rec)
-            if outcome.get("arc") == "Z3" and rec["state"] in ("failed", "reversal_pending"):
+            if outcome.get("arc") == "Z3" and rec["reason"] in UNREACHABLE:
+                # the card's offline decision is the reason only when the host could
+                # not be asked; CANCEL, a card pulled out, a bad reply keep their words
                 why = self.offline_refusal(rec["kind"], rec["amount"], rec["entry"],
                                            outcome.get("cvm")) or "off_card_declined"
                 self.journal.update(txn_id, reason=why)
@@ -269,7 +274,7 @@ class Payments:
             if problem:
                 self._to_reversal(txn_id, "reason_bad_reply", problem)
             elif txn_id in self._cancelled:
-                self._to_reversal(txn_id, "reason_cancelled", "")
+                self._to_reversal(txn_id, self._cancel_reason.pop(txn_id, "reason_cancelled"), "")
             elif resp["39"] == "00":
                 self.journal.update(txn_id, state="approved", rc="00",
                                     auth_code=(resp.get("38") or "").strip(),
@@ -288,6 +293,7 @@ class Payments:
             self.journal.update(txn_id, state="failed", reason="reason_host_down")
         cancelled = txn_id in self._cancelled
         self._cancelled.discard(txn_id)
+        self._cancel_reason.pop(txn_id, None)
         held = self._held.pop(txn_id, None)
         if kind == "response":
             self.forwarder.link_ok()
@@ -378,9 +384,10 @@ class Payments:
                 return rec
         return None
 
-    def cancel(self, txn_id):
+    def cancel(self, txn_id, reason="reason_cancelled"):
         """CANCEL while the request is out: whatever the host says, it is reversed."""
         self._cancelled.add(txn_id)
+        self._cancel_reason[txn_id] = reason
 
     # -- reversals --------------------------------------------------------------
     def _to_reversal(self, txn_id, reason, detail, purpose="reversal", rev_stan=None):
