@@ -214,3 +214,106 @@ def test_old_journal_gets_its_macs_at_first_open(tmp_path):
     j = SQLiteJournal(path, mac_key(b"x" * 32, "journal"))       # another device's key
     assert j.find() == [] and len(j.damaged()) == 2
     j.close()
+
+
+# -- a card sale on a full card (issue 10, item 2: it hung on "Authorising...") ---------
+TID = "HP000001"
+
+
+def _card_sale(h, digits, card="visa_pin", pin="1234", ms=8000):
+    h.press(*digits)
+    h.press("ENTER", "1")
+    h.sim.swipe(card=card)
+    h.run(2000, until=lambda: h.flow() is None or h.flow()[1] != "card")
+    if pin is not None and h.flow() == ("sale", "pin"):
+        h.press(*pin)
+        h.press("ENTER")
+    h.run(ms, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy"))
+          or h.flow()[0] == "storage_fault")
+
+
+def test_full_disk_card_sale_is_never_sent_says_not_charged_and_recovers(harness, hostsim, disk):
+    h = _ready(harness, host=(hostsim.address, hostsim.ca_file))
+    h.run(3000, until=lambda: h.term.link_state == "up")
+    _card_sale(h, "1250")
+    assert h.term.payments.journal.last()["state"] == "approved"
+    h.press("ENTER", "ENTER")                    # the merchant's copy, then the customer's
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    if h.flow() != ("idle", "idle"):
+        h.press("CANCEL")
+        h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert h.flow() == ("idle", "idle"), h.text()
+    rows = len(h.term.payments.journal.find())
+    booked = hostsim.ledger.count(TID)
+    disk.fill()
+    errors = h.reactor.errors
+    _card_sale(h, "2000")
+    text = h.text()
+    assert "NOT CHARGED" in text and "Storage" in text, text      # words, not "Authorising"
+    assert h.reactor.errors == errors
+    h.press("CANCEL")                            # leaves the result: to the fault screen
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert h.flow()[0] == "storage_fault", h.text()
+    assert "STORAGE FULL" in h.text() and "No new sales" in h.text(), h.text()
+    h.run(1500)
+    assert hostsim.ledger.count(TID) == booked   # nothing reached the host
+    assert hostsim.ledger.approved_total(TID) == 1250
+    h.press("1")                                 # no sale starts meanwhile
+    assert h.flow()[0] == "storage_fault"
+    disk.free()
+    h.advance(30100)                             # the terminal's own retry, no key
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert h.flow() == ("idle", "idle"), h.text()
+    assert len(h.term.payments.journal.find()) == rows      # the refused sale left no record
+    _card_sale(h, "2000")
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved" and rec["amount"] == 2000, rec
+    assert "APPROVED" in h.text()
+    assert hostsim.ledger.approved_total(TID) == 3250
+    assert hostsim.ledger.count(TID, status="approved") == 2
+    assert h.reactor.errors == errors
+
+
+def test_offline_advices_upload_by_themselves_after_a_full_disk_is_freed(harness, hostsim, disk):
+    """Issue 10, item 2: the forwarder stayed in its echo step until a restart."""
+    from tools.host.faultproxy import FaultProxy
+    net = FaultProxy(0, int(hostsim.address.rsplit(":", 1)[1]))
+    net.start()
+    try:
+        h = _ready(harness, host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True,
+                   offline={"entry_modes": ["chip", "tap", "swipe"]})
+        h.run(3000, until=lambda: h.term.link_state == "up")
+        net.set("reset", existing=True, new=True)            # the network cut
+        _card_sale(h, "2000", ms=15000)
+        rec = h.term.payments.journal.last()
+        assert rec["offline"] == 1 and rec["state"] == "approved", rec
+        queue = h.term.payments.queue
+        assert len(queue.pending()) == 1
+        for _ in range(3):
+            if h.flow() == ("idle", "idle"):
+                break
+            h.press("CANCEL")
+            h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+        disk.fill()
+        errors = h.reactor.errors
+        net.set("pass")                                      # the host is back, the card full
+        h.term.payments.forwarder.upload_now()
+        h.run(3000, until=lambda: h.flow()[0] == "storage_fault")
+        h.advance(2100)                                      # a retry that still finds it full
+        h.run(1000)
+        assert h.flow()[0] == "storage_fault", h.text()
+        assert "STORAGE FULL" in h.text()
+        assert h.reactor.errors == errors
+        disk.free()
+        h.advance(30100)                                     # no key, no restart
+        h.run(20000, until=lambda: not queue.pending()
+              and hostsim.ledger.count(TID, status="approved") == 1)
+        assert queue.pending() == [], queue.records()
+        assert hostsim.ledger.count(TID, status="approved") == 1       # once, not twice
+        assert hostsim.ledger.approved_total(TID) == 2000
+        h.run(3000, until=lambda: h.term.payments.journal.get(rec["id"])["upload"] == "uploaded")
+        assert h.term.payments.journal.get(rec["id"])["upload"] == "uploaded"
+        assert h.flow() == ("idle", "idle"), h.text()
+        assert h.reactor.errors == errors
+    finally:
+        net.stop()

@@ -206,6 +206,8 @@ class Payments:
                 ksn, block = self.dukpt.encrypt_pin(digits, card.pan)
             except DukptError as exc:
                 return self._refused(kind, amount, card, "err_key_exhausted", callback, str(exc))
+            except Exception as exc:    # the key's counter could not be stored: never sent
+                return self._not_written(kind, amount, card, exc, callback)
             finally:
                 for i in range(len(digits)):
                     digits[i] = 0
@@ -221,11 +223,7 @@ class Payments:
                             card_label=brand(card.masked),
                             original_id=original["id"] if original else 0, **extra)
         except Exception as exc:        # not written down, so never sent
-            rec = self._unrecorded(kind, "card", amount, exc, pan_masked=card.masked,
-                                   last4=card.last4, entry=card.entry_mode)
-            card.wipe()
-            self.term.reactor.call_soon(callback, rec)
-            return rec
+            return self._not_written(kind, amount, card, exc, callback)
         msg = hostmsg.financial_request(rec, self.term.config, self.term.system.local_time(),
                                         card.track2, pin_fields, original, emv)
         if emv is None and kind == "sale" and card.entry_mode in \
@@ -243,6 +241,14 @@ class Payments:
         timeout = self.term.config["host"]["response_timeout_s"] * 1000
         self.host.request(msg, timeout, lambda result: self._answer(rec["id"], check, result, callback))
         msg = None
+        return rec
+
+    def _not_written(self, kind, amount, card, exc, callback):
+        """A card payment the card (SD) could not record: NOT CHARGED, never sent."""
+        rec = self._unrecorded(kind, "card", amount, exc, pan_masked=card.masked,
+                               last4=card.last4, entry=card.entry_mode)
+        card.wipe()
+        self.term.reactor.call_soon(callback, rec)
         return rec
 
     def _refused(self, kind, amount, card, reason, callback, detail=""):
