@@ -317,3 +317,57 @@ def test_offline_advices_upload_by_themselves_after_a_full_disk_is_freed(harness
         assert h.reactor.errors == errors
     finally:
         net.stop()
+
+
+# -- the latest records without reading the whole journal (docs/storage.md) -------------
+def _journal_of(path, n, key=b"k" * 32):
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.payments.journal import record
+    j = SQLiteJournal(str(path), mac_key(key, "journal"))
+    for i in range(n):
+        j.add(record(amount=100 + i, state="failed" if i % 7 == 3 else "approved",
+                     stan="%06d" % (i + 1)))
+    return j
+
+
+def test_latest_reads_and_verifies_only_the_rows_it_returns(tmp_path, monkeypatch):
+    import drivers.journal_sqlite as js
+    j = _journal_of(tmp_path / "journal.db", 300)
+    checked = []
+    real = js.mac_ok
+    monkeypatch.setattr(js, "mac_ok", lambda *a, **k: checked.append(a[2]["id"]) or real(*a, **k))
+    assert j.last()["id"] == 300
+    assert [r["id"] for r in j.latest(3)] == [300, 299, 298]
+    assert j.last(state="failed")["id"] == 298                   # i % 7 == 3: ids 4, 11, ... 298
+    assert [r["id"] for r in j.latest(2, states=("failed",))] == [298, 291]
+    assert j.latest(40)[-1]["id"] == 261                        # across pages
+    assert len(checked) <= 1 + 3 + 1 + 2 + 40 + 2, checked      # never the whole journal
+    assert j.latest(0) == [] and j.last(state="voided") is None
+
+
+def test_latest_skips_and_flags_an_altered_row_and_returns_the_next_verified_one(tmp_path):
+    from firmware.payments.service import Payments
+    j = _journal_of(tmp_path / "journal.db", 40)
+    j.db.execute("UPDATE txns SET amount=1 WHERE id=40")        # edited on the card
+    assert j.last()["id"] == 39
+    assert [r["id"] for r in j.latest(2)] == [39, 38]
+    assert [r[0] for r in j.damaged()] == [40]
+    j.db.execute("UPDATE txns SET state='declined' WHERE id=39")  # MAC now fails too
+    pay = Payments.__new__(Payments)
+    pay.journal = j
+    assert pay.last_receipt()["id"] == 38                       # never the altered rows
+    assert [r[0] for r in j.damaged()] == [39, 40]
+    j.close()
+
+
+def test_last_receipt_is_the_same_on_the_memory_journal():
+    from firmware.payments.journal import MemoryJournal, record
+    from firmware.payments.service import Payments
+    j = MemoryJournal()
+    pay = Payments.__new__(Payments)
+    pay.journal = j
+    assert pay.last_receipt() is None
+    for state in ("approved", "declined", "failed", "reversed", "created"):
+        j.add(record(state=state))
+    assert pay.last_receipt()["id"] == 4
