@@ -746,5 +746,5 @@ class Payments:
         is not on its way to it, oldest first (what Reprint offers first)."""
         on_the_way = set(self._jobs.values())
         batch = self.batch()
-        return [r for r in self.journal.find(state="approved") if not r["receipt_printed"]
-                and r["batch"] == batch and r["id"] not in on_the_way]
+        return [r for r in self.journal.find(state="approved", batch=batch)
+                if not r["receipt_printed"] and r["id"] not in on_the_way]
