@@ -267,6 +267,7 @@ class Payments:
             # so the request is reversed once the card takes writes again (recover)
             rec = self._unrecorded("sale", "card", 0, exc)
             self._cancelled.discard(txn_id)
+            self._cancel_reason.pop(txn_id, None)
             self._held.pop(txn_id, None)
             rec["id"] = txn_id
             callback(rec)
