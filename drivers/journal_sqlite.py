@@ -10,6 +10,11 @@ every read, flagged in the `flags` table for a supervisor, and never deleted or
 rewritten. A journal written before MACs existed gets them at its first open under
 this version (SCHEMA_VERSION 1).
 
+The counters (STAN, batch number) carry a MAC too (SCHEMA_VERSION 2). A counter that
+fails it, or one missing while records show it was used, stops the journal with a
+`corrupt` fault naming the counter: a STAN used twice is worse than a stop. (A MAC
+does not see an older, valid row put back in place of the current one.)
+
 Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
 (firmware/core/store.py) and is reported to the guard's listener.
 """
@@ -18,12 +23,15 @@ import time
 
 from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, record_mac
 
-from firmware.core.store import StorageFault
+from firmware.core.store import CORRUPT, StorageFault
 from firmware.payments.journal import FIELDS
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]
-SCHEMA_VERSION = 1          # 1: records carry a MAC
+SCHEMA_VERSION = 2          # 1: records carry a MAC; 2: counters carry a MAC too
+# a counter's row missing although a record shows it was used: (sql, what it means)
+_COUNTER_USED = {"stan": "SELECT 1 FROM txns WHERE stan<>'' LIMIT 1",
+                 "batch": "SELECT 1 FROM txns WHERE batch>1 LIMIT 1"}
 _DEFAULTS = dict(FIELDS)
 
 
@@ -58,6 +66,8 @@ class SQLiteJournal:
                 self.db.execute("ALTER TABLE txns ADD COLUMN mac BLOB")
             self.db.execute("CREATE INDEX IF NOT EXISTS txns_state ON txns(state)")
             self.db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+            if "mac" not in {row[1] for row in self.db.execute("PRAGMA table_info(counters)")}:
+                self.db.execute("ALTER TABLE counters ADD COLUMN mac BLOB")
             self.db.execute("CREATE TABLE IF NOT EXISTS flags (id INTEGER PRIMARY KEY, "
                             "utc TEXT NOT NULL, what TEXT NOT NULL)")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -66,20 +76,25 @@ class SQLiteJournal:
                 raise JournalError("io", "journal", "%s was written by a newer handpos "
                                    "(schema %d)" % (path, version))
             if version < SCHEMA_VERSION and self.key is not None:
-                self._migrate()
+                self._migrate(version)
             self._flagged = {r[0] for r in self.db.execute("SELECT id FROM flags")}
         except (sqlite3.Error, OSError) as exc:
             fault = self.guard.fault(exc)
             raise JournalError(fault.kind if fault else "io", "journal", "cannot open %s (%s): check the SD card and "
                                "free space" % (path, exc))
 
-    def _migrate(self):
-        """The journal of an older build: MAC every record as it stands, once."""
+    def _migrate(self, version):
+        """The journal of an older build: MAC every record (schema 0) and every counter
+        (schema 0 and 1) as it stands, once, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            for row in self.db.execute("SELECT id, %s FROM txns" % ", ".join(_COLUMNS)).fetchall():
-                rec = dict(zip(["id"] + _COLUMNS, row))
-                self.db.execute("UPDATE txns SET mac=? WHERE id=?", (self._mac(rec), rec["id"]))
+            if version < 1:
+                for row in self.db.execute("SELECT id, %s FROM txns" % ", ".join(_COLUMNS)).fetchall():
+                    rec = dict(zip(["id"] + _COLUMNS, row))
+                    self.db.execute("UPDATE txns SET mac=? WHERE id=?", (self._mac(rec), rec["id"]))
+            for name, value in self.db.execute("SELECT name, value FROM counters").fetchall():
+                self.db.execute("UPDATE counters SET mac=? WHERE name=?",
+                                (self._counter_mac(name, value), name))
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
             self.db.execute("COMMIT")
         except BaseException:
@@ -90,6 +105,43 @@ class SQLiteJournal:
     # -- MACs --------------------------------------------------------------------
     def _mac(self, rec):
         return record_mac(self.key, "txns", rec, _DEFAULTS) if self.key is not None else None
+
+    def _counter_mac(self, name, value):
+        if self.key is None:
+            return None
+        return record_mac(self.key, "counters", {"name": name, "value": value})
+
+    def _counter_value(self, name):
+        """The counter's stored value, verified; a corrupt fault naming it otherwise."""
+        row = self.db.execute("SELECT value, mac FROM counters WHERE name=?", (name,)).fetchone()
+        if self.key is None:
+            return row[0] if row else 0
+        if row is None:
+            used = _COUNTER_USED.get(name)
+            if used and self.db.execute(used).fetchone():
+                self._counter_damaged(name, "is missing, though records show it was used")
+            return 0
+        if not mac_ok(self.key, "counters", {"name": name, "value": row[0]}, row[1]):
+            self._counter_damaged(name, "failed its integrity check (value %r on the card)"
+                                  % (row[0],))
+        return row[0]
+
+    def _counter_damaged(self, name, what):
+        fault = StorageFault(CORRUPT, "journal", "counter %s %s: it is never used again "
+                             "as it stands; restore journal.db from the device backup" % (name, what))
+        self.guard.report(fault)
+        raise fault
+
+    def verify_counters(self):
+        """[(name, what)] of the counters that fail their check (for the self-test)."""
+        bad = []
+        names = [r[0] for r in self.db.execute("SELECT name FROM counters")]
+        for name in sorted(set(names) | set(_COUNTER_USED)):
+            try:
+                self._counter_value(name)
+            except StorageFault as exc:
+                bad.append((name, exc.detail))
+        return bad
 
     def _checked(self, rec, mac):
         """The record if its MAC holds (or MACs are off); else flagged, and None."""
@@ -131,8 +183,16 @@ class SQLiteJournal:
 
     @guarded
     def quick_check(self, max_ms=2000):
+        """PRAGMA quick_check (time-bounded), then the counters' MACs: a damaged counter
+        is damage to the journal, named in the detail."""
         from drivers.sqlite_durable import quick_check
-        return quick_check(self.db, max_ms)
+        ok, detail = quick_check(self.db, max_ms)
+        if ok is False:
+            return ok, detail
+        bad = self.verify_counters()
+        if bad:
+            return False, "; ".join("counter %s" % name for name, what in bad) + " failed its check"
+        return ok, detail
 
     # -- writes ------------------------------------------------------------------
     def _txn(self, body):
@@ -270,19 +330,18 @@ class SQLiteJournal:
     @guarded
     def next_counter(self, name, limit):
         def body():
-            row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
-            value = (row[0] if row else 0) + 1
+            value = self._counter_value(name) + 1
             if value > limit:
                 value = 1
-            self.db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE "
-                            "SET value=excluded.value", (name, value))
+            self.db.execute("INSERT INTO counters (name, value, mac) VALUES (?, ?, ?) "
+                            "ON CONFLICT(name) DO UPDATE SET value=excluded.value, "
+                            "mac=excluded.mac", (name, value, self._counter_mac(name, value)))
             return value
         return self._txn(body)
 
     @guarded
     def counter(self, name):
-        row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
-        return row[0] if row else 0
+        return self._counter_value(name)
 
     @guarded
     def probe(self):

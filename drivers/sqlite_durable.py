@@ -68,13 +68,17 @@ class Guard:
             except sqlite3.Error:
                 pass            # SQLite rolled back itself (SQLITE_FULL does)
         fault = make(kind, self.part, str(exc))
+        self.report(fault)
+        return fault
+
+    def report(self, fault):
+        """Tell the listener of a fault the driver found itself (a failed integrity
+        check); the caller raises it."""
         if self.on_fault is not None:
             try:
                 self.on_fault(fault)
             except Exception:
                 pass            # the caller still gets the fault
-        return fault
-
 
     def _no_space(self):
         folder = self.folder

@@ -371,3 +371,104 @@ def test_last_receipt_is_the_same_on_the_memory_journal():
     for state in ("approved", "declined", "failed", "reversed", "created"):
         j.add(record(state=state))
     assert pay.last_receipt()["id"] == 4
+
+
+# -- the counters (STAN, batch) carry a MAC -----------------------------------------------
+def test_flipped_stan_byte_stops_the_journal_and_names_the_counter(tmp_path):
+    """A STAN used twice is worse than a stop: an altered counter is never used."""
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.core.store import StorageFault
+    from firmware.payments.journal import record
+    path = str(tmp_path / "journal.db")
+    key = mac_key(b"k" * 32, "journal")
+    j = SQLiteJournal(path, key)
+    seen = []
+    j.guard.on_fault = seen.append
+    j.db.execute("INSERT INTO counters (name, value, mac) VALUES ('stan', ?, ?)",
+                 (0x0A5A5A, j._counter_mac("stan", 0x0A5A5A)))
+    assert j.next_counter("stan", 999999) == 0x0A5A5B
+    j.add(record(stan="%06d" % 0x0A5A5B, state="approved"))
+    assert j.quick_check() == (True, "ok")
+    j.close()                                             # all of it in the main file
+    data = open(path, "rb").read()
+    at = data.find(b"stan" + (0x0A5A5B).to_bytes(3, "big"))
+    assert at > 0
+    _damage(path, at + 6, bytes([data[at + 6] ^ 0x04]))  # one bit of the value's last byte
+    j = SQLiteJournal(path, key)
+    j.guard.on_fault = seen.append
+    with pytest.raises(StorageFault) as err:
+        j.next_counter("stan", 999999)
+    assert err.value.kind == "corrupt" and err.value.part == "journal"
+    assert "counter stan" in str(err.value)
+    assert seen and seen[-1].kind == "corrupt"            # the terminal is told: it stops
+    with pytest.raises(StorageFault):
+        j.next_counter("stan", 999999)                    # still refused, never reused
+    ok, detail = j.quick_check()
+    assert ok is False and "counter stan" in detail       # the boot self-test names it
+    assert j.find()[0]["stan"] == "%06d" % 0x0A5A5B        # the records are untouched
+    j.close()
+
+
+def test_deleted_stan_counter_is_not_a_fresh_start(tmp_path):
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.core.store import StorageFault
+    from firmware.payments.journal import record
+    j = SQLiteJournal(str(tmp_path / "journal.db"), mac_key(b"k" * 32, "journal"))
+    assert j.counter("batch") == 0 and j.next_counter("stan", 999999) == 1
+    j.add(record(stan="000001", state="approved"))
+    j.db.execute("DELETE FROM counters WHERE name='stan'")
+    with pytest.raises(StorageFault) as err:
+        j.next_counter("stan", 999999)                    # would hand out 000001 again
+    assert err.value.kind == "corrupt" and "counter stan is missing" in str(err.value)
+    j.close()
+
+
+def test_counters_of_a_schema_1_journal_get_their_macs_at_first_open(tmp_path):
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.core.store import StorageFault
+    from firmware.payments.journal import record
+    path = str(tmp_path / "journal.db")
+    key = mac_key(b"k" * 32, "journal")
+    j = SQLiteJournal(path, key)
+    j.add(record(stan="000041", state="approved"))
+    j.close()
+    db = sqlite3.connect(path)                            # as the build before this one left it
+    db.execute("ALTER TABLE counters RENAME TO old")
+    db.execute("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+    db.execute("INSERT INTO counters VALUES ('stan', 41), ('batch', 3)")
+    db.execute("DROP TABLE old")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    j = SQLiteJournal(path, key)
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert j.counter("batch") == 3 and j.next_counter("stan", 999999) == 42
+    assert j.find()[0]["stan"] == "000041"                # records kept their MACs
+    assert j.quick_check() == (True, "ok")
+    j.close()
+    j = SQLiteJournal(path, mac_key(b"x" * 32, "journal"))   # another device's key
+    with pytest.raises(StorageFault):
+        j.counter("batch")
+    j.close()
+
+
+def test_altered_counter_is_named_at_boot_and_stops_sales(harness):
+    def damage(folder):
+        db = sqlite3.connect(os.path.join(folder, "journal.db"))
+        db.execute("INSERT OR REPLACE INTO counters (name, value, mac) VALUES ('stan', 7, ?)",
+                   (b"\0" * 32,))
+        db.commit()
+        db.close()
+    h, folder = _restart_damaged(harness, damage)
+    text = h.text()
+    assert "Storage: FAIL" in text and "Journal: damaged" in text, text
+    assert any("counter stan" in line for line in h.console), h.console
+    h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert "DAMAGED: Journal" in h.text() and "Needs a technician" in h.text(), h.text()
+    h.press("1")
+    assert h.flow()[0] == "storage_fault"
+    assert h.reactor.errors == 0
