@@ -197,8 +197,10 @@ class HostLink:
             expect = response_mti(mti or "")
             data = frame(encode(msg))
         except HostMessageError as exc:
+            # the terminal's own fault, not the host's: the caller must not take the
+            # link for down (nor approve offline) because of it
             self._soon(callback, {"kind": "error", "reason": "request not sent: " + exc.reason,
-                                  "sent": False})
+                                  "sent": False, "unbuildable": True})
             return
         key = (stan, expect)
         if key in self._pending:

@@ -188,3 +188,24 @@ def test_card_refund_needs_the_same_card_and_stays_within_the_sale(pos):
     assert h.term.payments.journal.get(sale["id"])["refunded"] == 750
     assert "REFUND" in _paper(h, 2)[-1]
     assert h.host.ledger.approved_total("HP000001") == 2000 - 750
+
+
+def test_a_request_the_terminal_cannot_build_is_not_taken_for_a_dead_host(pos, monkeypatch):
+    """A message the codec refuses is the terminal's fault: it says so, the link stays
+    up and nothing is approved offline as if the host were gone."""
+    from firmware.payments import hostmsg
+    build = hostmsg.financial_request
+
+    def broken(*args, **kw):
+        msg = build(*args, **kw)
+        msg["41"] = "HP000001-TOO-LONG"            # DE41 is ans8: the codec refuses it
+        return msg
+    monkeypatch.setattr(hostmsg, "financial_request", broken)
+    h = pos
+    _card_sale(h, "1250")
+    rec = _settled(h)
+    assert rec["state"] == "failed" and rec["reason"] == "reason_bad_request", rec
+    assert "Cannot build request" in h.text() and "NOT CHARGED" in h.text()
+    assert h.term.link_state == "up"
+    assert h.host.ledger.count("HP000001") == 0
+    assert not h.term.payments.queue.pending()        # no offline advice either

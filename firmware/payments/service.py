@@ -296,22 +296,25 @@ class Payments:
             self._to_reversal(txn_id, "reason_no_reply", "")
         elif result.get("sent"):
             self._to_reversal(txn_id, "reason_link_lost", result.get("reason", ""))
+        elif result.get("unbuildable"):
+            self.journal.update(txn_id, state="failed", reason="reason_bad_request")
         else:
             self.journal.update(txn_id, state="failed", reason="reason_host_down")
         cancelled = txn_id in self._cancelled
         self._cancelled.discard(txn_id)
         self._cancel_reason.pop(txn_id, None)
         held = self._held.pop(txn_id, None)
+        bad_request = bool(result.get("unbuildable"))
         if kind == "response":
             self.forwarder.link_ok()
-        else:
+        elif not bad_request:
             self.forwarder.link_failed()
         rec = self.journal.get(txn_id)
         if kind == "response" and rec["state"] in ("approved", "declined"):
             rec["issuer_data"] = _issuer_auth_data(result["msg"].get("55"))
         self.term.store.audit("card_" + rec["kind"], rec["operator"],
                               "#%d %s %s" % (txn_id, rec["state"], rec["rc"] or rec["reason"]))
-        unreachable = kind != "response" and not cancelled
+        unreachable = kind != "response" and not cancelled and not bad_request
         rec["host_unreachable"] = unreachable
         if unreachable and held is not None:
             track2, masked, last4, entry = held

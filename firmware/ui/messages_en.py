@@ -164,6 +164,7 @@ MESSAGES = {
     "reason_bad_reply": "Bad reply: reversed",
     "reason_link_lost": "Link lost: reversed",
     "reason_host_down": "Host unreachable",
+    "reason_bad_request": "Cannot build request",
     "reason_cancelled": "Cancelled: reversed",
     "reason_restart": "Restart: reversed",
     "reason_voided": "Voided",
@@ -343,4 +344,7 @@ MESSAGES = {
     "reason_card_removed": "Card removed: reversed",
     "queue_declined_n": "Host declined {n}",
     "queue_damaged_n": "{n} damaged, not sent",
+    # storage faults, part 2 (issue 10)
+    "sf_retrying_diag": "Retrying  F2 Diag",
+    "sf_technician_diag": "Technician F2 Diag",
 }

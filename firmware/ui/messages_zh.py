@@ -156,6 +156,7 @@ MESSAGES = {
     "reason_bad_reply": "应答异常: 已冲正",
     "reason_link_lost": "连接断开: 已冲正",
     "reason_host_down": "主机无法连接",
+    "reason_bad_request": "交易请求无法生成",
     "reason_cancelled": "已取消: 已冲正",
     "reason_restart": "重启: 已冲正",
     "reason_voided": "已撤销",
@@ -335,4 +336,7 @@ MESSAGES = {
     "reason_card_removed": "卡被拔出: 已冲正",
     "queue_declined_n": "主机拒绝{n}笔",
     "queue_damaged_n": "{n}笔已损坏, 未发送",
+    # storage faults, part 2 (issue 10)
+    "sf_retrying_diag": "自动重试 F2诊断",
+    "sf_technician_diag": "需技术员 F2诊断",
 }
