@@ -1,6 +1,8 @@
 """The chaos driver (tools/host/chaos.py): a short run through a flapping network with the
 terminal killed now and then reconciles with the host, and really meets the hard
 cases; the reconciliation itself catches what it is there to catch."""
+import os
+
 import pytest
 
 from firmware.payments.journal import record
@@ -143,3 +145,58 @@ def test_reconcile_flags_what_is_still_queued():
     mismatches, _ = _reconcile(journal, GOOD_BOOKINGS, queue)
     assert any("still queued" in m for m in mismatches), mismatches
     assert any(m.startswith("left in the queue") for m in mismatches), mismatches
+
+
+# -- the phases of issue 10 (item 6) ----------------------------------------------------------
+# In the short run: the host simulator killed mid-sale, and a full disk (a tmpfs under the
+# data directory: needs root, as CI has). Not here: "flip" (bytes flipped in journal.db and
+# saf.db): today the terminal either exits at start or stops service on it, so a run with
+# it cannot drain; `make chaos` runs it and reports what failed.
+SHORT_PHASES = ("hostkill", "diskfull")
+
+
+def test_phases_host_kills_and_a_full_disk_reconcile_from_the_books(tmp_path):
+    phases = SHORT_PHASES if os.geteuid() == 0 else ("hostkill",)
+    report = chaos.Chaos(sales=2, kills=0, seed=SEED, workdir=str(tmp_path / "w"),
+                         phases=phases, phase_sales={"hostkill": 3, "diskfull": 2}).run()
+    text = chaos.format_report(report)
+    assert report["ok"], text
+    assert list(report["phases"]) == list(phases), text
+    assert report["host_kills"] >= 3, text
+    # reconciled from the files, read without the terminal
+    assert report["books"]["integrity"] == {"journal": "ok", "queue": "ok"}, text
+    assert report["books"]["journal_records"] >= 4, text
+    assert report["money"] == {"lost": 0, "lost_amount": 0, "doubled": 0, "doubled_amount": 0,
+                               "unreversed": 0, "unreversed_amount": 0}, text
+    if "diskfull" in phases:
+        notes = " ".join(report["phases"]["diskfull"]["notes"])
+        assert "started on a full disk" in notes, text
+
+
+def test_books_are_read_from_the_files_without_the_terminal(tmp_path):
+    import sqlite3
+    from tools.host import books
+    db = sqlite3.connect(str(tmp_path / "journal.db"))
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE txns (id INTEGER PRIMARY KEY, state TEXT, amount INTEGER)")
+    db.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, utc TEXT, what TEXT)")
+    db.execute("INSERT INTO txns VALUES (1, 'approved', 1000)")
+    # a flipped byte: text that is not UTF-8 any more ('app\xf2oved')
+    db.execute("INSERT INTO txns VALUES (2, CAST(X'617070f26f766564' AS TEXT), 500)")
+    db.commit()                         # left in the WAL: the reader must see it
+    got = books.read_books(str(tmp_path))
+    db.close()
+    assert [r["amount"] for r in got["journal"]] == [1000, 500]
+    assert got["journal"][1]["state"] == "app\ufffdoved"
+    assert got["integrity"]["journal"] == "ok"
+    assert got["problems"] == ["saf.db: missing"]
+
+
+def test_money_at_stake_is_named_by_kind():
+    from tools.host.books import money
+    m = money(["1: #1 sale 20.00 STAN 000001 approved is not booked at the host (bookings [])",
+               "1: #2 sale 5.00 STAN 000002 approved is booked 2 times: [...]",
+               "2: #3 sale 7.50 STAN 000003 reversed was reversed but the host still has [...]",
+               "3: the host has booked 0200 sale STAN 000009 1.25 (booking 4) but ..."], [], [])
+    assert m == {"lost": 2, "lost_amount": 2125, "doubled": 1, "doubled_amount": 500,
+                 "unreversed": 1, "unreversed_amount": 750}

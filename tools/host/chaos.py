@@ -52,6 +52,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools.sim.control import ControlClient  # noqa: E402
+from tools.host.books import money, read_books  # noqa: E402
 from tools.host.faultproxy import FaultProxy  # noqa: E402
-from tools.host.hostsim import HostSim  # noqa: E402
+from tools.host.hostsim import Ledger, ensure_tls  # noqa: E402
 
 TID = "HP000001"
 SUPERVISOR_ID = "1"
@@ -101,6 +103,18 @@ FLAPS = (
 # after the PIN's ENTER (mid-authorisation, or just after its answer), on the result
 # screen (the forwarder starts uploading there), 0-2 s after getting back to idle.
 KILL_PHASES = ("pin", "authorising", "result", "idle")
+
+# Phases after the sales (issue 10, item 6), each a few sales of its own:
+#   hostkill  the host simulator (a process of its own) SIGKILLed at a random moment of a
+#             sale and started again on its ledger a little later
+#   diskfull  the terminal's data directory (a tmpfs of TMPFS_MB, mounted as root) filled
+#             up: sales while full, a restart while full, then the space freed and sales
+#             that must go through without a restart
+#   flip      the terminal killed, one byte flipped in a data page of journal.db and of
+#             saf.db, restarted: it must start and show the fault or flag the record
+PHASES = ("hostkill", "diskfull", "flip")
+PHASE_SALES = {"hostkill": 4, "diskfull": 3, "flip": 2}
+TMPFS_MB = 16
 
 # Journal states that must not be left after the drain.
 UNSETTLED = ("created", "sending", "reversal_pending", "offline_pending")
@@ -246,6 +260,80 @@ class Terminal:
         self._close_client()
 
 
+# -- the host simulator, a process that can be killed ------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HostProcess:
+    """`python -m tools.host.hostsim` on a fixed loopback port with its ledger in data_dir;
+    kill() is a SIGKILL, start() again reopens the same ledger. The ledger is read from
+    here through its SQLite file (WAL: what the host committed survives the kill)."""
+
+    def __init__(self, data_dir, slow_ms, log):
+        os.makedirs(data_dir, exist_ok=True)
+        self.data_dir = data_dir
+        self.slow_ms = slow_ms
+        self.log = log
+        self.ca_file = ensure_tls(data_dir)["ca"]
+        self.port = _free_port()
+        self.proc = None
+        self.starts = 0
+        self.kills = 0
+        self.ledger = None
+        self._logfile = None
+
+    def start(self, timeout_s=15):
+        self.starts += 1
+        self._logfile = open(os.path.join(self.data_dir, "hostsim-%02d.log" % self.starts), "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.host.hostsim", "--listen", "127.0.0.1:%d" % self.port,
+             "--data", self.data_dir, "--slow-ms", str(self.slow_ms), "--quiet"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._logfile, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise ChaosError("the host simulator exited at start (rc %s)" % self.proc.returncode)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ChaosError("the host simulator did not listen in %d s" % timeout_s)
+                time.sleep(0.05)
+        if self.ledger is None:
+            self.ledger = Ledger(os.path.join(self.data_dir, "ledger.sqlite"))
+        return "127.0.0.1", self.port
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.kills += 1
+        if self.proc is not None:
+            self.proc.wait(10)
+        if self._logfile is not None:
+            self._logfile.close()
+            self._logfile = None
+
+    def stop(self):
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
+
+
 # -- the network flapper -----------------------------------------------------------------
 
 class Flapper(threading.Thread):
@@ -366,7 +454,8 @@ def make_plan(sales, kills, seed, phases=KILL_PHASES):
 
 class Chaos:
     def __init__(self, sales=SHORT["sales"], kills=SHORT["kills"], seed=None, workdir=None,
-                 keep=False, log=None, drain_s=DRAIN_S, kill_phases=KILL_PHASES):
+                 keep=False, log=None, drain_s=DRAIN_S, kill_phases=KILL_PHASES, phases=(),
+                 phase_sales=None):
         self.sales = int(sales)
         self.kills_planned = int(kills)
         unknown = set(kill_phases) - set(KILL_PHASES)
@@ -374,6 +463,15 @@ class Chaos:
             raise ValueError("kill phases are some of %s, not %s"
                              % (", ".join(KILL_PHASES), ", ".join(sorted(unknown)) or "none"))
         self.kill_phases = tuple(kill_phases)
+        unknown = set(phases) - set(PHASES)
+        if unknown:
+            raise ValueError("phases are some of %s, not %s" % (", ".join(PHASES),
+                                                                 ", ".join(sorted(unknown))))
+        self.phases = tuple(phases)
+        self.phase_sales = dict(PHASE_SALES, **(phase_sales or {}))
+        self.phase_results = collections.OrderedDict()   # phase -> {"ok", "notes", "failed"}
+        self.tmpfs = None               # the mounted data directory, for diskfull
+        self.books = None               # the terminal's books read without it
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
         self.given_workdir = workdir
         self.keep = keep
@@ -408,9 +506,10 @@ class Chaos:
             os.makedirs(self.workdir, exist_ok=True)
         else:
             self.workdir = tempfile.mkdtemp(prefix="handpos-chaos-")
-        self.host = HostSim(os.path.join(self.workdir, "host"), tls=True, slow_ms=SLOW_MS,
-                            log=lambda line: None)
-        _, host_port = self.host.start("127.0.0.1", 0)
+        self.host = HostProcess(os.path.join(self.workdir, "host"), SLOW_MS, self.note)
+        _, host_port = self.host.start()
+        if "diskfull" in self.phases:
+            self._mount_tmpfs()
         self.proxy = FaultProxy(0, host_port)
         port = self.proxy.start()
         config_path = os.path.join(self.workdir, "handpos.toml")
@@ -428,11 +527,37 @@ class Chaos:
         self.term = Terminal(self.workdir, config_path, self.note)
         self.flapper = Flapper(self.proxy, random.Random("flaps-%s" % self.seed), self.note)
 
+    def _mount_tmpfs(self):
+        """The terminal's data directory on a small tmpfs of its own, so that it can be
+        filled without filling the machine. Needs root (CI runs as root)."""
+        data_dir = os.path.join(self.workdir, "terminal")
+        os.makedirs(data_dir, exist_ok=True)
+        if os.geteuid() != 0:
+            self.tmpfs_problem = "needs root to mount a tmpfs for the data directory"
+            return
+        rc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700" % TMPFS_MB,
+                             "tmpfs", data_dir], capture_output=True, text=True)
+        if rc.returncode != 0:
+            self.tmpfs_problem = "mount tmpfs failed: %s" % (rc.stderr.strip() or rc.returncode)
+            return
+        self.tmpfs = data_dir
+
+    def _unmount_tmpfs(self):
+        if self.tmpfs is None:
+            return
+        if not self.ok() or self.keep or self.given_workdir:
+            # the data directory goes with the tmpfs: keep a copy for whoever looks
+            shutil.copytree(self.tmpfs, self.tmpfs + "-copy", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("filler*"))
+        subprocess.run(["umount", "-l", self.tmpfs], capture_output=True)
+        self.tmpfs = None
+
     def _cleanup(self):
         for step in (lambda: self.flapper and self.flapper.stop(),
                      lambda: self.term and self.term.stop(),
                      lambda: self.proxy and self.proxy.stop(),
-                     lambda: self.host and self.host.stop()):
+                     lambda: self.host and self.host.stop(),
+                     self._unmount_tmpfs):
             try:
                 step()
             except Exception as exc:
@@ -441,7 +566,8 @@ class Chaos:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def ok(self):
-        return not self.mismatches and not self.errors
+        return not self.mismatches and not self.errors and all(
+            r["ok"] for r in self.phase_results.values())
 
     # -- screens --------------------------------------------------------------------
     def _wait_top(self, wanted, timeout_s=10):
@@ -637,6 +763,294 @@ class Chaos:
         if forced != "kill_booked":
             self.forced[forced] += 1
 
+    # -- the phases (issue 10, item 6) ----------------------------------------------------
+    def _phase_step(self, i):
+        rng = self.plan_rng
+        amount = rng.randint(1, 98) * 100 + rng.choice(ORDINARY_CENTS + [SILENT, NSF])
+        return {"i": i, "amount": amount, "forced": None, "kill": None}
+
+    def _phase_sale(self, result, step, what=""):
+        """One sale in a phase; its trouble is the phase's failure, named with the screen."""
+        try:
+            self._sale(step)
+            return True
+        except TerminalDied as exc:
+            result["failed"].append("%ssale %d: the terminal died by itself: %s"
+                                    % (what, step["i"], exc))
+        except ChaosError as exc:
+            screen = ""
+            try:
+                screen = self.term.screen().get("text", "")
+            except ChaosError:
+                pass
+            result["failed"].append("%ssale %d: %s%s" % (what, step["i"], exc,
+                                                         "; screen:\n" + screen if screen else ""))
+        self.note("phase sale %d failed: %s" % (step["i"], result["failed"][-1].splitlines()[0]))
+        self.term.kill()
+        self._try_restart(result)
+        return False
+
+    def _try_restart(self, result, what="restart"):
+        try:
+            self._restart()
+            return True
+        except TerminalDied as exc:
+            result["failed"].append("%s: the terminal does not start: %s" % (what, exc))
+        except ChaosError as exc:
+            result["failed"].append("%s: %s" % (what, exc))
+        return False
+
+    def _run_phase(self, phase, first_index):
+        result = {"ok": False, "notes": [], "failed": []}
+        self.phase_results[phase] = result
+        self.note("phase %s" % phase)
+        with self.flapper.hold():
+            self.proxy.set("pass")
+            try:
+                if not self.term.alive():
+                    if not self._try_restart(result, "%s: start" % phase):
+                        result["ok"] = False
+                        return
+                getattr(self, "_phase_" + phase)(result, first_index, self.phase_sales[phase])
+            except ChaosError as exc:
+                result["failed"].append("%s: %s" % (phase, exc))
+            except Exception as exc:        # the driver's own trouble, named under the phase
+                result["failed"].append("%s: %s: %s" % (phase, type(exc).__name__, exc))
+            finally:
+                self.proxy.set("pass")
+        result["ok"] = not result["failed"]
+        self.note("phase %s: %s" % (phase, "ok" if result["ok"] else "FAILED"))
+
+    def _phase_hostkill(self, result, first, n):
+        rng = self.plan_rng
+        for k in range(n):
+            step = self._phase_step(first + k)
+            delay = rng.uniform(0.0, 3.0)
+            down = rng.uniform(0.5, 3.0)
+            restarted = threading.Event()
+
+            def kill_then_start(delay=delay, down=down, restarted=restarted):
+                time.sleep(delay)
+                self.host.kill()
+                self.note("host simulator KILLED (%.1f s into sale), down %.1f s" % (delay, down))
+                time.sleep(down)
+                try:
+                    self.host.start()
+                except ChaosError as exc:
+                    result["failed"].append("host restart: %s" % exc)
+                restarted.set()
+            killer = threading.Thread(target=kill_then_start, name="chaos-hostkill", daemon=True)
+            killer.start()
+            self._phase_sale(result, step, "hostkill ")
+            restarted.wait(10)
+            killer.join(10)
+        result["notes"].append("%d host kills" % self.host.kills)
+
+    def _fill(self, path):
+        """Write path until the file system says ENOSPC; the bytes written."""
+        written = 0
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for size in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        n = os.write(fd, chunk)
+                    except OSError:
+                        break
+                    written += n
+                    if n < size:
+                        break
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+        finally:
+            os.close(fd)
+        return written
+
+    def _phase_diskfull(self, result, first, n):
+        if self.tmpfs is None:
+            result["failed"].append("diskfull: not run: %s" % getattr(
+                self, "tmpfs_problem", "no tmpfs for the data directory"))
+            return
+        filler = os.path.join(self.tmpfs, "filler")
+        before = max([r["id"] for r in self.term.journal()] or [0])
+        written = self._fill(filler)
+        self.note("disk full (%d KB of filler)" % (written // 1024))
+        result["notes"].append("filled %d KB" % (written // 1024))
+        try:
+            for k in range(n):
+                self._full_sale(result, self._phase_step(first + k))
+            # a power cut while full, and a start on the full disk
+            self.term.kill()
+            self.note("killed while the disk is full; starting on the full disk")
+            try:
+                self.term.start()
+                top = self._settle_full()
+                result["notes"].append("started on a full disk: %s" % top)
+            except ChaosError as exc:
+                result["failed"].append("start on a full disk: %s" % exc)
+        finally:
+            os.unlink(filler)
+        self.note("space freed")
+        if not self.term.alive():
+            self._try_restart(result, "start after the space came back")
+        # it goes on by itself: no restart, no key
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            top, _ = self.term.top()
+            if not top.startswith("storage_fault"):
+                break
+            time.sleep(0.2)
+        else:
+            result["failed"].append("60 s after the space came back the terminal still shows "
+                                    "the storage fault")
+            return
+        ok = 0
+        for k in range(2):
+            step = self._phase_step(first + n + k)
+            step["amount"] = step["amount"] // 100 * 100 + 10
+            if self._phase_sale(result, step, "after freeing: "):
+                rec = self._last_card_record(before)
+                if rec is not None and rec["state"] in ("approved", "declined"):
+                    ok += 1
+        if not ok:
+            result["failed"].append("after the space came back no sale was approved or declined "
+                                    "(the terminal did not go on by itself)")
+
+    def _settle_full(self, timeout_s=30):
+        """After a start on a full disk: through boot and login to idle, or to the storage
+        fault screen; the top flow reached."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            top, flows = self.term.top()
+            if top == "idle:idle" or top.startswith("storage_fault"):
+                return top
+            if time.monotonic() > deadline:
+                raise ChaosError("neither idle nor the storage fault screen in %d s; flows %s, "
+                                 "screen:\n%s" % (timeout_s, flows, self.term.screen().get("text")))
+            name, _, state = top.partition(":")
+            if name == "login" and state == "id":
+                self._login()
+            elif name in ("boot", "notice"):
+                self.term.press("ENTER")
+            elif name == "setup":
+                raise ChaosError("a first run on a terminal that had data: %s" % flows)
+            elif name not in ("", "login"):
+                self.term.press("CANCEL")
+            time.sleep(0.1)
+
+    def _full_sale(self, result, step):
+        """A sale while the disk is full: refused in words (the storage fault screen, or the
+        sale's own), or taken and finished; never stuck, never dead."""
+        i = step["i"]
+        try:
+            top = self._settle_full()
+            if top.startswith("storage_fault"):
+                screen = self.term.screen().get("text", "")
+                result["notes"].append("sale %d refused: %r" % (i, " / ".join(screen.splitlines())))
+                self.note("full disk sale %d: refused (%s)" % (i, top))
+                return
+            self.term.press(*str(step["amount"]))
+            self.term.press("ENTER")
+            top, _ = self.term.top()
+            if top == "sale:method":
+                self.term.press("1")
+                top, _ = self.term.top()
+            if top == "sale:card":
+                self.term.call("swipe", card=CARD)
+                top = self._wait_top(["sale:pin", "sale:result", "sale:card_error",
+                                      "storage_fault:"], 10)
+                if top == "sale:pin":
+                    self.term.press(*CARD_PIN)
+                    self.term.press("ENTER")
+                    top = self._wait_result(i)
+            screen = self.term.screen().get("text", "")
+            self.note("full disk sale %d: %s: %s" % (i, top, " / ".join(screen.splitlines()[1:3])))
+            result["notes"].append("sale %d: %s %r" % (i, top, " / ".join(screen.splitlines())))
+            for _ in range(4):
+                top, _ = self.term.top()
+                if top == "idle:idle" or top.startswith("storage_fault"):
+                    break
+                self.term.press("CANCEL")
+                time.sleep(0.2)
+        except TerminalDied as exc:
+            result["failed"].append("while full, sale %d: the terminal died: %s" % (i, exc))
+            self.term.start()
+        except ChaosError as exc:
+            screen = ""
+            try:
+                screen = self.term.screen().get("text", "")
+            except ChaosError:
+                pass
+            result["failed"].append("while full, sale %d: %s; screen:\n%s" % (i, exc, screen))
+            self.term.kill()
+            self.term.start()
+
+    def _flip(self, path, rng):
+        """One non-zero byte of a data page (past the first, which holds the schema) XORed
+        with a random non-zero mask; (offset, old, new) or None for a file too small."""
+        if not os.path.exists(path):
+            return None
+        size = os.path.getsize(path)
+        with open(path, "r+b") as f:
+            head = f.read(100)
+            page = int.from_bytes(head[16:18], "big") or 4096
+            if page == 1:
+                page = 65536
+            if size <= page:
+                return None
+            f.seek(page)
+            data = f.read()
+            # a byte that holds something (a record, a cell pointer, a page header): the
+            # zeros of free space would change nothing
+            live = [i for i, b in enumerate(data) if b]
+            if not live:
+                return None
+            offset = page + rng.choice(live)
+            old = data[offset - page]
+            new = old ^ rng.randrange(1, 256)
+            f.seek(offset)
+            f.write(bytes([new]))
+        return offset, old, new
+
+    def _phase_flip(self, result, first, n):
+        rng = self.plan_rng
+        data_dir = self.term.data_dir
+        for k in range(n):
+            self.term.kill()
+            # what a crash left in the WAL goes into the main file first, so the flip
+            # lands in the data a restart reads
+            for name in ("journal.db", "saf.db"):
+                path = os.path.join(data_dir, name)
+                try:
+                    import sqlite3
+                    db = sqlite3.connect(path)
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    db.close()
+                except Exception as exc:
+                    result["notes"].append("%s: checkpoint: %s" % (name, exc))
+                flipped = self._flip(path, rng)
+                self.note("flipped %s at %s" % (name, flipped))
+                result["notes"].append("%s: %s" % (name, "byte %d %02x->%02x" % flipped
+                                                   if flipped else "too small to flip"))
+            try:
+                self.term.start()
+                top = self._settle_full()
+            except ChaosError as exc:      # TerminalDied included: exited at start
+                result["failed"].append("restart after flipping bytes: %s" % exc)
+                return
+            if top.startswith("storage_fault"):
+                # stopped service and said so: right, but nothing more can be sold or
+                # uploaded here; the reconciliation shows what that leaves
+                screen = self.term.screen().get("text", "")
+                result["notes"].append("stopped service: %r" % " / ".join(screen.splitlines()))
+                result["failed"].append("after a flip the terminal stops service (%s); the "
+                                        "run cannot drain" % " / ".join(screen.splitlines()[:3]))
+                return
+            self._phase_sale(result, self._phase_step(first + k), "after a flip: ")
+
     # -- the end ----------------------------------------------------------------------
     def _drain(self):
         """Proxy to pass, the terminal running; wait until the queue is empty and no
@@ -683,9 +1097,44 @@ class Chaos:
             return ledger.net_total(TID)
         return ledger.approved_total(TID)
 
-    def reconcile(self, journal, queue_records):
-        """The five checks; appends to self.mismatches; returns the figures."""
+    def reconcile_books(self):
+        """Stop the terminal, read its journal and queue from the files (tools/host/books.py),
+        compare them with what it said over the control socket, and reconcile them with
+        the host's ledger."""
+        said = self.term.journal()
+        self.term.stop()
+        self.books = read_books(self.term.data_dir)
+        for problem in self.books["problems"]:
+            self.mismatches.append("books: %s" % problem)
+        for name, verdict in self.books["integrity"].items():
+            if verdict != "ok":
+                self.mismatches.append("books: %s quick_check: %s" % (name, verdict))
+        on_file = {r["id"]: r for r in self.books["journal"]}
+        for r in said:
+            f = on_file.get(r["id"])
+            if f is None:
+                self.mismatches.append("books: record #%d (%s %s) was shown by the terminal but "
+                                       "is not in journal.db" % (r["id"], r["kind"], r["state"]))
+            elif (f["state"], f["amount"], f["stan"]) != (r["state"], r["amount"], r["stan"]):
+                self.mismatches.append("books: record #%d is %s %s STAN %s on file, %s %s STAN %s "
+                                       "on the terminal" % (r["id"], f["state"], f["amount"],
+                                                            f["stan"], r["state"], r["amount"],
+                                                            r["stan"]))
+        figures = self.reconcile(self.books["journal"], self.books["queue"], self.books["flags"])
+        figures["books"] = {"journal_records": len(self.books["journal"]),
+                            "queue_records": len(self.books["queue"]),
+                            "flagged": len(self.books["flags"]),
+                            "integrity": self.books["integrity"]}
+        return figures
+
+    def reconcile(self, journal, queue_records, flags=()):
+        """The five checks; appends to self.mismatches; returns the figures. Records the
+        terminal flagged as damaged (flags) are named, not counted as money."""
         bad = self.mismatches
+        flagged = {f["id"]: f for f in flags}
+        for rec_id, f in sorted(flagged.items()):
+            self.note("journal record #%d flagged damaged by the terminal: %s" % (rec_id, f.get("what")))
+        journal = [r for r in journal if r["id"] not in flagged]
         cards = [r for r in journal if r["method"] == "card"]
         sales = [r for r in cards if r["kind"] == "sale"]
         bookings = self._bookings()
@@ -776,6 +1225,8 @@ class Chaos:
             if r["reason"] == "reason_offline_instead":
                 count["then_offline"] += 1
         return {
+            "money": money(bad, journal, bookings),
+            "flagged": sorted(flagged),
             "journal": dict(count),
             "terminal_total": terminal_total,
             "host_total": host_total,
@@ -826,8 +1277,12 @@ class Chaos:
                 self.term.kill()
             for err in self.flapper.errors:
                 self.errors.append(err)
+            index = self.sales
+            for phase in self.phases:
+                self._run_phase(phase, index)
+                index += 100
             self._drain()
-            figures = self.reconcile(self.term.journal(), self.term.queue()["records"])
+            figures = self.reconcile_books()
         except Exception as exc:
             self.errors.append("%s: %s" % (type(exc).__name__, exc))
             self.note("ERROR %s: %s" % (type(exc).__name__, exc))
@@ -855,6 +1310,8 @@ class Chaos:
             "proxy_faults_applied": proxy_faults,
             "elapsed_s": round(time.monotonic() - self.t0, 1),
             "workdir": self.workdir if (self.given_workdir or self.keep or not self.ok()) else None,
+            "phases": {k: dict(v) for k, v in self.phase_results.items()},
+            "host_kills": self.host.kills if self.host else 0,
             "mismatches": list(self.mismatches),
             "errors": list(self.errors),
             **figures,
@@ -882,6 +1339,20 @@ def format_report(report):
         lines.append("  totals: terminal %s, host %s; host bookings %s; reversal messages %d"
                      % (_money(report["terminal_total"]), _money(report["host_total"]),
                         report["host_bookings"], report["host_reversal_messages"]))
+    if "money" in report:
+        m = report["money"]
+        lines.append("  money: lost %d (%s), doubled %d (%s), unreversed %d (%s); flagged damaged "
+                     "by the terminal: %s" % (m["lost"], _money(m["lost_amount"]), m["doubled"],
+                                               _money(m["doubled_amount"]), m["unreversed"],
+                                               _money(m["unreversed_amount"]),
+                                               report.get("flagged") or "none"))
+    if "books" in report:
+        lines.append("  books read without the terminal: %s" % report["books"])
+    for name, r in report.get("phases", {}).items():
+        lines.append("  phase %s: %s%s" % (name, "ok" if r["ok"] else "FAILED",
+                                           "; " + "; ".join(r["notes"]) if r["notes"] else ""))
+        for f in r["failed"]:
+            lines.append("    FAILED %s" % f.replace("\n", "\n      "))
     if report.get("workdir"):
         lines.append("  workdir: %s" % report["workdir"])
     for m in report["mismatches"]:
@@ -908,6 +1379,9 @@ def build_parser():
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--drain-s", type=int, default=DRAIN_S,
                    help="how long the queue may take to empty at the end (default %d)" % DRAIN_S)
+    p.add_argument("--phases", default=None,
+                   help="phases after the sales, some of %s (default: all with --long, none "
+                        "otherwise; '' for none)" % ",".join(PHASES))
     p.add_argument("--json", action="store_true", help="print the report as JSON too")
     p.add_argument("-v", "--verbose", action="store_true", help="print the timeline as it happens")
     return p
@@ -928,11 +1402,15 @@ def main(argv=None):
             sys.stderr.flush()
 
     phases = [p.strip() for p in args.kill_at.split(",") if p.strip()]
+    if args.phases is None:
+        extra = PHASES if args.long else ()
+    else:
+        extra = [p.strip() for p in args.phases.split(",") if p.strip()]
     try:
         chaos = Chaos(sales, kills, args.seed, workdir=args.workdir, keep=args.keep, log=log,
-                      drain_s=args.drain_s, kill_phases=phases)
+                      drain_s=args.drain_s, kill_phases=phases, phases=extra)
     except ValueError as exc:
-        sys.stderr.write("chaos: --kill-at: %s\n" % exc)
+        sys.stderr.write("chaos: %s\n" % exc)
         return 2
     report = chaos.run()
     print(format_report(report))
