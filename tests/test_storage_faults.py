@@ -468,7 +468,61 @@ def test_altered_counter_is_named_at_boot_and_stops_sales(harness):
     assert any("counter stan" in line for line in h.console), h.console
     h.press("ENTER")
     h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
-    assert "DAMAGED: Journal" in h.text() and "Needs a technician" in h.text(), h.text()
+    assert "DAMAGED: Journal" in h.text() and "Technician F2 Diag" in h.text(), h.text()
     h.press("1")
     assert h.flow()[0] == "storage_fault"
+    assert h.reactor.errors == 0
+
+
+# -- Diagnostics from the fault screen (read-only) ---------------------------------------
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_diagnostics_reachable_from_a_full_disk_fault_and_read_only(harness, disk, language):
+    from firmware.ui import i18n
+    h = _ready(harness)
+    h.term.t = i18n.Translator(language)                 # the setup journey speaks English
+    disk.fill()
+    h.press("1", "0", "0", "ENTER", "2", "ENTER")          # a cash sale finds the card full
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert "F2" in h.text(), h.text()                    # the key is named on the screen
+    h.press("F2")
+    text = h.text()
+    assert ("Diagnostics" if language == "en" else "诊断") in text, text
+    assert ("Self-test" if language == "en" else "自检") in text
+    assert ("System info" if language == "en" else "系统信息") in text
+    assert ("Printer test" not in text and "Host echo" not in text), text     # nothing that writes
+    flow = h.term.current()
+    assert [e[1] for e in flow.entries()] == ["selftest", "system_info"]
+    h.press("1")                                         # self-test: storage named as failing
+    text = h.text()
+    assert ("Storage: FAIL" if language == "en" else "FAIL") in text or "存储" in text, text
+    h.press("ENTER")
+    h.press("2")                                         # system info
+    assert "handpos" in h.text(), h.text()
+    h.advance(2100)                                      # a retry on the still-full card
+    h.run(500)
+    assert h.flow()[0] == "storage_fault" and "handpos" in h.text(), h.text()   # not thrown out
+    h.press("ENTER", "CANCEL")                           # back to the fault screen
+    h.run(500)
+    assert h.flow() == ("storage_fault", "fault"), h.flow()
+    assert ("STORAGE FULL" if language == "en" else "存储已满") in h.text()
+    disk.free()
+    h.press("F2")
+    h.advance(30100)                                     # the fault ends while diagnostics shows
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert h.flow() == ("idle", "idle"), h.text()
+    assert h.reactor.errors == 0
+
+
+def test_diagnostics_reachable_from_a_damaged_journal(harness):
+    def damage(folder):
+        _damage(os.path.join(folder, "journal.db"), 0, b"\x00garbage" * 12)
+    h, folder = _restart_damaged(harness, damage)
+    h.press("ENTER")
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert "DAMAGED: Journal" in h.text() and "F2 Diag" in h.text(), h.text()
+    h.press("F2", "1")
+    assert "Storage: FAIL" in h.text(), h.text()
+    h.press("ENTER", "CANCEL")
+    h.run(500)
+    assert h.flow() == ("storage_fault", "fault") and "DAMAGED: Journal" in h.text()
     assert h.reactor.errors == 0
