@@ -197,3 +197,15 @@ def test_keypad_unplugged_is_named_on_screen(harness):
     h.run(2000, until=lambda: "Device lost" in h.text())
     assert "Keypad" in h.text() and "Check keypad cable" in h.text()
     assert h.reactor.errors == 0
+
+
+def test_a_late_printer_answer_does_not_draw_the_self_test_over_the_next_screen(harness):
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "7", "1")                     # Diagnostics > Self-test: asks the printer
+    assert "Self-test" in h.text() or "Printer" in h.text()
+    h.press("ENTER", "6")                         # back to the menu, then System info
+    assert "handpos" in h.text()
+    h.run(4000)                                   # the printer's answer, or its time, passes
+    assert "handpos" in h.text() and "Printer:" not in h.text()

@@ -59,6 +59,15 @@ class DiagnosticsFlow(MenuFlow):
         self.showing = "selftest"
         return self.say(*self._selftest_rows())
 
+    def back(self, ev):
+        # the notice is left: a late printer answer must not redraw the self-test's
+        # rows over whatever screen comes next
+        self.showing = None
+        if self.printer_check is not None:
+            self.printer_check.cancel()
+            self.printer_check = None
+        return MenuFlow.back(self, ev)
+
     def _printer_checked(self):
         self.printer_check = None
         printer = self.term.printer

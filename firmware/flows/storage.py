@@ -61,9 +61,3 @@ class FaultDiagnosticsFlow(DiagnosticsFlow):
 
     def entries(self):
         return [("diag_selftest", "selftest"), ("diag_system", "system_info")]
-
-    def system_info(self):
-        # the self-test's printer answer, when it comes later, must not redraw its rows
-        # over this screen (DiagnosticsFlow keeps showing="selftest" after leaving it)
-        self.showing = None
-        return DiagnosticsFlow.system_info(self)
