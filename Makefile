@@ -41,11 +41,11 @@ bench: setup
 	$(PY) -m tools.bench
 
 # the chaos driver with its phases (host kills, full disk, flipped bytes), then a half
-# hour of the random-event storm (50 seeds of 1500 events); HANDPOS_STORM_SEEDS and
+# hour of the random-event storm (90 seeds of 1500 events, about 20 s each); HANDPOS_STORM_SEEDS and
 # HANDPOS_STORM_EVENTS resize it; both always run, and either failing fails the target
 chaos: setup
 	rc=0; $(PY) -m tools.host.chaos --long || rc=1; \
-	HANDPOS_STORM_SEEDS=$${HANDPOS_STORM_SEEDS:-50} HANDPOS_STORM_EVENTS=$${HANDPOS_STORM_EVENTS:-1500} \
+	HANDPOS_STORM_SEEDS=$${HANDPOS_STORM_SEEDS:-90} HANDPOS_STORM_EVENTS=$${HANDPOS_STORM_EVENTS:-1500} \
 	  $(PY) -m pytest -q -p no:cacheprovider tests/test_storm.py -k storm_leaves || rc=1; \
 	exit $$rc
 

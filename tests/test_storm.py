@@ -37,7 +37,7 @@ always, fails again; the trace replay is closer still.
 Size (environment; `make chaos` runs a long storm):
     HANDPOS_STORM_SEEDS    comma-separated seeds, or a count of seeds from STORM_BASE_SEED
                            (default: seeds 1-4, about 30 s on two cores)
-    HANDPOS_STORM_EVENTS   events per seed (default 300; `make chaos`: 50 seeds of 1500)
+    HANDPOS_STORM_EVENTS   events per seed (default 300; `make chaos`: 90 seeds of 1500)
     HANDPOS_STORM_SHRINK_S on a failure, spend up to this long shrinking the trace
     HANDPOS_STORM_OUT      where failing traces are written (default: the test's tmp dir)
     HANDPOS_STORM_STRICT_TEXT=1  fail on a screen that lost text, too
