@@ -54,8 +54,9 @@ class Forwarder:
         self._flush_timer = None
         self.declined = 0
         self.on_change = None       # callback() when progress changes (screens)
-        # queue id -> [sends, not before (reactor ms), answered]: the record's own
-        # backoff, kept while it is listed as to send
+        # queue id -> [sends, not before (reactor ms), answered, STAN]: the record's own
+        # backoff, kept while it is listed as to send (the STAN tells a record from a
+        # later one that got the same id: a queue rebuilt, an id reused)
         self._resent = {}
 
     # -- waking -----------------------------------------------------------------
@@ -149,7 +150,7 @@ class Forwarder:
                 break                       # reversals first
             if rec["id"] in self.inflight or rec["id"] in self._acks:
                 continue
-            entry = self._resent.get(rec["id"])
+            entry = self._backoff(rec)
             if entry is not None and entry[1] > now:
                 wait = entry[1] - now if wait is None else min(wait, entry[1] - now)
                 continue
@@ -169,10 +170,18 @@ class Forwarder:
             if rec_id not in listed and self._resent[rec_id][1] <= now:
                 del self._resent[rec_id]
 
-    def _note_sent(self, rec):
+    def _backoff(self, rec):
+        """The record's backoff entry, or None (an entry of another record is dropped)."""
         entry = self._resent.get(rec["id"])
+        if entry is not None and entry[3] != rec.get("stan"):
+            del self._resent[rec["id"]]
+            entry = None
+        return entry
+
+    def _note_sent(self, rec):
+        entry = self._backoff(rec)
         if entry is None:
-            entry = self._resent[rec["id"]] = [0, 0, False]
+            entry = self._resent[rec["id"]] = [0, 0, False, rec.get("stan")]
         elif entry[2]:
             # answered and acknowledged, yet listed as to send again: the queue's
             # row did not take the update (a damaged record)
