@@ -108,6 +108,34 @@ class SimHarness:
         self.press("ENTER")
         self.wait_for("Operator ID")
 
+    # -- payments, for the tests of card sales, offline approval and their faults ----
+    def swipe_sale(self, digits, card="visa_pin", pin="1234"):
+        """A card sale with a swiped test card (tools/cards/stripes.py); its record."""
+        self.press(*digits)
+        self.press("ENTER", "1")
+        self.sim.swipe(card=card)
+        self.run(2000, until=lambda: self.flow()[1] != "card")
+        if pin is not None and self.flow() == ("sale", "pin"):
+            self.press(*pin)
+            self.press("ENTER")
+        self.run(15000, until=lambda: self.flow() in (("sale", "result"), ("sale", "copy")))
+        return self.term.payments.journal.last()
+
+    def to_idle(self, tries=4):
+        """CANCEL through a sale's result and receipts back to the idle screen."""
+        for _ in range(tries):
+            if self.flow() == ("idle", "idle"):
+                break
+            self.press("CANCEL")
+            self.run(3000, until=lambda: self.flow() in (("idle", "idle"), ("sale", "copy"),
+                                                         ("sale", "closing")))
+        assert self.flow() == ("idle", "idle"), self.text()
+
+    def upload_all(self, ms=20000):
+        """Upload now, as MENU 9 > 1 does; True once the offline queue is empty."""
+        self.term.payments.forwarder.upload_now()
+        return self.run(ms, until=lambda: not self.term.payments.queue.pending())
+
     def login(self, op_id="1", pin="2580"):
         if self.term.current() is not None and self.term.current().NAME == "boot":
             self.boot()
@@ -139,6 +167,32 @@ def hostsim(tmp_path):
     sim.address = "%s:%d" % (host, port)
     yield sim
     sim.stop()
+
+
+@pytest.fixture
+def net(hostsim):
+    """The fault proxy between terminal and host: net.set("reset", existing=True,
+    new=True) cuts the network as a dead mobile link would, net.set("pass") restores it."""
+    from tools.host.faultproxy import FaultProxy
+    proxy = FaultProxy(0, int(hostsim.address.rsplit(":", 1)[1]))
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def online(harness, hostsim, net):
+    """online(**offline_policy): a logged-in terminal with a trusted clock whose host
+    link goes through net, the link up; h.host is the host simulator."""
+    def make(**offline):
+        h = harness(host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True,
+                    offline=offline or None)
+        h.first_supervisor()
+        h.login()
+        h.run(3000, until=lambda: h.term.link_state == "up")
+        h.host = hostsim
+        return h
+    return make
 
 
 # -- every screen readable: a test during which a screen lost text fails -------------

@@ -5,73 +5,19 @@ import json
 
 import pytest
 
-from tools.host.faultproxy import FaultProxy
 
 TID = "HP000001"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}
-
-
-@pytest.fixture
-def net(hostsim):
-    proxy = FaultProxy(0, int(hostsim.address.rsplit(":", 1)[1]))
-    proxy.start()
-    yield proxy
-    proxy.stop()
-
-
-def _pos(harness, hostsim, net, **offline):
-    h = harness(host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True,
-                offline=offline or None)
-    h.first_supervisor()
-    h.login()
-    h.run(3000, until=lambda: h.term.link_state == "up")
-    h.host = hostsim
-    return h
-
-
-def _cut(h, net):
-    net.set("reset", existing=True, new=True)
-
-
-def _restore(net):
-    net.set("pass")
-
-
-def _swipe_sale(h, digits, card="visa_pin", pin="1234"):
-    h.press(*digits)
-    h.press("ENTER", "1")
-    h.sim.swipe(card=card)
-    h.run(2000, until=lambda: h.flow()[1] != "card")
-    if pin is not None and h.flow() == ("sale", "pin"):
-        h.press(*pin)
-        h.press("ENTER")
-    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
-    return h.term.payments.journal.last()
-
-
-def _to_idle(h):
-    for _ in range(3):
-        if h.flow() == ("idle", "idle"):
-            break
-        h.press("CANCEL")
-        h.run(3000, until=lambda: h.flow() in (("idle", "idle"), ("sale", "copy"),
-                                               ("sale", "closing")))
-    assert h.flow() == ("idle", "idle"), h.text()
 
 
 def _queue(h):
     return h.term.payments.queue
 
 
-def _uploaded(h, ms=20000):
-    h.term.payments.forwarder.upload_now()
-    return h.run(ms, until=lambda: not _queue(h).pending())
-
-
-def test_network_cut_swipe_is_approved_offline_queued_and_uploaded_once(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(h, net)
-    rec = _swipe_sale(h, "2000")
+def test_network_cut_swipe_is_approved_offline_queued_and_uploaded_once(online, hostsim, net):
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("2000")
     assert rec["state"] == "approved" and rec["offline"] == 1 and rec["upload"] == "pending"
     assert "APPROVED" in h.text() and "OFFLINE" in h.text()
     assert len(rec["rrn"]) == 12 and rec["auth_code"] == "Y1"
@@ -83,14 +29,14 @@ def test_network_cut_swipe_is_approved_offline_queued_and_uploaded_once(harness,
     assert "OFFLINE APPROVED" in paper and "pending upload" in paper
     assert "4111111111111111" not in paper
     assert hostsim.ledger.count(TID, status="approved") == 0      # nothing reached the host
-    _to_idle(h)
+    h.to_idle(3)
     h.run(1000, until=lambda: "Q1" in h.text())     # the count follows within 100 ms
     assert "Offline 1: 20.00" in h.text() and "Q1" in h.text()
     # the payment's card data is sealed on the card: not in the queue file in clear
     raw = open(_queue(h).path, "rb").read()
     assert b"4111111111111111" not in raw
-    _restore(net)
-    assert _uploaded(h), _queue(h).records()
+    net.set("pass")
+    assert h.upload_all(), _queue(h).records()
     assert hostsim.ledger.count(TID, status="approved") == 1
     assert hostsim.ledger.approved_total(TID) == 2000
     assert h.term.payments.journal.get(rec["id"])["upload"] == "uploaded"
@@ -98,10 +44,10 @@ def test_network_cut_swipe_is_approved_offline_queued_and_uploaded_once(harness,
     assert "queued" not in h.text() and "Q1" not in h.text()
 
 
-def test_stripes_are_not_approved_offline_by_default(harness, hostsim, net):
-    h = _pos(harness, hostsim, net)
-    _cut(h, net)
-    rec = _swipe_sale(h, "2000")
+def test_stripes_are_not_approved_offline_by_default(online, hostsim, net):
+    h = online()
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("2000")
     assert rec["state"] == "failed" and rec["reason"] == "reason_host_down"
     assert "NOT CHARGED" in h.text() and "Host unreachable" in h.text()
     assert _queue(h).pending() == []
@@ -110,32 +56,32 @@ def test_stripes_are_not_approved_offline_by_default(harness, hostsim, net):
 @pytest.mark.parametrize("digits,why,words", [
     ("15000", "off_over_limit", "Over offline limit"),
 ])
-def test_over_the_merchants_limit_is_not_approved_offline(harness, hostsim, net, digits, why, words):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(h, net)
-    rec = _swipe_sale(h, digits)
+def test_over_the_merchants_limit_is_not_approved_offline(online, hostsim, net, digits, why, words):
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale(digits)
     assert rec["state"] == "failed" and rec["reason"] == why
     assert words in h.text() and "NOT CHARGED" in h.text()
     assert _queue(h).pending() == []
 
 
-def test_count_limit_refuses_the_next_offline_payment(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, limits={"USD": {"count": 1}}, **SWIPE_OK)
-    _cut(h, net)
-    assert _swipe_sale(h, "1000")["offline"] == 1
-    _to_idle(h)
-    rec = _swipe_sale(h, "1000")
+def test_count_limit_refuses_the_next_offline_payment(online, hostsim, net):
+    h = online(limits={"USD": {"count": 1}}, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    assert h.swipe_sale("1000")["offline"] == 1
+    h.to_idle(3)
+    rec = h.swipe_sale("1000")
     assert rec["state"] == "failed" and rec["reason"] == "off_full"
     assert "Offline store full" in h.text()
 
 
-def test_no_reply_is_reversed_and_approved_offline_with_a_new_stan(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    rec = _swipe_sale(h, "2099")             # .99: the host books the 0200 and never answers
+def test_no_reply_is_reversed_and_approved_offline_with_a_new_stan(online, hostsim, net):
+    h = online(**SWIPE_OK)
+    rec = h.swipe_sale("2099")             # .99: the host books the 0200 and never answers
     assert rec["state"] == "approved" and rec["offline"] == 1
     first = [r for r in h.term.payments.journal.find() if r["id"] != rec["id"]][-1]
     assert first["state"] in ("reversal_pending", "reversed") and first["stan"] != rec["stan"]
-    assert _uploaded(h)
+    assert h.upload_all()
     h.run(3000, until=lambda: h.term.payments.journal.get(first["id"])["state"] == "reversed")
     # the host holds the offline approval once and the unanswered 0200 reversed
     assert hostsim.ledger.approved_total(TID) == 2099
@@ -143,24 +89,24 @@ def test_no_reply_is_reversed_and_approved_offline_with_a_new_stan(harness, host
     assert len(hostsim.ledger.reversals(TID)) == 1
 
 
-def test_refunds_never_go_offline(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    sale = _swipe_sale(h, "3000")
+def test_refunds_never_go_offline(online, hostsim, net):
+    h = online(**SWIPE_OK)
+    sale = h.swipe_sale("3000")
     assert sale["state"] == "approved" and not sale["offline"]
-    _to_idle(h)
-    _cut(h, net)
+    h.to_idle(3)
+    net.set("reset", existing=True, new=True)
     pay = h.term.payments
     assert pay.offline_refusal("refund", 1000, "swipe", "pin") == "off_not_sale"
 
 
-def test_host_declines_after_upload_alerts_prints_and_waits_for_a_supervisor(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(h, net)
-    rec = _swipe_sale(h, "1251")             # .51: the host will refuse the advice
+def test_host_declines_after_upload_alerts_prints_and_waits_for_a_supervisor(online, hostsim, net):
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("1251")             # .51: the host will refuse the advice
     assert rec["offline"] == 1
-    _to_idle(h)
+    h.to_idle(3)
     printed = len(h.sim.vprinter.receipts)
-    _restore(net)
+    net.set("pass")
     h.press("MENU", "9", "1")               # offline queue > upload now
     assert h.run(20000, until=lambda: h.flow() and h.flow()[0] == "notice")
     assert "OFFLINE PAYMENT" in h.text() and "Host declined it" in h.text()
@@ -185,14 +131,14 @@ def test_host_declines_after_upload_alerts_prints_and_waits_for_a_supervisor(har
     assert h.term.payments.queue_summary()["attention"] == []
 
 
-def test_logout_refused_until_uploaded_or_exported(harness, hostsim, net, tmp_path):
+def test_logout_refused_until_uploaded_or_exported(online, hostsim, net, tmp_path):
     from board.compose import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from drivers.saf_queue import SafQueue
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(h, net)
-    rec = _swipe_sale(h, "1800")
-    _to_idle(h)
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("1800")
+    h.to_idle(3)
     h.press("MENU", "8")                    # log out
     assert "1 offline not sent" in h.text() and "Upload or export first" in h.text()
     assert h.term.operator is not None
@@ -218,11 +164,11 @@ def test_logout_refused_until_uploaded_or_exported(harness, hostsim, net, tmp_pa
     assert other.load(imported["id"])["msg"]["t"] == "0220"
 
 
-def test_void_before_upload_withdraws_the_advice(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(h, net)
-    rec = _swipe_sale(h, "2200")
-    _to_idle(h)
+def test_void_before_upload_withdraws_the_advice(online, hostsim, net):
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("2200")
+    h.to_idle(3)
     h.press("MENU", "3")                    # void: supervisor, then the latest sale
     h.press(*"2580")
     h.press("ENTER")
@@ -234,13 +180,13 @@ def test_void_before_upload_withdraws_the_advice(harness, hostsim, net):
     assert _queue(h).pending() == []
     [q] = _queue(h).records()
     assert q["state"] == "cancelled" and q["closed_by"] == "1"
-    _restore(net)
+    net.set("pass")
     h.run(3000)
     assert hostsim.ledger.count(TID) == 0
 
 
-def test_restart_withdraws_an_advice_whose_approval_was_never_shown(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
+def test_restart_withdraws_an_advice_whose_approval_was_never_shown(online, hostsim, net):
+    h = online(**SWIPE_OK)
     pay = h.term.payments
     # a power cut between queueing the advice and writing APPROVED
     rec = pay._new("sale", "card", 1500, "offline_pending", stan=pay.next_stan(), offline=1)

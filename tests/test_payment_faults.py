@@ -13,18 +13,9 @@ import sqlite3
 import pytest
 
 from tools.cards.vcard import CardRemoved, VirtualCard
-from tools.host.faultproxy import FaultProxy
 
 TID = "HP000001"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}
-
-
-@pytest.fixture
-def net(hostsim):
-    proxy = FaultProxy(0, int(hostsim.address.rsplit(":", 1)[1]))
-    proxy.start()
-    yield proxy
-    proxy.stop()
 
 
 class ChipSlot:
@@ -64,57 +55,17 @@ class ChipSlot:
         self.h.term.on_card_event("removed")
 
 
-def _pos(harness, hostsim, net, chip=False, **offline):
-    h = harness(host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True,
-                offline=offline or None)
-    h.first_supervisor()
-    h.login()
-    h.run(3000, until=lambda: h.term.link_state == "up")
-    h.host = hostsim
+def _pos(online, chip=False, **offline):
+    h = online(**offline)
     if chip:
         h.chip = ChipSlot(h)
         h.term.payments.chip_reader = h.chip
     return h
 
 
-def _cut(net):
-    net.set("reset", existing=True, new=True)
-
-
-def _restore(net):
-    net.set("pass")
-
-
-def _swipe_sale(h, digits, card="visa_pin", pin="1234"):
-    h.press(*digits)
-    h.press("ENTER", "1")
-    h.sim.swipe(card=card)
-    h.run(2000, until=lambda: h.flow()[1] != "card")
-    if pin is not None and h.flow() == ("sale", "pin"):
-        h.press(*pin)
-        h.press("ENTER")
-    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
-    return h.term.payments.journal.last()
-
-
-def _to_idle(h):
-    for _ in range(4):
-        if h.flow() == ("idle", "idle"):
-            break
-        h.press("CANCEL")
-        h.run(3000, until=lambda: h.flow() in (("idle", "idle"), ("sale", "copy"),
-                                               ("sale", "closing")))
-    assert h.flow() == ("idle", "idle"), h.text()
-
-
-def _uploaded(h, ms=20000):
-    h.term.payments.forwarder.upload_now()
-    return h.run(ms, until=lambda: not h.term.payments.queue.pending())
-
-
 # -- 1. a tap at or above the contactless limit ------------------------------------
-def test_tap_over_the_contactless_limit_asks_for_the_card_and_cancel_gets_out(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, chip=True)
+def test_tap_over_the_contactless_limit_asks_for_the_card_and_cancel_gets_out(online, hostsim, net):
+    h = _pos(online, chip=True)
     h.press("1", "0", "0", "0", "0", "0", "ENTER", "1")      # 1000.00: the sim's limit
     h.wait_for("Insert, tap or swipe")
     h.chip.tap("no_cvm")
@@ -136,14 +87,14 @@ def test_tap_over_the_contactless_limit_asks_for_the_card_and_cancel_gets_out(ha
 
 
 # -- 3. a refund of a sale approved offline ------------------------------------------
-def test_refund_of_a_sale_approved_offline_reaches_the_host(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(net)
-    sale = _swipe_sale(h, "2000")
+def test_refund_of_a_sale_approved_offline_reaches_the_host(online, hostsim, net):
+    h = _pos(online, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    sale = h.swipe_sale("2000")
     assert sale["offline"] == 1 and sale["auth_code"] == "Y1"
-    _to_idle(h)
-    _restore(net)
-    assert _uploaded(h)
+    h.to_idle()
+    net.set("pass")
+    assert h.upload_all()
     assert hostsim.ledger.approved_total(TID) == 2000
     h.press("MENU", "2", "2", "5", "8", "0", "ENTER", "ENTER", "ENTER")   # refund the latest
     h.press("7", "5", "0", "ENTER")
@@ -169,19 +120,19 @@ def _flip_state_in_file(path, old, new):
     open(path, "wb").write(bytes(data))
 
 
-def test_a_flipped_state_byte_does_not_start_a_retry_storm(harness, hostsim, net, tmp_path):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(net)
-    sale = _swipe_sale(h, "2000")
+def test_a_flipped_state_byte_does_not_start_a_retry_storm(online, harness, hostsim, net, tmp_path):
+    h = _pos(online, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    sale = h.swipe_sale("2000")
     assert sale["offline"] == 1
-    _to_idle(h)
+    h.to_idle()
     path = h.term.payments.queue.path
     h.close()                                   # the power goes; the card is read elsewhere
     con = sqlite3.connect(path)
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
     _flip_state_in_file(path, b"pending", b"pendinG")
-    _restore(net)
+    net.set("pass")
     h = harness(host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True,
                 offline=SWIPE_OK)
     h.boot()
@@ -194,18 +145,18 @@ def test_a_flipped_state_byte_does_not_start_a_retry_storm(harness, hostsim, net
     assert h.term.reactor.errors == 0
 
 
-def test_the_forwarder_never_sends_a_record_again_before_its_backoff(harness, hostsim, net,
+def test_the_forwarder_never_sends_a_record_again_before_its_backoff(online, hostsim, net,
                                                                      monkeypatch):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(net)
-    sale = _swipe_sale(h, "2000")
-    _to_idle(h)
+    h = _pos(online, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    sale = h.swipe_sale("2000")
+    h.to_idle()
     q = h.term.payments.queue
     # whatever the record's state: here every update misses it, so it stays "to send"
     # however often the host answers
     monkeypatch.setattr(q, "mark_sent_many", lambda ids: None)
     monkeypatch.setattr(q, "ack_many", lambda ids: None)
-    _restore(net)
+    net.set("pass")
     h.term.payments.forwarder.upload_now()
     h.run(8000)
     sent = [x for x in hostsim.ledger.exchanges(TID, stan=sale["stan"]) if x["mti"][:3] == "022"]
@@ -215,12 +166,12 @@ def test_the_forwarder_never_sends_a_record_again_before_its_backoff(harness, ho
 
 
 # -- 7. an OFFLINE PAYMENT notice over a sale's result ------------------------------
-def test_dismissing_an_offline_notice_over_a_sale_result(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(net)
-    _swipe_sale(h, "1251")                      # .51: the host declines the advice
-    _to_idle(h)
-    _restore(net)
+def test_dismissing_an_offline_notice_over_a_sale_result(online, hostsim, net):
+    h = _pos(online, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    h.swipe_sale("1251")                      # .51: the host declines the advice
+    h.to_idle()
+    net.set("pass")
     h.press("1", "0", "0", "ENTER", "2", "ENTER")     # a cash sale: the change on screen
     assert h.flow() == ("sale", "change"), h.flow()
     h.term.payments.forwarder.upload_now()
@@ -237,8 +188,8 @@ def test_dismissing_an_offline_notice_over_a_sale_result(harness, hostsim, net):
 
 
 # -- 8. reprint: an older unprinted receipt ----------------------------------------
-def test_reprint_prints_an_older_unprinted_receipt(harness, hostsim, net):
-    h = _pos(harness, hostsim, net)
+def test_reprint_prints_an_older_unprinted_receipt(online, harness, hostsim, net):
+    h = _pos(online)
     h.sim.vprinter.set_paper(False)             # both receipts wait for paper ...
     h.press("5", "0", "0", "ENTER", "2", "ENTER")
     first = h.term.payments.journal.last()
@@ -268,11 +219,11 @@ def test_reprint_prints_an_older_unprinted_receipt(harness, hostsim, net):
     assert h.term.payments.journal.get(first["id"])["receipt_printed"]
     # any receipt by its number too
     h.press("ENTER")
-    _to_idle(h)
+    h.to_idle()
     h.press("MENU", "4")
     assert "ENTER = #%d" % second["id"] in h.text(), h.text()    # the next unprinted
     h.press("CANCEL")
-    _to_idle(h)
+    h.to_idle()
     h.press("MENU", "4", *str(second["id"]))
     h.press("ENTER")
     assert "USD 6.00" in h.text(), h.text()
@@ -282,12 +233,12 @@ def test_reprint_prints_an_older_unprinted_receipt(harness, hostsim, net):
 
 
 # -- 9. a void cut short by a restart ------------------------------------------------
-def test_void_cut_short_by_a_restart_reverses_the_sale_once(harness, hostsim, net):
-    h = _pos(harness, hostsim, net)
-    sale = _swipe_sale(h, "1500")
+def test_void_cut_short_by_a_restart_reverses_the_sale_once(online, harness, hostsim, net):
+    h = _pos(online)
+    sale = h.swipe_sale("1500")
     assert sale["state"] == "approved" and hostsim.ledger.count(TID, status="approved") == 1
-    _to_idle(h)
-    _cut(net)
+    h.to_idle()
+    net.set("reset", existing=True, new=True)
     h.press("MENU", "3")                        # void: supervisor PIN, the latest, yes
     h.press(*"2580")
     h.press("ENTER")
@@ -296,7 +247,7 @@ def test_void_cut_short_by_a_restart_reverses_the_sale_once(harness, hostsim, ne
     void = h.term.payments.journal.last()
     assert void["kind"] == "void" and void["state"] == "sending"
     h.close()                                   # the power goes mid-void
-    _restore(net)
+    net.set("pass")
     h = harness(host=("127.0.0.1:%d" % net.port, hostsim.ca_file), synced=True)
     h.boot()
     journal = h.term.payments.journal
@@ -311,10 +262,10 @@ def test_void_cut_short_by_a_restart_reverses_the_sale_once(harness, hostsim, ne
     assert not h.term.payments.queue.pending()
 
 
-def test_void_cut_short_before_its_reversal_was_queued_leaves_the_sale_standing(harness, hostsim, net):
-    h = _pos(harness, hostsim, net)
-    sale = _swipe_sale(h, "1600")
-    _to_idle(h)
+def test_void_cut_short_before_its_reversal_was_queued_leaves_the_sale_standing(online, hostsim, net):
+    h = _pos(online)
+    sale = h.swipe_sale("1600")
+    h.to_idle()
     pay = h.term.payments
     # the power went between the void's record and its sale's reversal
     void = pay._new("void", "card", 1600, "sending", stan=pay.next_stan(),
@@ -328,16 +279,16 @@ def test_void_cut_short_before_its_reversal_was_queued_leaves_the_sale_standing(
 
 
 # -- 10. words that mislead ----------------------------------------------------------
-def test_a_damaged_queue_record_is_not_called_declined_by_the_host(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, **SWIPE_OK)
-    _cut(net)
-    sale = _swipe_sale(h, "2000")
-    _to_idle(h)
+def test_a_damaged_queue_record_is_not_called_declined_by_the_host(online, hostsim, net):
+    h = _pos(online, **SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    sale = h.swipe_sale("2000")
+    h.to_idle()
     q = h.term.payments.queue
     [rec] = q.pending()
     q.db.execute("UPDATE saf SET ciphertext = zeroblob(length(ciphertext)) WHERE id=?",
                  (rec["id"],))
-    _restore(net)
+    net.set("pass")
     h.press("MENU", "9", "1")                   # offline queue > upload now
     h.run(20000, until=lambda: h.flow()[0] == "notice" or q.get(rec["id"])["state"] == "corrupt")
     assert q.get(rec["id"])["state"] == "corrupt"
@@ -350,8 +301,8 @@ def test_a_damaged_queue_record_is_not_called_declined_by_the_host(harness, host
     assert hostsim.ledger.exchanges(TID, stan=sale["stan"]) == []      # never seen
 
 
-def test_card_pulled_while_the_host_answers_says_reversed_not_declined(harness, hostsim, net):
-    h = _pos(harness, hostsim, net, chip=True)
+def test_card_pulled_while_the_host_answers_says_reversed_not_declined(online, hostsim, net):
+    h = _pos(online, chip=True)
     h.press("2", "5", "0", "0", "ENTER", "1")
     h.wait_for("Insert, tap or swipe")
     h.chip.insert("online_pin")
@@ -386,7 +337,7 @@ def test_an_unplugged_printer_fails_the_self_test(harness):
     h.press("MENU", "7", "1")                   # diagnostics > self-test: the printer asked
     h.wait_for("Printer: OK")
     h.press("ENTER")
-    _to_idle(h)
+    h.to_idle()
     _unplug_printer(h)
     h.press("MENU", "7", "1")
     assert "Printer: checking" in h.text(), h.text()
