@@ -21,7 +21,7 @@ Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
 import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, record_mac
+from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac
 
 from firmware.core.store import CORRUPT, StorageFault
 from firmware.payments.journal import FIELDS
@@ -345,12 +345,7 @@ class SQLiteJournal:
 
     @guarded
     def probe(self):
-        """A real write and its removal, to learn whether the card takes writes again."""
-        def body():
-            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
-            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
-            self.db.execute("DELETE FROM probe")
-        self._txn(body)
+        probe(self.db)
 
     def close(self):
         self.db.close()

@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 
-from drivers.sqlite_durable import Guard, guarded, mac_key, mac_ok, open_durable, record_mac
+from drivers.sqlite_durable import Guard, guarded, mac_key, mac_ok, open_durable, probe, record_mac
 import time
 
 from firmware.core.store import StorageFault
@@ -617,12 +617,7 @@ class SafQueue:
 
     @guarded
     def probe(self):
-        """A real write and its removal, to learn whether the card takes writes again."""
-        def body():
-            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
-            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
-            self.db.execute("DELETE FROM probe")
-        self._txn(body)
+        probe(self.db)
 
     @guarded
     def quick_check(self, max_ms=2000):

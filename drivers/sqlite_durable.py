@@ -123,6 +123,21 @@ def open_durable(path):
     return db
 
 
+def probe(db):
+    """A real write and its removal, to learn whether the card takes writes again (a
+    read succeeds on a full card; only a write of a few pages tells)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
+        db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
+        db.execute("DELETE FROM probe")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 def quick_check(db, max_ms=2000):
     """PRAGMA quick_check, stopped after max_ms (an SD card of a few GB must not hold
     the boot up): (True, "ok"), (False, what SQLite found), or (None, "not finished")."""

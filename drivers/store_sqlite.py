@@ -5,7 +5,7 @@ operator, setting or audit line that the screen already confirmed.
 """
 import sqlite3
 
-from drivers.sqlite_durable import Guard, guarded, open_durable, quick_check
+from drivers.sqlite_durable import Guard, guarded, open_durable, probe, quick_check
 import time
 
 from firmware.core.store import StorageFault
@@ -59,17 +59,7 @@ class SQLiteStore:
 
     @guarded
     def probe(self):
-        """A real write and its removal, to learn whether the card takes writes again."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
-            self.db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
-            self.db.execute("DELETE FROM probe")
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        probe(self.db)
 
     # operators
     @guarded
