@@ -118,6 +118,10 @@ def open_durable(path):
     if folder:
         os.makedirs(folder, exist_ok=True)
     db = sqlite3.connect(path, isolation_level=None)
+    # A flipped byte can leave a text that is no UTF-8: read it with U+FFFD in place of
+    # the bad bytes, so the row fails its MAC and is flagged like any altered row,
+    # instead of every read of the table raising (and the terminal not starting)
+    db.text_factory = lambda raw: raw.decode("utf-8", "replace")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db

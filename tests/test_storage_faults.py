@@ -161,7 +161,7 @@ def test_unreadable_journal_header_never_falls_back_to_memory(harness):
     assert h.flow()[0] == "storage_fault"
 
 
-@pytest.mark.parametrize("how", ["state byte", "amount"])
+@pytest.mark.parametrize("how", ["state byte", "amount", "byte no UTF-8"])
 def test_altered_journal_record_is_named_by_the_selftest_and_never_counted(harness, how):
     """Item 11: a flipped state or amount byte passed the self-test and totals differed."""
     def damage(folder):
@@ -171,6 +171,10 @@ def test_altered_journal_record_is_named_by_the_selftest_and_never_counted(harne
             at = data.find(b"approved")
             assert at > 0
             _damage(path, at, b"reversed")
+        elif how == "byte no UTF-8":
+            data = open(path, "rb").read()
+            at = data.find(b"approved")
+            _damage(path, at + 3, b"\xff")           # 'app\xffoved': decodes to nothing
         else:
             db = sqlite3.connect(path)
             db.execute("UPDATE txns SET amount=125 WHERE id=1")
