@@ -361,3 +361,36 @@ def test_a_cash_sale_without_a_printer_does_not_say_printing(harness):
     h.term.printer = None
     h.press("5", "0", "0", "ENTER", "2", "ENTER")
     assert "Printing receipt" not in h.text() and "No printer" in h.text(), h.text()
+
+
+def test_a_journal_that_fails_while_an_upload_is_answered_acknowledges_nothing(online, hostsim,
+                                                                             net, monkeypatch):
+    """The host booked the advice but the journal cannot say so: the queue keeps the
+    record (the journal first), nothing escapes into the loop, and once the journal
+    takes writes the record goes again as a repeat and is booked once."""
+    from firmware.core.store import StorageFault
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    rec = h.swipe_sale("2000")
+    assert rec["offline"] == 1
+    h.to_idle()
+    net.set("pass")
+    journal = h.term.payments.journal
+    real_update = journal.update
+    failing = [True]
+
+    def update(txn_id, **fields):
+        if failing[0] and fields.get("upload") == "uploaded":
+            raise StorageFault("io", "journal", "injected: the card stopped answering")
+        return real_update(txn_id, **fields)
+    monkeypatch.setattr(journal, "update", update)
+    h.term.payments.forwarder.upload_now()
+    h.run(6000, until=lambda: h.host.ledger.count(TID, status="approved") >= 1)
+    h.run(500)
+    assert h.reactor.errors == 0
+    assert [q["stan"] for q in h.term.payments.queue.pending()] == [rec["stan"]]
+    assert journal.get(rec["id"])["upload"] == "pending"
+    failing[0] = False
+    assert h.upload_all()
+    assert journal.get(rec["id"])["upload"] == "uploaded"
+    assert h.host.ledger.approved_total(TID) == 2000         # booked once, repeat or not

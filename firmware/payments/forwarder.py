@@ -23,6 +23,7 @@ queue is empty.
 The queue is drivers/saf_queue.SafQueue (or anything with its methods); each record's
 payload is {"msg": the request's fields, "journal_id": n, "purpose": ...}.
 """
+from firmware.core.store import is_fault
 from firmware.payments import hostmsg
 
 WINDOW = 8
@@ -276,7 +277,13 @@ class Forwarder:
         # the journal first: a crash before the queue is written only makes the host
         # see a repeat (answered the same, booked once); the other way round would
         # leave the journal saying "pending" for an upload that is done
-        self.payments.declined_after_upload(rec, payload, rc)
+        try:
+            self.payments.declined_after_upload(rec, payload, rc)
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            self._failed(rec, "journal: %s" % exc)    # sent again later, as a repeat
+            return
         try:
             self.queue.declined(rec_id, rc)
         except Exception as exc:
@@ -289,9 +296,20 @@ class Forwarder:
     def _flush(self):
         self._flush_timer = None
         acks, self._acks = self._acks, {}
-        # the journal first (see _answer), then the queue in one transaction
-        for rec, payload, resp in acks.values():
-            self.payments.forwarded(rec, payload, resp)
+        # the journal first (see _answer), then the queue in one transaction: only
+        # what the journal took is acknowledged; the rest goes again as repeats
+        written = []
+        problem = None
+        for rec_id, (rec, payload, resp) in acks.items():
+            try:
+                self.payments.forwarded(rec, payload, resp)
+            except Exception as exc:
+                if not is_fault(exc):
+                    raise
+                problem = "journal: %s" % exc
+                break
+            written.append(rec_id)
+        acks = dict((rec_id, acks[rec_id]) for rec_id in written)
         try:
             self.queue.ack_many(list(acks))
         except Exception as exc:
@@ -304,6 +322,9 @@ class Forwarder:
             if rec_id in self._resent:
                 self._resent[rec_id][2] = True
         self._done_with(acks)
+        if problem is not None:
+            self._failed(None, problem)          # the SD card: try again later
+            return
         self._succeeded()
 
     def _succeeded(self):
