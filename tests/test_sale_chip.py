@@ -203,9 +203,9 @@ def test_card_pulled_out_mid_transaction_ends_cleanly(pos):
     c = pos
     before = c.host.ledger.count("HP000001", status="approved")
     _sale(c, "1300", "insert", "pulled_out")
-    word, text = _until(c, ["Card removed too soon", "Chip not read", "Customer PIN"], 20)
+    word, text = _until(c, ["Card out too soon", "Chip not read", "Customer PIN"], 20)
     if word == "Customer PIN":
         c.press("1", "2", "3", "4", "ENTER")
-        _until(c, ["Card removed too soon", "Chip not read", "NOT CHARGED", "DECLINED"], 20)
+        _until(c, ["Card out too soon", "Chip not read", "NOT CHARGED", "DECLINED"], 20)
     assert c.host.ledger.count("HP000001", status="approved") == before
     _back_to_idle(c)

@@ -40,7 +40,7 @@ Size (environment; `make chaos` runs a long storm):
     HANDPOS_STORM_EVENTS   events per seed (default 300; `make chaos`: 90 seeds of 1500)
     HANDPOS_STORM_SHRINK_S on a failure, spend up to this long shrinking the trace
     HANDPOS_STORM_OUT      where failing traces are written (default: the test's tmp dir)
-    HANDPOS_STORM_STRICT_TEXT=1  fail on a screen that lost text, too
+    HANDPOS_STORM_STRICT_TEXT=0  list screens that lost text without failing (default: fail)
 """
 import collections
 import json
@@ -596,12 +596,12 @@ def test_storm_leaves_no_wedge_and_no_traceback(tmp_path, seed):
     print("storm seed %s: %d events, %.1f s, %s" % (seed, len(storm.trace), storm.took,
                                                    storm.summary))
     if storm.text_losses:
-        # Screens that could not show all their text: found by the storm, reported here,
-        # failed by test_card_prompt_error_and_the_lights_fit (xfail until fixed) and by
-        # HANDPOS_STORM_STRICT_TEXT=1. The storm's own verdict is wedges and tracebacks.
+        # Screens that could not show all their text fail the storm too (every screen
+        # readable, issue 9); HANDPOS_STORM_STRICT_TEXT=0 lists them without failing,
+        # for a long run that hunts wedges first.
         lines = ["  after event %d: %s" % (i, text) for text, i in storm.text_losses.items()]
         print("storm seed %s: %d screens lost text:\n%s" % (seed, len(lines), "\n".join(lines)))
-        if os.environ.get("HANDPOS_STORM_STRICT_TEXT"):
+        if os.environ.get("HANDPOS_STORM_STRICT_TEXT", "1") != "0":
             pytest.fail("screens lost text (seed %s):\n%s" % (seed, "\n".join(lines)),
                         pytrace=False)
 
@@ -617,12 +617,10 @@ def test_replay(tmp_path):
 
 # -- what the storm found outside its own verdict ------------------------------------
 
-@pytest.mark.text_loss_allowed
-@pytest.mark.xfail(strict=True, reason="found by the storm: the sale's method screen shows "
-                   "the amount, 1 Card, 2 Cash and an error, four rows on a panel of three "
-                   "(firmware/flows/sale.py render, state 'method'); the card prompt with an "
-                   "error and the contactless lights likewise")
+@pytest.mark.text_loss_allowed          # the storm reports losses; this test judges them
 def test_a_card_that_never_came_is_said_on_a_screen_that_fits(tmp_path):
+    # found by the storm: the method screen showed the amount, 1 Card, 2 Cash and the
+    # error, four rows on a panel of three
     # seed-free: a sale by card, no card until the card prompt times out
     events = [("key", k) for k in ("1", "2", "0", "0", "ENTER", "1")] + [("advance", 61000)]
     storm = run_storm(tmp_path / "storm", "card-timeout", len(events), replay=events)

@@ -338,8 +338,9 @@ class SaleFlow(PinEntry, Flow):
             show(self.title(), [prompt] + err, t("footer_entry"),
                  masked=self.currency + " " + self.amount.shown())
         elif s == "method":
-            show(self.title(), ["%s %s" % (self.currency, fmt(self.amount.value)),
-                                "1 " + t("pay_card"), "2 " + t("pay_cash")] + err, t("footer_back"))
+            # three rows: what went wrong, when something did, takes the amount's place
+            show(self.title(), (err or ["%s %s" % (self.currency, fmt(self.amount.value))])
+                 + ["1 " + t("pay_card"), "2 " + t("pay_cash")], t("footer_back"))
         elif s == "tendered":
             show(t("pay_cash"), [t("total_is", amount=fmt(self.amount.value))] + (err or [t("enter_tendered")]),
                  t("footer_tendered"), masked=self.tendered.shown())
@@ -353,9 +354,13 @@ class SaleFlow(PinEntry, Flow):
         elif s == "card":
             chip = self.term.payments.chip_reader is not None
             prompt = t("present_card") if chip else t("swipe_card")
-            lines = [t("total_is", amount=fmt(self.amount.value)), prompt] + err
+            # three rows: with the contactless lights under it, an error takes the
+            # prompt's place (the lights still say "present a card")
+            lines = [t("total_is", amount=fmt(self.amount.value))]
             if chip:
-                lines.append(self.term.cl_indicator())
+                lines += (err or [prompt]) + [self.term.cl_indicator()]
+            else:
+                lines += err + [prompt]
             show(self.title(), lines, t("footer_back"))
         elif s == "card_error":
             again = t("fallback_swipe") if self.fallback else t("swipe_again")
@@ -376,12 +381,14 @@ class SaleFlow(PinEntry, Flow):
         amount = format_amount(rec["amount"], rec["currency"])
         note = [t(self.printer_note)] if self.printer_note else []
         if self.state != "result":
+            # the outcome in the title bar (its badge says which), the amount, then
+            # the question or what the printer does
             ask = [t("customer_copy_q")] if self.state == "copy" else note or [t("printing")]
             footer = t("footer_copy") if self.state == "copy" else t("footer_continue")
-            lines = [self._outcome_word() + " " + amount] + ask
+            lines = [amount] + ask
             if self.state == "copy":
                 lines += note
-            self.term.show(self.title(), lines, footer, alert=self._alert())
+            self.term.show(self._outcome_word(), lines, footer, alert=self._alert())
             return
         if rec["state"] == "approved":
             # the operator must know the money is not with the bank yet

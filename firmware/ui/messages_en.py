@@ -246,7 +246,7 @@ MESSAGES = {
     "emv_card_blocked": "Card blocked",
     "emv_app_blocked": "Application blocked",
     "emv_no_app": "Card not accepted",
-    "emv_card_removed": "Card removed too soon",
+    "emv_card_removed": "Card out too soon",
     "emv_not_accepted": "Card refuses this",
     "emv_cancelled": "Cancelled",
     "emv_declined_by_card": "Declined by the card",
