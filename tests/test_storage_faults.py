@@ -530,3 +530,35 @@ def test_diagnostics_reachable_from_a_damaged_journal(harness):
     h.run(500)
     assert h.flow() == ("storage_fault", "fault") and "DAMAGED: Journal" in h.text()
     assert h.reactor.errors == 0
+
+
+def test_the_control_socket_answers_about_a_damaged_journal(harness, tmp_path):
+    """The chaos driver asked a damaged terminal for its journal and waited for ever:
+    the handler's StorageFault never became an answer."""
+    import json
+    import socket
+    from tools.sim.control import ControlServer
+
+    def damage(folder):
+        _damage(os.path.join(folder, "journal.db"), 0, b"\x00garbage" * 12)
+    h, folder = _restart_damaged(harness, damage)
+    path = str(tmp_path / "control.sock")
+    server = ControlServer(path, h.sim)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    client.sendall(b'{"cmd": "journal"}\n')
+    client.setblocking(False)
+    got = b""
+
+    def answered():
+        nonlocal got
+        try:
+            got += client.recv(65536)
+        except BlockingIOError:
+            pass
+        return got.endswith(b"\n")
+    h.run(3000, until=answered)
+    client.close()
+    server.close()
+    reply = json.loads(got.decode())
+    assert reply["ok"] is False and reply["error"].startswith("storage:"), reply

@@ -115,6 +115,11 @@ class ControlServer:
             handler(conn, req)
         except (KeyError, TypeError, ValueError) as exc:
             self._reply(conn, {"ok": False, "error": "bad request: %s" % exc})
+        except Exception as exc:
+            if not getattr(exc, "storage_fault", False):
+                raise
+            # the terminal's own screen says so; the client gets an answer, not a wait
+            self._reply(conn, {"ok": False, "error": "storage: %s" % exc})
 
     # -- commands -------------------------------------------------------------
     def cmd_press(self, conn, req):
