@@ -111,7 +111,10 @@ KILL_PHASES = ("pin", "authorising", "result", "idle")
 #             up: sales while full, a restart while full, then the space freed and sales
 #             that must go through without a restart
 #   flip      the terminal killed, one byte flipped in a data page of journal.db and of
-#             saf.db, restarted: it must start and show the fault or flag the record
+#             saf.db, restarted: it must start and either go on (the altered record
+#             flagged) or stop service saying so; then the technician's repair (the
+#             files as they were before the flip put back, as from a backup) and the
+#             run goes on, so the books still reconcile
 PHASES = ("hostkill", "diskfull", "flip")
 PHASE_SALES = {"hostkill": 4, "diskfull": 3, "flip": 2}
 TMPFS_MB = 16
@@ -1022,6 +1025,7 @@ class Chaos:
             self.term.kill()
             # what a crash left in the WAL goes into the main file first, so the flip
             # lands in the data a restart reads
+            backup = {}
             for name in ("journal.db", "saf.db"):
                 path = os.path.join(data_dir, name)
                 try:
@@ -1031,6 +1035,9 @@ class Chaos:
                     db.close()
                 except Exception as exc:
                     result["notes"].append("%s: checkpoint: %s" % (name, exc))
+                if os.path.exists(path):
+                    with open(path, "rb") as f:
+                        backup[path] = f.read()
                 flipped = self._flip(path, rng)
                 self.note("flipped %s at %s" % (name, flipped))
                 result["notes"].append("%s: %s" % (name, "byte %d %02x->%02x" % flipped
@@ -1041,13 +1048,30 @@ class Chaos:
             except ChaosError as exc:      # TerminalDied included: exited at start
                 result["failed"].append("restart after flipping bytes: %s" % exc)
                 return
+            screen = self.term.screen().get("text", "")
             if top.startswith("storage_fault"):
-                # stopped service and said so: right, but nothing more can be sold or
-                # uploaded here; the reconciliation shows what that leaves
-                screen = self.term.screen().get("text", "")
+                # stopped service and said so: the safe state. It must say why in words.
+                if "DAMAGED" not in screen and "FULL" not in screen and "已损坏" not in screen:
+                    result["failed"].append("after a flip the terminal stopped without "
+                                            "saying why: %r" % screen)
+                    return
                 result["notes"].append("stopped service: %r" % " / ".join(screen.splitlines()))
-                result["failed"].append("after a flip the terminal stops service (%s); the "
-                                        "run cannot drain" % " / ".join(screen.splitlines()[:3]))
+            else:
+                result["notes"].append("went on: %r" % " / ".join(screen.splitlines()[:3]))
+            # the technician's repair: the files as they were (a flagged record is never
+            # acted on, so this is what a supervisor's review would give back)
+            self.term.kill()
+            for path, data in backup.items():
+                for extra in ("-wal", "-shm"):
+                    if os.path.exists(path + extra):
+                        os.unlink(path + extra)
+                with open(path, "wb") as f:
+                    f.write(data)
+            try:
+                self.term.start()
+                self._settle_full()
+            except ChaosError as exc:
+                result["failed"].append("restart after the repair: %s" % exc)
                 return
             self._phase_sale(result, self._phase_step(first + k), "after a flip: ")
 
