@@ -24,7 +24,8 @@ from firmware.payments.receipts import build as build_receipt
 from firmware.core.store import is_fault
 
 STAN_LIMIT = 999999
-COUNT_DELAY_MS = 100        # the status bar's queue count: at most ten times a second
+COUNT_DELAY_MS = 500        # the status bar's queue count: at most twice a second (each count
+                            # reads and checks every record still to upload)
 # the reasons of a record whose host could not be asked (an offline decision may follow)
 UNREACHABLE = ("reason_host_down", "reason_no_reply", "reason_link_lost")
 EXPORTED_SETTING = "queue.exported_upto"     # the last queue id a supervisor exported
