@@ -231,6 +231,10 @@ class SafQueue:
         # the status bar's count checks a row again only when a byte of it changed, not
         # the whole queue per upload (which made a drain of 10,000 quadratic)
         self._good = set()
+        # {id: (kind, currency, amount)} of the records still to upload, read (and
+        # checked) once, then kept up to date by add and ack, the writes of a drain;
+        # any other write drops it and the next totals() reads the queue again
+        self._open = None
         self.path = path
         self.tid = tid
         self.clock = clock
@@ -303,6 +307,7 @@ class SafQueue:
             self._good.add(seen)
             return fields
         why = "record MAC failed (state was %r)" % (fields.get("state"),)
+        self._open = None                 # its amount, if counted, no longer is
         try:
             def flag():
                 self.db.execute("UPDATE saf SET state='corrupt', last_error=? WHERE id=?",
@@ -331,7 +336,12 @@ class SafQueue:
                 self.db.execute("ROLLBACK")
             raise SafError("offline queue: write failed (%s): check the SD card" % exc)
 
-    def _txn(self, body):
+    def _txn(self, body, keeps_totals=False):
+        if not keeps_totals:
+            self._open = None
+        return self._txn_run(body)
+
+    def _txn_run(self, body):
         def run():
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -366,7 +376,10 @@ class SafQueue:
         rec = {"kind": kind, "stan": str(stan), "amount": amount, "currency": str(currency),
                "tid": self.tid, "created_utc": created_utc or _utc(self.clock())}
         _aad(rec, 0)        # reject bad clear fields before touching the disk
-        return self._txn(lambda: self._insert(rec, payload))
+        rec_id = self._txn(lambda: self._insert(rec, payload), keeps_totals=True)
+        if self._open is not None:
+            self._open[rec_id] = (kind, rec["currency"], amount)
+        return rec_id
 
     def _update(self, rec_id, sql, args=(), states=None):
         rec = self.get(rec_id)
@@ -393,7 +406,7 @@ class SafQueue:
                 self.db.execute("UPDATE saf SET state='sent', attempts=attempts+1 WHERE id=? "
                                 "AND state IN ('pending', 'sent')", (rec_id,))
                 self._reseal(rec_id)
-        self._txn(body)
+        self._txn(body, keeps_totals=True)          # still to upload, the same amounts
 
     @guarded
     def ack_many(self, ids):
@@ -408,7 +421,10 @@ class SafQueue:
                                 "closed_utc=? WHERE id=? AND state IN ('pending', 'sent')",
                                 (closed, rec_id))
                 self._reseal(rec_id)
-        self._txn(body)
+        self._txn(body, keeps_totals=True)
+        if self._open is not None:
+            for rec_id in ids:
+                self._open.pop(rec_id, None)
 
     @guarded
     def note_error(self, rec_id, error):
@@ -536,15 +552,17 @@ class SafQueue:
     @guarded
     def totals(self, kind=None):
         """{currency: (count, amount)} still to upload (of one kind, or all)."""
-        where, args = "", ()
-        if kind is not None:
-            where, args = " AND kind=?", (kind,)
-        # from the rows themselves, each checked: a flipped amount never reaches a total
+        # from the rows themselves, each checked when read: a flipped amount never
+        # reaches a total
+        if self._open is None:
+            rows = self._rows("WHERE state IN ('pending', 'sent')", (),
+                              states=("pending", "sent"))
+            self._open = dict((r["id"], (r["kind"], r["currency"], r["amount"])) for r in rows)
         out = {}
-        for r in self._rows("WHERE state IN ('pending', 'sent')%s" % where, args,
-                            states=("pending", "sent")):
-            n, a = out.get(r["currency"], (0, 0))
-            out[r["currency"]] = (n + 1, a + r["amount"])
+        for k, currency, amount in self._open.values():
+            if kind is None or k == kind:
+                n, a = out.get(currency, (0, 0))
+                out[currency] = (n + 1, a + amount)
         return out
 
     @guarded

@@ -322,3 +322,27 @@ def test_queue_of_schema_1_gets_its_macs_and_a_flipped_byte_is_caught(qpath, clo
     assert q.pending() == [] and q.get(rec_id)["state"] == "corrupt"
     assert "pendinf" in q.get(rec_id)["last_error"]        # what it said, kept
     q.close()
+
+
+def test_totals_follow_adds_uploads_and_a_row_altered_on_the_card(q, qpath):
+    """totals() is kept up to date by add/mark/ack (a drain does not read the whole
+    queue per upload), and a row found altered on the card leaves it."""
+    ids = [q.add("advice", "%06d" % i, 100 * i, "USD", _payload("%06d" % i)) for i in (1, 2, 3)]
+    q.add("reversal", "000009", 900, "USD", _payload("000009"))
+    assert q.totals() == {"USD": (4, 1500)}
+    assert q.totals("advice") == {"USD": (3, 600)}
+    q.mark_sent_many(ids[:2])
+    assert q.totals() == {"USD": (4, 1500)}
+    q.ack_many([ids[0]])
+    assert q.totals() == {"USD": (3, 1400)}
+    q.add("advice", "000004", 50, "CNY", _payload("000004"))
+    assert q.totals() == {"USD": (3, 1400), "CNY": (1, 50)}
+    q.cancel(ids[2], "voided before upload")
+    assert q.totals() == {"USD": (2, 1100), "CNY": (1, 50)}
+    # another hand changes an amount in the file: the next read finds the MAC broken
+    other = sqlite3.connect(qpath)
+    other.execute("UPDATE saf SET amount=1 WHERE id=?", (ids[1],))
+    other.commit()
+    other.close()
+    assert [r["id"] for r in q.pending()] != [] and ids[1] not in [r["id"] for r in q.pending()]
+    assert q.totals() == {"USD": (1, 900), "CNY": (1, 50)}
