@@ -109,7 +109,7 @@ def test_host_declines_after_upload_alerts_prints_and_waits_for_a_supervisor(onl
     net.set("pass")
     h.press("MENU", "9", "1")               # offline queue > upload now
     assert h.run(20000, until=lambda: h.flow() and h.flow()[0] == "notice")
-    assert "OFFLINE PAYMENT" in h.text() and "Host declined it" in h.text()
+    assert "OFFLINE SALE" in h.text() and "Host declined it" in h.text()
     h.run(5000, until=lambda: any("NOTICE" in r.text() for r in h.sim.vprinter.receipts[printed:]))
     [notice] = [r.text() for r in h.sim.vprinter.receipts if "NOTICE" in r.text()]
     assert "DECLINED AFTER UPLOAD" in notice and "NOT paid" in notice and "USD 12.51" in notice

@@ -165,7 +165,7 @@ def test_the_forwarder_never_sends_a_record_again_before_its_backoff(online, hos
     assert any(row[1] == "queue_stuck" for row in h.term.store.audit_log(200))
 
 
-# -- 7. an OFFLINE PAYMENT notice over a sale's result ------------------------------
+# -- 7. an OFFLINE SALE notice over a sale's result ------------------------------
 def test_dismissing_an_offline_notice_over_a_sale_result(online, hostsim, net):
     h = _pos(online, **SWIPE_OK)
     net.set("reset", existing=True, new=True)
@@ -176,7 +176,7 @@ def test_dismissing_an_offline_notice_over_a_sale_result(online, hostsim, net):
     assert h.flow() == ("sale", "change"), h.flow()
     h.term.payments.forwarder.upload_now()
     assert h.run(20000, until=lambda: h.flow() and h.flow()[0] == "notice")
-    assert "OFFLINE PAYMENT" in h.text()
+    assert "OFFLINE SALE" in h.text()
     h.press("ENTER")                            # the notice goes; the sale is back
     assert h.term.reactor.errors == 0
     assert h.flow() == ("sale", "change"), h.flow()

@@ -121,3 +121,50 @@ def test_a_tour_of_the_screens_loses_no_text(harness, language):
     h.sim.vprinter.set_paper(False)
     h.run(3000, until=lambda: h.term.printer_state == "paper_out")
     _visit(h, "F4")
+
+
+def _title_keys():
+    """Message ids a flow shows as a screen's title: the first argument of a
+    term.show(...) call written as t("id") or self.t("id"), a flow's TITLE, and by
+    name every *_title and menu_* (a flow's title() is its menu entry's word)."""
+    import ast
+    import os
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "firmware")
+    found = set()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "show" \
+                        and node.args and isinstance(node.args[0], ast.Call):
+                    call = node.args[0]
+                    fn = call.func
+                    named = getattr(fn, "id", None) == "t" or getattr(fn, "attr", None) == "t"
+                    if named and call.args and isinstance(call.args[0], ast.Constant):
+                        found.add(call.args[0].value)
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) \
+                        and any(getattr(t, "id", "") == "TITLE" for t in node.targets):
+                    found.add(node.value.value)
+    found.update(k for k in messages_en.MESSAGES if k.endswith("_title") or k.startswith("menu_"))
+    found.discard("")
+    return found
+
+
+@pytest.mark.parametrize("catalogue", [messages_en, messages_zh], ids=["en", "zh"])
+def test_every_title_fits_beside_the_marks_that_never_give_way(panel, catalogue):
+    """The status marks give way to a title (clock, link, battery), except the offline
+    queue's count and the printer's mark; with both up and a badge, the title must fit."""
+    from firmware.ui.screen import Screen, Status
+    keys = _title_keys()
+    assert {"off_upload", "selftest_title", "queue_alert_title"} <= keys, sorted(keys)
+    status = Status(clock="23:59", synced=False, link="down", battery=5, pending=500,
+                    printer="paper_out")
+    cut = []
+    for key in sorted(keys):
+        text = filled(catalogue.MESSAGES.get(key, key))
+        panel.render(Screen(title=text, status=status, alert="warn"))
+        cut += [str(loss) for loss in panel.losses]
+    assert not cut, "\n" + "\n".join(cut)

@@ -93,7 +93,10 @@ class UploadFlow(Flow):
                  t("up_left", n=p["pending"]),
                  t("up_done", n=p["uploaded"], d=p["declined"])]
         if p["error"] and p["state"] == "backoff":
-            lines.append(p["error"][:21])
+            # why, in words, in the place of the counts (three rows)
+            error = p["error"]
+            why = "up_err_storage" if error.startswith(("queue:", "journal:")) else "up_err_host"
+            lines = [t(why), t("up_backoff"), t("up_left", n=p["pending"])]
         alert = "ok" if not p["pending"] else None
         self.term.show(t("off_upload"), lines, t("footer_ok"), alert=alert)
 
@@ -223,5 +226,5 @@ class ExportFlow(Flow):
 
     def render(self):
         if self.state == "result":
-            self.term.show(self.t("off_export"), self.rows(), self.t("footer_ok"),
+            self.term.show(self.t("off_export_title"), self.rows(), self.t("footer_ok"),
                            alert="ok" if self.ok else "error", top=self.top)
