@@ -88,6 +88,13 @@ def main(argv=None):
         c.wait("MENU menu")
         c.press("9", "9", "ENTER", "2", "2", "0", "0", "ENTER")
         keep("sale-change")
+        # the card sale's merchant copy must be on the paper (and in the snapshots)
+        # before the simulator goes: the test page and the card receipt, at least
+        import time
+        deadline = time.monotonic() + 20
+        while len(c.call("receipts")["receipts"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
         c.call("quit")
         c.close()
         proc.wait(10)
