@@ -102,7 +102,7 @@ def test_a_tour_of_the_screens_loses_no_text(harness, language):
             _visit(h, "DOWN")
         h.press("CANCEL", "CANCEL", "CANCEL", "CANCEL")
         h.run(500, until=lambda: h.flow()[0] == "idle")
-    for entry in ("1", "2", "4", "5", "6"):                          # diagnostics
+    for entry in ("1", "2", "4", "5", "6", "7"):                     # diagnostics
         _visit(h, "MENU", "7", entry)
         h.run(2500)
         for _ in range(4):

@@ -189,6 +189,10 @@ def test_altered_journal_record_is_named_by_the_selftest_and_never_counted(harne
     h.press("ENTER")
     h.run(2000, until=lambda: h.flow()[0] == "login")
     assert h.flow()[0] == "login"                # service goes on with the rest
+    h.login()
+    assert "! Bad records: 1" in h.text(), h.text()      # the idle screen says so
+    h.press("MENU", "7", "7")                    # Diagnostics > Damaged records
+    assert "#1 " in h.text() and h.flow() == ("diagnostics", "notice"), h.text()
     db = sqlite3.connect(os.path.join(folder, "journal.db"))
     assert db.execute("SELECT COUNT(*) FROM txns").fetchone()[0] == 1     # never deleted
     db.close()

@@ -4,6 +4,7 @@ from firmware.flows.boot import PARTS
 from firmware.flows.common import MenuFlow
 from firmware.ui.receipt import Receipt
 from firmware.core.version import VERSION
+from firmware.ui.screen import wrap
 
 # the printer's answer to the self-test's status query is waited for this long: the
 # driver calls a printer that does not answer offline after its reply timeout (about
@@ -36,7 +37,18 @@ class DiagnosticsFlow(MenuFlow):
     def entries(self):
         return [("diag_selftest", "selftest"), ("diag_printer", "printer_test"),
                 ("diag_keypad", "keypad_test"), ("diag_buzzer", "buzzer_test"),
-                ("diag_echo", "echo_test"), ("diag_system", "system_info")]
+                ("diag_echo", "echo_test"), ("diag_system", "system_info"),
+                ("diag_damaged", "damaged_records")]
+
+    def damaged_records(self):
+        """Journal records that failed their MAC: which, since when, what was found.
+        They stay on the card and out of every total; this is where a supervisor or
+        technician reads them before calling support."""
+        rows = []
+        for rec_id, utc, what in self.term.payments.damaged_records():
+            rows.append("#%d %s" % (rec_id, utc[:16].replace("T", " ")))
+            rows += wrap("  " + what)
+        return self.say(*(rows or [self.t("damaged_none")]))
 
     def echo_test(self):
         def answered(ok):

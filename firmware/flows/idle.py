@@ -78,6 +78,9 @@ class IdleFlow(Flow):
                          (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]
             if unprinted:
                 lines.append(t("unprinted_n", n=len(unprinted)))
+            damaged = term.payments.damaged_records()
+            if damaged:
+                lines.append(t("idle_damaged", n=len(damaged)))
             reversals = len(term.payments.pending_reversals())
             if reversals and not term.pending:
                 lines.append(t("reversals_n", n=reversals))

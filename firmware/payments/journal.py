@@ -63,6 +63,10 @@ class MemoryJournal:
         self._rows[rec["id"]] = rec
         return rec["id"]
 
+    def damaged(self):
+        """[(id, utc, what)] of records that failed their check: none in memory."""
+        return []
+
     def update(self, txn_id, **fields):
         for k in fields:
             if k not in FIELDS:

@@ -534,6 +534,17 @@ class Payments:
             self.term.pending = n
             self.term.refresh()
 
+    def damaged_records(self):
+        """[(id, utc, what)] of journal records flagged altered: a supervisor's to see
+        (never acted on, never deleted); [] when the journal cannot be read at all (its
+        own fault screen says so)."""
+        try:
+            return list(self.journal.damaged())
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            return []
+
     def queue_summary(self):
         """What the idle screen and the offline menu show: counts and amounts still to
         upload, how old the oldest is, and records a supervisor must see."""
