@@ -194,3 +194,19 @@ def test_restart_withdraws_an_advice_whose_approval_was_never_shown(online, host
     pay.recover()
     assert pay.journal.get(rec["id"])["state"] == "failed"
     assert _queue(h).get(qid)["state"] == "cancelled"
+
+
+def test_upload_now_left_alone_goes_back_while_the_host_is_silent(online, hostsim, net):
+    """Found by the half-hour storm: Upload now had no timeout, and a host that never
+    answered kept the terminal on that screen for good."""
+    h = online(**SWIPE_OK)
+    net.set("reset", existing=True, new=True)
+    assert h.swipe_sale("2000")["offline"] == 1
+    h.to_idle()
+    net.set("drop")                                 # the host never answers
+    h.press("MENU", "9", "1")
+    assert h.flow() == ("upload", "working")
+    h.advance(h.term.config["ui"]["menu_timeout_s"] * 1000 + 1000)
+    h.run(2000, until=lambda: h.flow()[0] != "upload")
+    assert h.flow()[0] != "upload", h.text()
+    assert _queue(h).pending()                      # nothing lost: it waits for the host

@@ -62,8 +62,11 @@ class UploadFlow(Flow):
     NAME = "upload"
     INITIAL = "working"
     STATES = {
-        "working": {"enter": "begin", "timeout": None,
-                    "on": {"progress": "redraw", keys.ENTER: "done", keys.CANCEL: "done"}},
+        # left alone, the screen goes back to the menu; the upload goes on behind it
+        # (a host that never answers must not keep the terminal on this screen)
+        "working": {"enter": "begin", "timeout": "menu_timeout_s",
+                    "on": {"progress": "redraw", keys.ENTER: "done", keys.CANCEL: "done",
+                           "timeout": "done"}},
     }
 
     def begin(self):
