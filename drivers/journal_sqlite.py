@@ -21,7 +21,7 @@ Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
 import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac
+from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac, transaction
 
 from firmware.core.store import CORRUPT, StorageFault
 from firmware.payments.journal import FIELDS
@@ -86,8 +86,7 @@ class SQLiteJournal:
     def _migrate(self, version):
         """The journal of an older build: MAC every record (schema 0) and every counter
         (schema 0 and 1) as it stands, once, in one transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        def body():
             if version < 1:
                 for row in self.db.execute("SELECT id, %s FROM txns" % ", ".join(_COLUMNS)).fetchall():
                     rec = dict(zip(["id"] + _COLUMNS, row))
@@ -96,11 +95,7 @@ class SQLiteJournal:
                 self.db.execute("UPDATE counters SET mac=? WHERE name=?",
                                 (self._counter_mac(name, value), name))
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        transaction(self.db, body)
 
     # -- MACs --------------------------------------------------------------------
     def _mac(self, rec):
@@ -196,15 +191,7 @@ class SQLiteJournal:
 
     # -- writes ------------------------------------------------------------------
     def _txn(self, body):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            result = body()
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:      # SQLite ends a transaction itself on some errors
-                self.db.execute("ROLLBACK")
-            raise
-        return result
+        return transaction(self.db, body)
 
     @guarded
     def add(self, rec):

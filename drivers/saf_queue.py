@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 
-from drivers.sqlite_durable import Guard, guarded, mac_key, mac_ok, open_durable, probe, record_mac
+from drivers.sqlite_durable import Guard, guarded, mac_key, mac_ok, open_durable, probe, record_mac, transaction
 import time
 
 from firmware.core.store import StorageFault
@@ -271,16 +271,11 @@ class SafQueue:
 
     def _migrate(self):
         """A queue of schema 1 (no MACs): seal every row as it stands, once."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        def body():
             for (rec_id,) in self.db.execute("SELECT id FROM saf").fetchall():
                 self._reseal(rec_id)
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+        transaction(self.db, body)
 
     # MACs
     def _raw(self, rec_id):

@@ -127,19 +127,28 @@ def open_durable(path):
     return db
 
 
-def probe(db):
-    """A real write and its removal, to learn whether the card takes writes again (a
-    read succeeds on a full card; only a write of a few pages tells)."""
+def transaction(db, body):
+    """body() inside BEGIN IMMEDIATE ... COMMIT; rolled back if it raises (unless SQLite
+    ended the transaction itself, as it does on some errors). Returns what body returns."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
-        db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
-        db.execute("DELETE FROM probe")
+        result = body()
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return result
+
+
+def probe(db):
+    """A real write and its removal, to learn whether the card takes writes again (a
+    read succeeds on a full card; only a write of a few pages tells)."""
+    def body():
+        db.execute("CREATE TABLE IF NOT EXISTS probe (x BLOB)")
+        db.execute("INSERT INTO probe VALUES (zeroblob(16384))")
+        db.execute("DELETE FROM probe")
+    transaction(db, body)
 
 
 def quick_check(db, max_ms=2000):
