@@ -218,8 +218,13 @@ def load_dukpt(store, config, console):
             return None
     if config["security"]["test_keys"]:
         console("PIN key: no key loaded; using the ANSI X9.24 TEST key (security.test_keys)")
-        return dukpt.DukptTerminal(dukpt.derive_ipek(TEST_BDK, TEST_KSN), TEST_KSN, save)
+        return test_dukpt(config, save)
     return None
+
+
+def test_dukpt(config, save):
+    """A DUKPT terminal on the published test key of the host profile's PIN scheme."""
+    return dukpt.DukptTerminal(dukpt.derive_ipek(TEST_BDK, TEST_KSN), TEST_KSN, save)
 
 
 def _build_payments(b, profile, config, tr, console):
