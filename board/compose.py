@@ -111,6 +111,10 @@ class Built:
 
 
 def build(profile, config, transports=None, console=_console, auth_iterations=None):
+    from board.configfile import ConfigError, lab_problems
+    problems = lab_problems(config)
+    if problems:            # whoever built this config skipped load_config's check
+        raise ConfigError(problems)
     tr = transports or {}
     b = Built()
     b.reactor = Reactor(clock=tr.get("clock"))

@@ -39,7 +39,39 @@ def load_config(path):
     ca = config["host"]["ca_file"]
     if ca and not os.path.isabs(ca):
         config["host"]["ca_file"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), ca))
+    problems = lab_problems(config)
+    if problems:
+        raise ConfigError(["%s: %s" % (path, e) for e in problems])
     return config
+
+
+# the organisation the host simulator writes into its generated test CA
+TEST_CA_ORG = "handpos test acquirer"
+
+
+def is_test_ca(path):
+    """True when the PEM at path is the host simulator's generated test CA."""
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        return any(a.value == TEST_CA_ORG for a in orgs)
+    except (OSError, ValueError, ImportError):
+        return False
+
+
+def lab_problems(config):
+    """Everything of the lab in a configuration that does not say it is a lab: plain
+    TCP, the published test keys and the host simulator's test CA (one line each)."""
+    problems = schema.lab_problems(config)
+    ca = config["host"]["ca_file"]
+    if not config["lab"]["enabled"] and ca and is_test_ca(ca):
+        problems.append("host.ca_file = \"%s\": this is the host simulator's test CA, for the "
+                        "lab only; pin the acquirer's CA, or set [lab] enabled = true on a lab "
+                        "terminal" % ca)
+    return problems
 
 
 def profile_names():

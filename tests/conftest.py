@@ -22,6 +22,7 @@ class SimHarness:
         config["ui"]["language"] = language
         config["ui"].update(ui)
         config["security"]["test_keys"] = True
+        config["lab"]["enabled"] = True
         if offline:
             config["offline"].update(offline)
         if host is not None:            # (address, ca_file or None for plain TCP)

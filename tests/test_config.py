@@ -92,3 +92,42 @@ def test_board_profiles_load_and_unknown_board_is_named():
     with pytest.raises(ConfigError) as err:
         load_profile("nosuchboard")
     assert "known: pizero2w, sim" in err.value.problems[0]
+
+
+def test_lab_settings_are_refused_outside_the_lab(tmp_path):
+    """Plain TCP, the published test keys and the host simulator's CA each need
+    [lab] enabled = true: check-config names each, and a lab file passes."""
+    from tools.host.hostsim import HostSim
+    ca = HostSim(str(tmp_path / "host")).ca_file        # the generated test CA
+    field = tmp_path / "field.toml"
+    field.write_text('[host]\naddress = "10.0.0.5:8583"\ntls = false\n'
+                     '[security]\ntest_keys = true\n')
+    out = subprocess.run([sys.executable, "-m", "tools", "check-config", str(field)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert "host.tls = false: plain TCP is for the lab only" in lines[0]
+    assert "security.test_keys = true: the published test keys are for the lab only" in lines[1]
+    pinned = tmp_path / "pinned.toml"
+    pinned.write_text('[host]\naddress = "10.0.0.5:8583"\nca_file = "%s"\n' % ca)
+    with pytest.raises(ConfigError) as err:
+        load_config(str(pinned))
+    assert "host simulator's test CA, for the lab only" in err.value.problems[0]
+    lab = tmp_path / "lab.toml"
+    lab.write_text(field.read_text() + '[lab]\nenabled = true\n')
+    assert load_config(str(lab))["lab"]["enabled"] is True
+    lab.write_text(pinned.read_text() + '[lab]\nenabled = true\n')
+    load_config(str(lab))
+
+
+def test_a_config_that_skipped_the_check_does_not_build(tmp_path):
+    """A dict built by hand with test keys and no lab is refused by the composition
+    root too: the test key never loads on a field terminal."""
+    from board.compose import build
+    config = schema.defaults()
+    config["security"]["test_keys"] = True
+    config["storage"]["data_dir"] = str(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        build(load_profile("sim"), config)
+    assert "security.test_keys" in err.value.problems[0]

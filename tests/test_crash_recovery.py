@@ -39,7 +39,7 @@ def _until(predicate, seconds=15):
 def test_killed_during_authorisation_is_reversed_after_restart(tmp_path, hostsim):
     config = tmp_path / "handpos.toml"
     config.write_text('[host]\naddress = "%s"\nca_file = "%s"\nresponse_timeout_s = 30\n'
-                      '[security]\ntest_keys = true\n' % (hostsim.address, hostsim.ca_file))
+                      '[security]\ntest_keys = true\n[lab]\nenabled = true\n' % (hostsim.address, hostsim.ca_file))
     sock = str(tmp_path / "ctl")
     proc, c = _start(tmp_path, str(config), sock)
     c.wait("Welcome", 10000)

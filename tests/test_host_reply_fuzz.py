@@ -152,6 +152,7 @@ class Rig:
         cfg = schema.defaults()
         cfg["host"]["address"] = "127.0.0.1:%d" % self.host.port
         cfg["host"]["tls"] = False
+        cfg["lab"]["enabled"] = True
         self.reactor = Reactor()
         self.errors = []
         self.reactor.on_error = self.errors.append
@@ -311,6 +312,7 @@ def decision_rig():
         cfg = schema.defaults()
         cfg["host"]["address"] = "127.0.0.1:9"
         cfg["host"]["tls"] = False
+        cfg["lab"]["enabled"] = True
         r.reactor = Reactor()
         r.errors = []
         r.reactor.on_error = r.errors.append

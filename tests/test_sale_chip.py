@@ -26,7 +26,7 @@ def pos(tmp_path_factory):
     address = "%s:%d" % host.start("127.0.0.1", 0)
     config = tmp / "handpos.toml"
     config.write_text('[host]\naddress = "%s"\nca_file = "%s"\nresponse_timeout_s = 10\n'
-                      '[security]\ntest_keys = true\n' % (address, host.ca_file))
+                      '[security]\ntest_keys = true\n[lab]\nenabled = true\n' % (address, host.ca_file))
     sock = str(tmp / "ctl")
     proc = subprocess.Popen([sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
                              "--config", str(config), "--data", str(tmp / "data"),

@@ -128,6 +128,11 @@ SCHEMA = {
         # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)
         "test_keys": (False, _boolean),
     },
+    # a lab terminal: the only place plain TCP, the published test keys and the test CA
+    # are allowed; the idle screen says LAB while it is on
+    "lab": {
+        "enabled": (False, _boolean),
+    },
     "money": {
         "currency": ("USD", _currency),
         # the largest amount one payment may take, in minor units
@@ -197,12 +202,29 @@ def validate(raw):
     host = config["host"]
     if host["address"] and host["tls"] and not host["ca_file"]:
         errors.append("host.ca_file = \"\": the host's CA certificate is needed when host.tls "
-                      "is true (or set host.tls = false on a closed network)")
+                      "is true")
+    errors += lab_problems(config)
     off = config["offline"]
     if off["warn_age_h"] >= off["max_age_h"]:
         errors.append("offline.warn_age_h = %d: must be less than offline.max_age_h (%d)"
                       % (off["warn_age_h"], off["max_age_h"]))
     return config, errors
+
+
+def lab_problems(config):
+    """Lab settings outside the lab, one line each: plain TCP to a host and the
+    published test keys need [lab] enabled = true (a field terminal never has it)."""
+    if config["lab"]["enabled"]:
+        return []
+    problems = []
+    if config["host"]["address"] and not config["host"]["tls"]:
+        problems.append("host.tls = false: plain TCP is for the lab only; use TLS with the "
+                        "acquirer's CA, or set [lab] enabled = true on a lab terminal")
+    if config["security"]["test_keys"]:
+        problems.append("security.test_keys = true: the published test keys are for the lab "
+                        "only; load the acquirer's keys, or set [lab] enabled = true on a lab "
+                        "terminal")
+    return problems
 
 
 def limits_for(config, currency):

@@ -88,6 +88,8 @@ class IdleFlow(Flow):
             lines.append(t("printer_" + term.printer_state))
         if not term.system.clock_synced():
             lines.append(t("clock_unsynced_hint"))
+        if term.config.get("lab", {}).get("enabled"):
+            lines.append(t("idle_lab"))       # test keys may be live: never in the field
         return lines
 
     def render(self):

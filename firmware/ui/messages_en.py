@@ -278,6 +278,7 @@ MESSAGES = {
     "idle_old": "Oldest {h} h: upload!",
     "idle_attention": "! {n} need supervisor",
     "idle_damaged": "! Bad records: {n}",
+    "idle_lab": "LAB: test keys",
     "diag_damaged": "Damaged records",
     "damaged_none": "No damaged records",
     "menu_offline": "Offline queue",

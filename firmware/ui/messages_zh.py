@@ -270,6 +270,7 @@ MESSAGES = {
     "idle_old": "最早 {h} 小时: 请上传",
     "idle_attention": "! {n} 笔需主管处理",
     "idle_damaged": "! 损坏记录: {n}",
+    "idle_lab": "实验室: 测试密钥",
     "diag_damaged": "损坏记录",
     "damaged_none": "没有损坏记录",
     "menu_offline": "离线队列",

@@ -355,6 +355,7 @@ def bench_payments(sales, chip):
             config["storage"]["data_dir"] = os.path.join(tmp, "terminal")
             config["host"].update(address="%s:%d" % started, tls=True, ca_file=host.ca_file)
             config["security"]["test_keys"] = True
+            config["lab"]["enabled"] = True
             config["ui"]["menu_timeout_s"] = 3600
             profile = load_profile("sim")
             with chip.for_simulator(profile) as chip_port:

@@ -521,7 +521,7 @@ class Chaos:
                 '[terminal]\nid = "%s"\n'
                 '[host]\naddress = "127.0.0.1:%d"\ntls = true\nca_file = "%s"\n'
                 'response_timeout_s = %d\n'
-                '[security]\ntest_keys = true\n'
+                '[security]\ntest_keys = true\n[lab]\nenabled = true\n'
                 '[ui]\nidle_logout_s = 86400\nentry_timeout_s = 600\nmenu_timeout_s = 3600\n'
                 'card_timeout_s = 300\n'
                 '[offline]\nentry_modes = ["chip", "tap", "swipe"]\n'

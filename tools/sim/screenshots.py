@@ -36,7 +36,7 @@ def main(argv=None):
         address = "%s:%d" % host.start("127.0.0.1", 0)
         config = os.path.join(tmp, "handpos.toml")
         with open(config, "w") as f:
-            f.write('[host]\naddress = "%s"\nca_file = "%s"\n[security]\ntest_keys = true\n'
+            f.write('[host]\naddress = "%s"\nca_file = "%s"\n[security]\ntest_keys = true\n[lab]\nenabled = true\n'
                     % (address, host.ca_file))
         proc = start_sim(tmp, sock, snapshot=snap, extra=["--config", config, "--host", "external"])
         c = ControlClient(sock)
