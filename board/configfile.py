@@ -2,6 +2,7 @@
 import os
 import tomllib
 
+from drivers import keyroot
 from firmware.core import config as schema
 
 DEFAULT_PATH = "/etc/handpos/handpos.toml"
@@ -93,4 +94,7 @@ def load_profile(name_or_path):
     missing = [s for s in ("board", "display", "keypad", "printer", "gpio") if s not in profile]
     if missing:
         raise ConfigError(["%s: missing section(s): %s" % (path, ", ".join(missing))])
+    problems = keyroot.check_spec(profile.get("keyroot"))
+    if problems:
+        raise ConfigError(["%s: %s" % (path, p) for p in problems])
     return profile
