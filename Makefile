@@ -20,7 +20,7 @@ node_modules/.installed: package.json package-lock.json
 
 # Debian packages: the 12 px CJK bitmap font (display, receipt previews); pcscd with the
 # vsmartcard virtual reader (the simulator's chip reader); what pyscard builds against.
-DEBS := xfonts-wqy pcscd vsmartcard-vpcd libpcsclite-dev swig
+DEBS := xfonts-wqy pcscd vsmartcard-vpcd libpcsclite-dev swig swtpm tpm2-tools
 fonts:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	[ -z "$$missing" ] || { echo "installing Debian packages: $$missing"; \
