@@ -46,6 +46,7 @@ COUNTER_MASK = 0x1FFFFF
 MAX_ONE_BITS = 10
 REGISTERS = 21
 STATE_VERSION = 1
+KIND = "tdes-dukpt"           # state()["kind"]; AES DUKPT (dukpt_aes.py) saves "aes-dukpt"
 
 _TOP_BIT = 1 << (COUNTER_BITS - 1)       # shift register bit #1, future key register #1
 _KEY_VARIANT = 0xC0C0C0C000000000        # per half, in the key generation process
@@ -306,6 +307,8 @@ class DukptTerminal:
     if it cannot.
     """
 
+    KIND = KIND
+
     def __init__(self, ipek, ksn, save):
         if not callable(save):
             raise TypeError("save must be a callable that stores the DUKPT state")
@@ -356,14 +359,16 @@ class DukptTerminal:
     def state(self):
         """The durable state: the KSN register and the 21 future key registers.
 
-        {"version": 1, "ksn": 20 hex digits, "registers": 21 entries, each None (erased)
-        or 34 hex digits (16 key bytes and the register's LRC byte)}. The registers are
-        secret: keep the state in the terminal's protected storage.
+        {"kind": "tdes-dukpt", "version": 1, "ksn": 20 hex digits, "registers": 21
+        entries, each None (erased) or 34 hex digits (16 key bytes and the register's LRC
+        byte)}. The registers are secret: keep the state in the terminal's protected
+        storage. A state saved before "kind" was recorded has none and is TDES.
         """
         regs = []
         for reg in self._regs:
             regs.append(_hex(reg) if _valid(reg) else None)
-        return {"version": STATE_VERSION, "ksn": _hex(self._ksn), "registers": regs}
+        return {"kind": KIND, "version": STATE_VERSION, "ksn": _hex(self._ksn),
+                "registers": regs}
 
     @property
     def ksn(self):
@@ -494,6 +499,8 @@ def _parse_state(state):
 
     if not isinstance(state, dict):
         raise damaged("not a dict")
+    if state.get("kind", KIND) != KIND:
+        raise damaged("kind %r: not a TDES DUKPT state" % (state.get("kind"),))
     if state.get("version") != STATE_VERSION:
         raise damaged("version %r, expected %d" % (state.get("version"), STATE_VERSION))
     try:

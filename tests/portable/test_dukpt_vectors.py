@@ -97,7 +97,8 @@ def state_at(counter, ipek=IPEK, ksn=IKSN):
                 lrc ^= b
             regs[dukpt._register(bit)] = hx(key) + "%02X" % lrc
         bit <<= 1
-    return {"version": 1, "ksn": hx(dukpt.ksn_with_counter(ksn, counter)), "registers": regs}
+    return {"kind": "tdes-dukpt", "version": 1, "ksn": hx(dukpt.ksn_with_counter(ksn, counter)),
+            "registers": regs}
 
 
 # -- DES ----------------------------------------------------------------------------
