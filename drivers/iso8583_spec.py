@@ -8,10 +8,13 @@ Wire format (docs/host-protocol.md has the integrator's version):
 - Numeric and character fields: ASCII. Variable fields carry an ASCII length of 2
   (LLVAR) or 3 (LLLVAR) digits counting characters, or bytes for binary fields.
 - Binary fields: DE52 (PIN block, 8 bytes), DE55 (ICC data, LLLVAR up to 255 bytes),
-  DE64/DE128 (MAC, 8 bytes), DE96. In the message dict they are upper-case hex
-  strings; encode() also takes bytes.
+  DE61 (AES PIN block, LLLVAR of 16 bytes), DE64/DE128 (MAC, 8 bytes), DE96. In the
+  message dict they are upper-case hex strings; encode() also takes bytes.
 - DE53 departs from the 1987 n16: it is an LLVAR of hex digits holding the DUKPT key
-  serial number (20 hex digits for TDES DUKPT, room for the 24 of AES DUKPT).
+  serial number (20 hex digits for TDES DUKPT, 24 for AES DUKPT).
+- DE61, private in 1987, carries the 16-byte ISO 9564-1 format 4 PIN block of AES DUKPT
+  (X9.24-3), which DE52's 8 bytes cannot hold. It keeps the LLLVAR shape of 1987's
+  private fields, so a host's generic 1987 decoder still finds the fields after it.
 
 A message is a dict: "t" the MTI, and the data elements keyed by their number as a
 string ("2", "11", "90"), values as str (hex str for binary fields). Bitmaps are
@@ -109,7 +112,7 @@ ELEMENTS = {
     58: ("ans", LLLVAR, 999, "reserved national"),
     59: ("ans", LLLVAR, 999, "reserved national"),
     60: ("ans", LLLVAR, 999, "private: batch number / original message data"),
-    61: ("ans", LLLVAR, 999, "reserved private"),
+    61: ("b", LLLVAR, 16, "private: AES PIN block (ISO 9564-1 format 4, enciphered)"),
     62: ("ans", LLLVAR, 999, "private: invoice (receipt) number"),
     63: ("ans", LLLVAR, 999, "private: settlement totals"),
     64: ("b", FIXED, 8, "message authentication code (MAC)"),
@@ -159,7 +162,7 @@ for _n in range(105, 128):
 
 # The elements this profile sends or reads (docs/host-protocol.md says where and how).
 PROFILE_FIELDS = (2, 3, 4, 7, 11, 12, 13, 14, 22, 23, 24, 25, 35, 37, 38, 39, 41, 42,
-                  49, 52, 53, 55, 60, 62, 63, 64, 70, 90)
+                  49, 52, 53, 55, 60, 61, 62, 63, 64, 70, 90)
 
 # Message types of the profile. A request's repeat sets the last digit to 1.
 REQUESTS = ("0100", "0200", "0220", "0320", "0400", "0420", "0500", "0800")
@@ -377,7 +380,7 @@ def masked(msg):
     if pan:
         keep = len(pan) > 10
         out["2"] = pan[:6] + "*" * (len(pan) - 10) + pan[-4:] if keep else "*" * len(pan)
-    for field in ("35", "45", "36", "52", "55"):
+    for field in ("35", "45", "36", "52", "55", "61"):
         if field in out:
             out[field] = "<%d hidden>" % len(out[field])
     return out

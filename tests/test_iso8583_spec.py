@@ -42,6 +42,9 @@ SAMPLES = {
     "0200-track2": dict({k: v for k, v in sale().items() if k not in ("2", "14", "55")},
                         **{"22": "021", "35": TRACK2}),
     "0200-refund": sale(**{"3": "200000"}),
+    "0200-aes-pin": dict({k: v for k, v in sale().items() if k != "52"},
+                         **{"53": "123456789012345600000001",
+                            "61": "A912150391AB65A67E52883D81CE2D15"}),
     "0220": sale(t="0220", **{"38": "OFF123", "37": "632521000077"}),
     "0221": sale(t="0221", **{"38": "OFF123"}),
     "0230": response("0230"),
@@ -273,3 +276,80 @@ def test_fuzz_decode_raises_only_host_message_error(data):
         return
     # whatever decodes encodes again, to a message that decodes the same
     assert decode(encode(msg)) == msg
+
+
+# -- a decoder written from docs/host-protocol.md --------------------------------------
+# The wire and the document must not drift apart: this decoder knows nothing of
+# drivers/iso8583_spec.py. It reads the formats of section 5's table (and section 2's
+# framing rules) from the document itself and must read what the codec writes.
+
+def _document_formats():
+    import os
+    import re
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "docs", "host-protocol.md")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    table = text.split("## 5. Data elements", 1)[1].split("### Notes", 1)[0]
+    formats = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if len(cells) > 3 and cells[0].isdigit():
+            m = re.match(r"(n|an|ans|z|b|hex)(\.\.)?(\d+)( LLL?VAR)?", cells[2])
+            assert m, "section 5 names a format this decoder cannot read: %r" % cells[2]
+            prefix = {None: 0, " LLVAR": 2, " LLLVAR": 3}[m.group(4)]
+            assert bool(m.group(2)) == bool(prefix), cells[2]
+            formats[int(cells[0])] = (m.group(1), int(m.group(3)), prefix)
+    return formats
+
+
+def document_decode(raw, formats):
+    msg = {"t": raw[:4].decode("ascii")}
+    at = 12
+    bits = int.from_bytes(raw[4:12], "big") << 64
+    if raw[4] & 0x80:
+        bits |= int.from_bytes(raw[12:20], "big")
+        at = 20
+    for field in range(2, 129):
+        if not bits >> (128 - field) & 1:
+            continue
+        assert field in formats, "DE%d is on the wire but not in the document" % field
+        cls, size, prefix = formats[field]
+        if prefix:
+            size = int(raw[at:at + prefix])
+            at += prefix
+        data = raw[at:at + size]
+        at += size
+        msg[str(field)] = data.hex().upper() if cls == "b" else data.decode("ascii")
+    assert at == len(raw), "bytes left after the last field"
+    return msg
+
+
+def _captured():
+    """The terminal's own requests, built by firmware/payments/hostmsg.py, as sent."""
+    from firmware.core import config as schema
+    from firmware.payments import hostmsg
+    cfg = schema.defaults()
+    rec = {"kind": "sale", "amount": 1250, "utc": "2026-02-01T13:05:00Z", "stan": "000042",
+           "currency": "USD", "entry": "swipe", "rrn": "603213000042"}
+    local = (2026, 2, 1, 14, 5, 0)
+    tdes = hostmsg.financial_request(rec, cfg, local, TRACK2,
+                                     ("FFFF9876543210E00001", "1B9C1845EB993A7A"))
+    aes = hostmsg.financial_request(rec, cfg, local, TRACK2,
+                                    ("123456789012345600000001",
+                                     "A912150391AB65A67E52883D81CE2D15"))
+    plain = hostmsg.financial_request(rec, cfg, local, TRACK2)
+    return [tdes, aes, plain, hostmsg.reversal_request(rec, cfg, local, "000043")]
+
+
+def test_document_decoder_reads_what_the_terminal_sends():
+    formats = _document_formats()
+    assert set(PROFILE_FIELDS) <= set(formats)
+    assert formats[52] == ("b", 8, 0) and formats[61] == ("b", 16, 3)
+    assert formats[53] == ("hex", 48, 2)
+    for msg in _captured() + [SAMPLES[k] for k in sorted(SAMPLES)]:
+        raw = encode(msg)
+        assert document_decode(raw, formats) == decode(raw), msg["t"]
+    tdes, aes = _captured()[:2]
+    assert "52" in tdes and "61" not in tdes and len(tdes["53"]) == 20
+    assert "61" in aes and "52" not in aes and len(aes["53"]) == 24

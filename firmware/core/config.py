@@ -10,6 +10,8 @@ LANGUAGES = ("en", "zh")
 # how a card may be read for an offline approval (DE22's entry modes)
 ENTRY_MODES = ("chip", "tap", "swipe", "fallback")
 LIMIT_KEYS = ("per_payment", "total", "count")
+# the PIN encryption schemes a host profile may name ([host] pin_security)
+PIN_SCHEMES = ("tdes-dukpt", "aes-dukpt")
 # the default offline limits in major units: 100.00 a payment, 1,000.00 and 500 stored
 DEFAULT_LIMITS = (100, 1000, 500)
 
@@ -53,6 +55,14 @@ def _choice(options):
     def check(value):
         return None if value in options else "must be one of: " + ", ".join(options)
     return check
+
+
+def _pin_security(value):
+    if value in PIN_SCHEMES:
+        return None
+    return ("must be \"tdes-dukpt\" (TDES DUKPT, ANSI X9.24-1, ISO 9564 format 0 in DE52) or "
+            "\"aes-dukpt\" (AES DUKPT, ANSI X9.24-3, ISO 9564 format 4 in DE61): the one "
+            "the acquirer's host profile names")
 
 
 def _currency(value):
@@ -123,6 +133,8 @@ SCHEMA = {
         "tls": (True, _boolean),
         "ca_file": ("", _optional_path),          # the pinned CA of the host's certificate
         "response_timeout_s": (30, _int_range(5, 120)),
+        # how PINs travel to this host (docs/host-protocol.md, DE52/DE53/DE61)
+        "pin_security": ("tdes-dukpt", _pin_security),
     },
     "security": {
         # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)

@@ -5,6 +5,8 @@ values as str (binary fields as upper-case hex). The driver encodes it.
 """
 from firmware.core.money import numeric
 
+FORMAT4_BYTES = 16       # an ISO 9564-1 format 4 (AES) PIN block; format 0 is 8
+
 PROC_SALE = "000000"
 PROC_VOID = "020000"
 PROC_REFUND = "200000"
@@ -55,13 +57,25 @@ def _card_message(mti, rec, config, local, track2, emv):
     return msg
 
 
+def pin_fields(ksn_hex, block_hex):
+    """Where an encrypted PIN block and its KSN travel (docs/host-protocol.md): DE53 the
+    KSN in hex (20 digits for TDES DUKPT, 24 for AES DUKPT); an 8-byte ISO format 0
+    block in DE52 (b8, as ISO 8583:1987 has it), a 16-byte ISO format 4 block (AES) in
+    DE61, a private binary LLLVAR, since DE52 has no room for it."""
+    fields = {"53": ksn_hex}
+    if len(block_hex) == 2 * FORMAT4_BYTES:
+        fields["61"] = block_hex
+    else:
+        fields["52"] = block_hex
+    return fields
+
+
 def financial_request(rec, config, local, track2, pin=None, original=None, emv=None):
     """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None; emv is
     {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap."""
     msg = _card_message("0200", rec, config, local, track2, emv)
     if pin is not None:
-        msg["53"] = pin[0]
-        msg["52"] = pin[1]
+        msg.update(pin_fields(pin[0], pin[1]))
     if original is not None and original.get("rrn"):
         msg["37"] = original["rrn"]
         # DE38 is the issuer's six-character code; an offline approval's Y1/Y3 is the

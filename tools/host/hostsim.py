@@ -18,9 +18,11 @@ tester can make any case happen from the keypad:
     anything else    00 approved, booked     at once, with a 6-character auth code
                                              (DE38) and an RRN (DE37)
 
-A PIN block (DE52) is checked first: it is decrypted with the DUKPT key derived from
-the BDK and the KSN in DE53 and decoded as ISO 9564 format 0; the right PIN for every
-test card is 1234, anything else is answered 55.
+A PIN block is checked first. A TDES one (DE52) is decrypted with the DUKPT key
+derived from the BDK and the KSN in DE53 (ANSI X9.24-1) and decoded as ISO 9564
+format 0; an AES one (DE61) is deciphered with the AES DUKPT PIN key derived from the
+AES BDK and the 12-byte KSN in DE53 (ANSI X9.24-3) and decoded as ISO 9564 format 4.
+The right PIN for every test card is 1234, anything else is answered 55.
 
 .97, .98 and .99 book the approval although the terminal never gets a usable answer:
 that is the case a reversal exists for, and the ledger shows whether it arrived.
@@ -72,6 +74,8 @@ DEFAULT_DATA = ".hostsim"
 DEFAULT_SLOW_MS = 35000
 # The test base derivation key of ANSI X9.24-1 (its published test vectors use it).
 DEFAULT_BDK = "0123456789ABCDEFFEDCBA9876543210"
+# The AES-128 test BDK of ANSI X9.24-3-2017's published test vectors.
+DEFAULT_AES_BDK = "FEDCBA9876543210F1F1F1F1F1F1F1F1"
 TEST_PIN = b"1234"
 
 # How long a repeat MTI (0201, 0401, ...) is matched to an earlier request by TID + STAN.
@@ -508,17 +512,21 @@ class _Tx:
 # -- PIN verification ------------------------------------------------------------------------
 
 class PinVerifier:
-    """Decrypts DE52 under the DUKPT PIN key for the KSN in DE53 and checks the PIN."""
+    """Decrypts DE52 (TDES DUKPT, format 0) or DE61 (AES DUKPT, format 4) under the PIN
+    key for the KSN in DE53 and checks the PIN."""
 
-    def __init__(self, bdk_hex):
+    def __init__(self, bdk_hex, aes_bdk_hex=DEFAULT_AES_BDK):
         self.bdk = bytes.fromhex(bdk_hex)
         if len(self.bdk) != 16:
             raise ValueError("the BDK is 32 hex digits (a double-length TDES key)")
+        self.aes_bdk = bytes.fromhex(aes_bdk_hex)
+        if len(self.aes_bdk) not in (16, 24, 32):
+            raise ValueError("the AES BDK is 32, 48 or 64 hex digits (AES-128/192/256)")
 
     @staticmethod
     def available():
         try:
-            from firmware.security import dukpt, pinblock  # noqa: F401
+            from firmware.security import dukpt, dukpt_aes, pinblock  # noqa: F401
         except ImportError:
             return False
         return True
@@ -535,6 +543,23 @@ class PinVerifier:
             return False
         finally:
             pinblock.wipe(clear)
+        try:
+            return bytes(pin) == TEST_PIN
+        finally:
+            pinblock.wipe(pin)
+
+    def check_aes(self, block_hex, ksn_hex, pan):
+        """The same for an AES DUKPT format 4 block (DE61) and its 12-byte KSN: True
+        for PIN 1234, False for any other PIN or a block that does not decipher to
+        format 4 for this PAN. ValueError when the KSN itself is unusable."""
+        from firmware.security import dukpt_aes, pinblock
+        field = dukpt_aes.decrypt_pin_field(self.aes_bdk, ksn_hex, block_hex, pan)
+        try:
+            pin = pinblock.format4_pin(field)
+        except ValueError:
+            return False
+        finally:
+            pinblock.wipe(field)
         try:
             return bytes(pin) == TEST_PIN
         finally:
@@ -591,12 +616,13 @@ class Reply:
 class HostSim:
     """The simulated acquirer: handle() decides, serve()/start() put it on a socket."""
 
-    def __init__(self, data_dir, tls=True, slow_ms=DEFAULT_SLOW_MS, bdk=DEFAULT_BDK, log=None):
+    def __init__(self, data_dir, tls=True, slow_ms=DEFAULT_SLOW_MS, bdk=DEFAULT_BDK, log=None,
+                 aes_bdk=DEFAULT_AES_BDK):
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self.slow_ms = int(slow_ms)
         self.log = log or (lambda line: None)
-        self.pins = PinVerifier(bdk)
+        self.pins = PinVerifier(bdk, aes_bdk)
         self.ledger = Ledger(os.path.join(data_dir, "ledger.sqlite"))
         self.tls = ensure_tls(data_dir) if tls else None
         self.ca_file = self.tls["ca"] if tls else None
@@ -679,20 +705,34 @@ class HostSim:
             code, note = "54", "expired card (%s)" % expiry
         if "55" in msg:
             code, note = self._check_arqc(msg, code, note)
-        if "52" not in msg:
+        if "52" not in msg and "61" not in msg:
             return code, delivery, note
         pan = _pan_of(msg)
         if not msg.get("53") or not pan:
             return "30", NOW, "PIN block without KSN (DE53) or PAN: format error"
+        if "52" in msg and "61" in msg:
+            return "30", NOW, "two PIN blocks (DE52 and DE61): format error"
         if not self.pins.available():
             return "96", NOW, "cannot verify PINs: firmware/security/dukpt.py is missing"
+        # the KSN's length says the scheme: 10 bytes TDES DUKPT, 12 bytes AES DUKPT
+        aes = "61" in msg
+        want = 24 if aes else 20
+        if len(msg["53"]) != want:
+            return "30", NOW, ("%s PIN block with a %d-digit KSN in DE53 (must be %d): format "
+                               "error" % ("an AES (DE61)" if aes else "a TDES (DE52)",
+                                          len(msg["53"]), want))
+        if aes and len(msg["61"]) != 32:
+            return "30", NOW, "DE61 is not a 16-byte format 4 PIN block: format error"
         try:
-            ok = self.pins.check(msg["52"], msg["53"], pan)
+            if aes:
+                ok = self.pins.check_aes(msg["61"], msg["53"], pan)
+            else:
+                ok = self.pins.check(msg["52"], msg["53"], pan)
         except ValueError as exc:
             return "30", NOW, "PIN block unusable: %s" % exc
         if not ok:
             return "55", delivery, "wrong PIN"
-        return code, delivery, note + ", PIN verified"
+        return code, delivery, note + (", PIN verified (AES DUKPT)" if aes else ", PIN verified")
 
     def _check_arqc(self, msg, code, note):
         """Chip and contactless: the ARQC in DE55 must be the card's (test issuer keys)."""
@@ -1053,6 +1093,17 @@ def _bdk(value):
     return value.upper()
 
 
+def _aes_bdk(value):
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) not in (16, 24, 32):
+        raise argparse.ArgumentTypeError("must be 32, 48 or 64 hex digits (an AES-128, -192 "
+                                         "or -256 key)")
+    return value.upper()
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="handpos hostsim",
                                 description="the acquirer host simulator (ISO 8583 over TCP/TLS)")
@@ -1065,6 +1116,9 @@ def build_parser():
                    help="delay of the slow (.97) reply, ms (default %d)" % DEFAULT_SLOW_MS)
     p.add_argument("--bdk", type=_bdk, default=DEFAULT_BDK,
                    help="DUKPT base derivation key, 32 hex digits (default: the ANSI X9.24 test BDK)")
+    p.add_argument("--aes-bdk", type=_aes_bdk, default=DEFAULT_AES_BDK,
+                   help="AES DUKPT base derivation key, 32/48/64 hex digits (default: the "
+                        "ANSI X9.24-3 test BDK)")
     p.add_argument("--quiet", action="store_true", help="print only the start-up lines")
     return p
 
@@ -1078,7 +1132,8 @@ def main(argv=None):
             sys.stdout.write("%s hostsim: %s\n" % (time.strftime("%H:%M:%S"), line))
             sys.stdout.flush()
 
-    sim = HostSim(data, tls=not args.no_tls, slow_ms=args.slow_ms, bdk=args.bdk, log=log)
+    sim = HostSim(data, tls=not args.no_tls, slow_ms=args.slow_ms, bdk=args.bdk, log=log,
+                  aes_bdk=args.aes_bdk)
     host, port = args.listen
 
     async def run():
