@@ -50,6 +50,10 @@ NONCE_BYTES = 12
 GOOD_ROWS_KEPT = 100000     # about 4 MiB of hashes; past it the set starts again
 SCHEMA_VERSION = 2          # 2: every row carries a MAC
 EXPORT_FORMAT = "handpos-saf-export"
+EXPORT_VERSION = 2          # 2: an export ID, a target terminal and an expiry, all signed
+EXPORT_VALID_S = 72 * 3600  # an export is imported within this, by its terminal's clock
+EXPORT_CLOCK_SLACK_S = 600  # an export made this much "later" than the importer's clock is refused
+EXPORT_ID_BYTES = 16
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS saf (
@@ -64,6 +68,9 @@ CREATE TABLE IF NOT EXISTS saf (
 CREATE INDEX IF NOT EXISTS saf_state ON saf(state);
 CREATE INDEX IF NOT EXISTS saf_origin ON saf(tid, stan, kind);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS imports (
+    export_id TEXT PRIMARY KEY, source_tid TEXT NOT NULL, created_utc TEXT NOT NULL,
+    imported_utc TEXT NOT NULL, records INTEGER NOT NULL, added INTEGER NOT NULL);
 """
 _CLEAR = ("id", "kind", "state", "amount", "currency", "stan", "tid", "created_utc",
           "attempts", "last_error", "rc", "closed_by", "closed_utc")
@@ -130,6 +137,17 @@ def _aad(rec, rec_id):
         if "|" in f:
             raise ValueError("saf: %r may not contain '|'" % f)
     return ("handpos-saf-v1|" + "|".join(fields)).encode()
+
+
+def _export_aad(clear, export_id):
+    # an export's record is bound to its origin and to the export that carries it
+    if "|" in export_id:
+        raise ValueError("saf: an export ID may not contain '|'")
+    return ("handpos-saf-export-v2|%s|" % export_id).encode() + _aad(clear, None)
+
+
+def _valid_tid(tid):
+    return len(tid) == 8 and all(c.isascii() and c.isalnum() for c in tid)
 
 
 def _seal(key, payload, aad):
@@ -571,26 +589,55 @@ class SafQueue:
 
     # moving the queue off a broken terminal
     @guarded
-    def export(self, path, signing_key, export_key):
-        """Write every record still to upload, sealed under export_key and signed.
+    def origins(self):
+        """The terminal IDs of the records still to upload, this terminal's first: one
+        export file each (an import takes only records of the file's own TID)."""
+        tids = sorted(set(r["tid"] for r in self.pending()))
+        return sorted(tids, key=lambda tid: tid != self.tid)
+
+    @guarded
+    def export(self, path, signing_key, export_key, target_tid, origin_tid=None,
+               valid_s=EXPORT_VALID_S, clock_synced=None):
+        """Write every record of origin_tid (default: this terminal's) still to upload,
+        for target_tid alone to import, once, within valid_s seconds; returns how many.
 
         export_key is the 32-byte transfer key the merchant's terminals share (not the
-        device data key, which never leaves this terminal). Records stay queued here.
+        device data key, which never leaves this terminal). The signed body carries a
+        random export ID, the target's TID and the expiry (by this terminal's UTC
+        clock; clock_synced says whether that clock was synchronised). Records stay
+        queued here.
         """
         export_key = _check_key(export_key, "the export key")
+        target = str(target_tid)
+        origin = self.tid if origin_tid is None else str(origin_tid)
+        if not _valid_tid(target):
+            raise ExportError("the target terminal ID %r is not 8 letters or digits: name the "
+                              "terminal that will import the queue" % target)
+        if target == self.tid:
+            raise ExportError("the target %s is this terminal: name the terminal that will "
+                              "import the queue" % target)
+        if not isinstance(valid_s, int) or valid_s <= 0:
+            raise ValueError("saf: valid_s must be a positive number of seconds")
         if isinstance(signing_key, (bytes, bytearray)):
             signing_key = Ed25519PrivateKey.from_private_bytes(bytes(signing_key))
+        export_id = os.urandom(EXPORT_ID_BYTES).hex()
+        now = int(self.clock())
         records = []
         for rec in self.pending():
+            if rec["tid"] != origin:
+                continue
             payload = self.load(rec["id"])      # a corrupt record stops the export
             clear = {k: rec[k] for k in ("kind", "stan", "amount", "currency", "tid",
                                          "created_utc", "attempts")}
-            nonce, ct = _seal(export_key, payload, _aad(clear, None))
+            nonce, ct = _seal(export_key, payload, _export_aad(clear, export_id))
             clear["nonce"] = base64.b64encode(nonce).decode()
             clear["ciphertext"] = base64.b64encode(ct).decode()
             records.append(clear)
-        body = json.dumps({"format": EXPORT_FORMAT, "version": 1, "tid": self.tid,
-                           "created_utc": _utc(self.clock()), "records": records},
+        body = json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                           "export_id": export_id, "tid": origin, "exported_by": self.tid,
+                           "target_tid": target, "created_utc": _utc(now),
+                           "expires_utc": _utc(now + valid_s), "clock_synced": clock_synced,
+                           "records": records},
                           sort_keys=True, separators=(",", ":"))
         sig = signing_key.sign(body.encode())
         data = json.dumps({"signed": body, "ed25519": sig.hex()}).encode() + b"\n"
@@ -599,36 +646,122 @@ class SafQueue:
         _fsync_dir(folder)
         return len(records)
 
-    @guarded
-    def import_file(self, path, verify_key, export_key):
-        """Queue the records of a signed export; records already here are skipped.
-
-        Returns how many were added. Nothing is added unless the whole file checks.
-        """
+    def _checked_export(self, path, verify_key, export_key):
+        """The export file's signed body, every check but the replay one passed, with its
+        records opened: (doc, [(clear, payload)]). Raises ExportError naming the problem
+        and the way out; nothing is written."""
         export_key = _check_key(export_key, "the export key")
         if isinstance(verify_key, (bytes, bytearray)):
             verify_key = Ed25519PublicKey.from_public_bytes(bytes(verify_key))
+        name = os.path.basename(path)
         try:
             with open(path, "rb") as f:
-                outer = json.loads(f.read())
+                raw = f.read()
+        except OSError as exc:
+            raise ExportError("%s cannot be read (%s): nothing was imported; check the file's "
+                              "path" % (path, exc.strerror or exc))
+        try:
+            outer = json.loads(raw)
             body, sig = outer["signed"], bytes.fromhex(outer["ed25519"])
             verify_key.verify(sig, body.encode())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidSignature):
-            raise ExportError("%s is not a queue export signed by this merchant: nothing "
-                              "was imported" % path)
-        doc = json.loads(body)
-        if doc.get("format") != EXPORT_FORMAT or doc.get("version") != 1:
-            raise ExportError("%s is not a version 1 queue export: nothing was imported" % path)
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("not an object")
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidSignature):
+            raise ExportError("%s is not a queue export signed with this merchant's export key "
+                              "(altered, damaged, or another merchant's): nothing was imported; "
+                              "copy the file again from the old terminal's export folder, or "
+                              "load this merchant's export keys" % name)
+        version = doc.get("version")
+        if doc.get("format") != EXPORT_FORMAT:
+            raise ExportError("%s is not a queue export: nothing was imported" % name)
+        if version == 1:
+            raise ExportError("%s is an export without a target terminal or expiry (version 1, "
+                              "an older handpos): nothing was imported; export the queue again "
+                              "on %s with this release" % (name, doc.get("tid") or "the old terminal"))
+        if version != EXPORT_VERSION:
+            raise ExportError("%s was written by a newer handpos (export version %r): nothing "
+                              "was imported; update this terminal's software first"
+                              % (name, version))
+        try:
+            export_id, origin = str(doc["export_id"]), str(doc["tid"])
+            by, target = str(doc.get("exported_by") or origin), str(doc["target_tid"])
+            made, expires = _epoch(doc["created_utc"]), _epoch(doc["expires_utc"])
+            records = list(doc["records"])
+        except (KeyError, TypeError, ValueError):
+            raise ExportError("%s is a damaged queue export (a field is missing): nothing was "
+                              "imported; export the queue again on the old terminal" % name)
+        if target != self.tid:
+            raise ExportError("%s is for terminal %s, and this is %s: nothing was imported; "
+                              "import it on %s, or export the queue again on %s naming %s"
+                              % (name, target, self.tid or "a terminal without an ID", target,
+                                 by, self.tid or "this terminal"))
+        self._refuse_replay(name, export_id)
+        now = self.clock()
+        if made > now + EXPORT_CLOCK_SLACK_S:
+            raise ExportError("%s was made at %s, later than this terminal's clock (%s): "
+                              "nothing was imported; set this terminal's clock (connect it to "
+                              "a network, or timedatectl set-time), then import again"
+                              % (name, doc["created_utc"], _utc(now)))
+        if now > expires:
+            unsynced = (" (%s's clock was not synchronised: check its time first)" % by
+                        if doc.get("clock_synced") is False else "")
+            raise ExportError("%s expired at %s (made %s on %s, valid %d h): nothing was "
+                              "imported; export the queue again on %s and import the new "
+                              "file%s" % (name, doc["expires_utc"], doc["created_utc"], by,
+                                          (expires - made) // 3600, by, unsynced))
         batch = []
-        for clear in doc["records"]:
-            payload = _open(export_key, base64.b64decode(clear["nonce"]),
-                            base64.b64decode(clear["ciphertext"]), _aad(clear, None))
-            if payload is None or clear["kind"] not in KINDS:
-                raise ExportError("%s: a record does not open under the export key: nothing "
-                                  "was imported" % path)
+        for clear in records:
+            try:
+                rec_tid, stan = clear["tid"], str(clear["stan"])
+                if rec_tid != origin:
+                    raise ExportError(
+                        "%s holds a record of terminal %s (STAN %s) in an export of %s: "
+                        "nothing was imported; the file is not a sound export, export the "
+                        "queue again on %s" % (name, rec_tid, stan, origin, by))
+                if clear["kind"] not in KINDS or not isinstance(clear["amount"], int) \
+                        or clear["amount"] < 0 or not isinstance(clear.get("attempts", 0), int):
+                    raise ValueError("bad record")
+                payload = _open(export_key, base64.b64decode(clear["nonce"]),
+                                base64.b64decode(clear["ciphertext"]),
+                                _export_aad(clear, export_id))
+            except (KeyError, TypeError, ValueError):
+                payload = None
+            if payload is None:
+                raise ExportError("%s: a record does not open under this terminal's export key "
+                                  "(STAN %s): nothing was imported; load this merchant's export "
+                                  "key" % (name, clear.get("stan") if isinstance(clear, dict)
+                                           else "?"))
             batch.append((clear, payload))
+        return doc, batch
+
+    def _refuse_replay(self, name, export_id):
+        row = self.db.execute("SELECT source_tid, imported_utc, records, added FROM imports "
+                              "WHERE export_id=?", (export_id,)).fetchone()
+        if row is not None:
+            raise ExportError("%s was already imported here at %s (export %s of %s, %d "
+                              "records, %d added): nothing was imported again; its records "
+                              "are in this queue, nothing to do"
+                              % (name, row[1], export_id[:8], row[0], row[2], row[3]))
+
+    @guarded
+    def import_export(self, path, verify_key, export_key):
+        """Queue the records of a signed export made for this terminal, once.
+
+        Refused, with one line naming the problem and the way out, and nothing added:
+        a bad signature, another target, an export already imported here (its ID is
+        kept in the imports table, in the same transaction as its records), an expired
+        file (or one made after this terminal's clock), a record of another TID than
+        the file's. Records already here (same TID, STAN and kind) are skipped.
+        Returns {export_id, tid, records, added, created_utc, expires_utc}.
+        """
+        doc, batch = self._checked_export(path, verify_key, export_key)
+        name = os.path.basename(path)
+        export_id = str(doc["export_id"])
+        now = _utc(self.clock())
 
         def body_txn():
+            self._refuse_replay(name, export_id)      # another import since the check
             added = 0
             for clear, payload in batch:
                 seen = self.db.execute("SELECT 1 FROM saf WHERE tid=? AND stan=? AND kind=?",
@@ -636,8 +769,27 @@ class SafQueue:
                 if not seen:
                     self._insert(clear, payload)
                     added += 1
+            self.db.execute("INSERT INTO imports (export_id, source_tid, created_utc, "
+                            "imported_utc, records, added) VALUES (?, ?, ?, ?, ?, ?)",
+                            (export_id, str(doc["tid"]), str(doc["created_utc"]), now,
+                             len(batch), added))
             return added
-        return self._txn(body_txn)
+        added = self._txn(body_txn)
+        return {"export_id": export_id, "tid": str(doc["tid"]), "records": len(batch),
+                "added": added, "created_utc": str(doc["created_utc"]),
+                "expires_utc": str(doc["expires_utc"])}
+
+    def import_file(self, path, verify_key, export_key):
+        """import_export, returning how many records were added."""
+        return self.import_export(path, verify_key, export_key)["added"]
+
+    @guarded
+    def imports(self):
+        """The exports imported here, oldest first: dicts of export_id, source_tid,
+        created_utc, imported_utc, records, added."""
+        cols = ("export_id", "source_tid", "created_utc", "imported_utc", "records", "added")
+        return [dict(zip(cols, row)) for row in self.db.execute(
+            "SELECT %s FROM imports ORDER BY imported_utc, export_id" % ", ".join(cols))]
 
     @guarded
     def probe(self):

@@ -146,8 +146,11 @@ def test_logout_refused_until_uploaded_or_exported(online, hostsim, net, tmp_pat
     h.press("9", "3")                       # offline queue > export (supervisor)
     h.press(*"2580")
     h.press("ENTER")
-    assert "Exported 1 records" in h.text()
-    name = "".join(h.term.screen.lines[1:])      # the file name, wrapped over rows
+    h.press("2", "ENTER")                   # the replacement: HP000002, shown whole first
+    assert "HP000002" in h.text() and "1 records" in h.text()
+    h.press("ENTER")
+    assert "Exported 1 records" in h.text() and "for HP000002" in h.text()
+    name = "".join(h.term.screen.lines[2:])      # the file name, wrapped over rows
     path = str(tmp_path / "terminal" / "export" / name)
     doc = json.load(open(path))
     assert "4111111111111111" not in json.dumps(doc)

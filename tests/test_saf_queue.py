@@ -224,7 +224,7 @@ def test_export_import_round_trip(tmp_path, q, clock):
     acked = q.add("advice", "000003", 300, "USD", _payload("000003"))
     q.ack(acked)
     out = str(tmp_path / "export.json")
-    assert q.export(out, signer, EXPORT_KEY) == 2
+    assert q.export(out, signer, EXPORT_KEY, "T0000002") == 2
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     with open(out, "rb") as f:
         assert b"4761739001010119" not in f.read()
@@ -233,7 +233,11 @@ def test_export_import_round_trip(tmp_path, q, clock):
     clock.now += 10
     mine = new.add("advice", "000001", 999, "USD", _payload("000001"))   # same STAN, other TID
     assert new.import_file(out, signer.public_key(), EXPORT_KEY) == 2
-    assert new.import_file(out, signer.public_key(), EXPORT_KEY) == 0    # idempotent
+    with pytest.raises(ExportError, match="already imported"):          # the same file again
+        new.import_file(out, signer.public_key(), EXPORT_KEY)
+    again = str(tmp_path / "again.json")                                # a new export of them
+    assert q.export(again, signer, EXPORT_KEY, "T0000002") == 2
+    assert new.import_file(again, signer.public_key(), EXPORT_KEY) == 0  # records kept once
     got = new.pending()
     assert [(x["kind"], x["stan"], x["tid"]) for x in got] == [
         ("reversal", "000002", "T0000001"), ("advice", "000001", "T0000001"),
@@ -245,12 +249,12 @@ def test_export_import_round_trip(tmp_path, q, clock):
     new.close()
 
 
-def test_import_refuses_bad_signature_and_tampering(tmp_path, q):
+def test_import_refuses_bad_signature_and_tampering(tmp_path, q, clock):
     signer = Ed25519PrivateKey.generate()
     q.add("advice", "000001", 100, "USD", _payload("000001"))
     out = str(tmp_path / "export.json")
-    q.export(out, signer, EXPORT_KEY)
-    new = SafQueue(str(tmp_path / "new.db"), b"N" * 32)
+    q.export(out, signer, EXPORT_KEY, "T0000002")
+    new = SafQueue(str(tmp_path / "new.db"), b"N" * 32, tid="T0000002", clock=clock)
     with pytest.raises(ExportError, match="not a queue export signed"):
         new.import_file(out, Ed25519PrivateKey.generate().public_key(), EXPORT_KEY)
     with open(out) as f:
@@ -260,7 +264,7 @@ def test_import_refuses_bad_signature_and_tampering(tmp_path, q):
         json.dump(doc, f)
     with pytest.raises(ExportError):
         new.import_file(out, signer.public_key(), EXPORT_KEY)
-    q.export(out, signer, EXPORT_KEY)
+    q.export(out, signer, EXPORT_KEY, "T0000002")
     with pytest.raises(ExportError, match="export key"):
         new.import_file(out, signer.public_key(), b"X" * 32)
     assert new.records() == []

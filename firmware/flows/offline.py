@@ -3,7 +3,7 @@
 export for a swapped terminal, and the merchant's offline policy."""
 from firmware.core import events, keys
 from firmware.core.config import limits_for
-from firmware.flows.common import MenuFlow
+from firmware.flows.common import Field, MenuFlow
 from firmware.flows.supervisor import SupervisorFlow
 from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
@@ -182,13 +182,43 @@ class RecordsFlow(Flow):
         self.term.show(t("off_records"), lines, footer, selected=self.index)
 
 
+EXPORT_VALID_H = 72         # an export is imported within this, by this terminal's clock
+
+
+def target_digits(own):
+    """How many digits the keypad types for a target: the length of the number that
+    ends this terminal's ID (6 for HP000001); 0 when it ends in a letter."""
+    n = 0
+    while n < len(own) and "0" <= own[len(own) - 1 - n] <= "9":
+        n += 1
+    return n
+
+
+def target_tid(own, digits):
+    """The terminal ID a supervisor means by the digits typed: this terminal's letters,
+    then the digits zero-padded to the length of its number ("HP000001", "2" ->
+    "HP000002"); None when there are no digits or they do not fit."""
+    n = target_digits(own)
+    if n == 0 or not digits or len(digits) > n:
+        return None
+    return own[:len(own) - n] + "0" * (n - len(digits)) + digits
+
+
 class ExportFlow(Flow):
     """A supervisor writes every record still to upload into a signed, encrypted file
-    (for a terminal that is being swapped); the records stay queued here."""
+    that one named terminal (the replacement) may import, once, within EXPORT_VALID_H
+    hours; the records stay queued here. The target is typed as the digits after the
+    letters this terminal's ID shares with it (2 for HP000002) and shown whole for a
+    yes before anything is written."""
     NAME = "queue_export"
     INITIAL = "supervisor"
     STATES = {
         "supervisor": {"enter": "ask", "timeout": None, "on": {}},
+        "target": {"timeout": "entry_timeout_s",
+                   "on": {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type",
+                          keys.ENTER: "target_done", keys.CANCEL: "done"}},
+        "confirm": {"timeout": "entry_timeout_s",
+                    "on": {keys.ENTER: "write", keys.CANCEL: "back"}},
         "result": {"timeout": 30000,
                    "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done",
                           keys.UP: "scroll_up", keys.DOWN: "scroll_down"}},
@@ -199,6 +229,11 @@ class ExportFlow(Flow):
         self.lines = []
         self.ok = False
         self.top = 0
+        self.supervisor = None
+        self.own = term.config["terminal"]["id"]
+        self.field = Field(max(1, target_digits(self.own)))
+        self.target = None
+        self.error = None
 
     def rows(self):
         out = []
@@ -221,13 +256,59 @@ class ExportFlow(Flow):
         if result is None:
             self.finish(None)
             return None
-        self.ok, self.lines = self.term.payments.export_queue(result["id"])
+        self.supervisor = result["id"]
+        if not target_digits(self.own):
+            self.ok, self.lines = False, [self.t("export_failed"), self.t("exp_err_no_digits")]
+            return "result"
+        return "target"
+
+    def type(self, ev):
+        self.error = None
+        self.field.key(ev.get("key"))
+
+    def target_done(self, ev):
+        tid = target_tid(self.own, self.field.value)
+        if tid is None:
+            return None
+        if tid == self.own:
+            self.error = "exp_err_self"
+            self.term.beep("error")
+            return None
+        self.target = tid
+        return "confirm"
+
+    def back(self, ev):
+        return "target"
+
+    def pending_count(self):
+        try:
+            return len(self.term.payments.queue.pending())
+        except Exception:
+            return None
+
+    def write(self, ev):
+        self.ok, self.lines = self.term.payments.export_queue(self.supervisor, self.target,
+                                                              EXPORT_VALID_H)
         return "result"
 
     def done(self, ev):
         self.finish(None)
 
     def render(self):
-        if self.state == "result":
-            self.term.show(self.t("off_export_title"), self.rows(), self.t("footer_ok"),
+        t = self.t
+        if self.state == "target":
+            n = target_digits(self.own)
+            tid = target_tid(self.own, self.field.value) or self.own[:len(self.own) - n] + "_" * n
+            self.term.show(t("off_export_title"),
+                           [t(self.error) if self.error else t("exp_target_q"),
+                            t("exp_target_id", tid=tid)],
+                           t("footer_entry"), masked=self.field.shown())
+        elif self.state == "confirm":
+            n = self.pending_count()
+            self.term.show(t("exp_confirm_title"),
+                           [self.target, t("exp_n_records", n="?" if n is None else n),
+                            t("exp_valid_h", h=EXPORT_VALID_H)],
+                           t("footer_confirm"))
+        elif self.state == "result":
+            self.term.show(t("off_export_title"), self.rows(), t("footer_ok"),
                            alert="ok" if self.ok else "error", top=self.top)
