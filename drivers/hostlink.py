@@ -21,7 +21,12 @@ and never from inside request(), with one of
 "sent" says whether any byte of the request left the terminal. A timeout always
 means it did: the host may have acted on it, so the transaction side reverses. An
 error with sent=False means the host cannot have seen it (connect refused, TLS
-failure, the deadline passed before the link came up).
+failure, the deadline passed before the link came up). An error because the host's
+certificate failed its check also carries "untrusted": "ca" | "name" | "expired" |
+"other" (cert_problem), and on_untrusted(kind, reason) is called first: that is no
+ordinary link down but a host (or a man in the middle) that is not who it should be,
+and the terminal must not approve offline because of it (docs/payments.md, "Host
+certificate not trusted").
 
 A reply is delivered only to the request with the same STAN (DE11) whose expected
 response type it carries (0200 -> 0210, 0401 -> 0410), and only once. Anything else
@@ -69,6 +74,37 @@ def make_client_context(ca_file, cert_file=None, key_file=None):
     if cert_file:
         ctx.load_cert_chain(cert_file, key_file)
     return ctx
+
+
+# OpenSSL's verify codes (X509_V_ERR_*) of a certificate that failed its check, by what
+# the technician has to look at; any other code is "other"
+_CERT_CA = (2, 7, 18, 19, 20, 21, 24)   # unknown issuer, bad signature, self-signed, not a CA
+_CERT_NAME = (62, 63, 64)               # host name, e-mail or IP address mismatch
+_CERT_DATES = (9, 10)                   # not yet valid, expired
+
+
+def cert_problem(exc):
+    """What a failed certificate check (ssl.SSLCertVerificationError) says about the
+    host: "ca" (not issued under the pinned CA), "name" (issued for another host),
+    "expired" (outside its dates, by the terminal's clock) or "other"."""
+    code = getattr(exc, "verify_code", None)
+    if code in _CERT_CA:
+        return "ca"
+    if code in _CERT_NAME:
+        return "name"
+    if code in _CERT_DATES:
+        return "expired"
+    return "other"
+
+
+_CERT_WORDS = {
+    "ca": "it is not from the pinned CA: check the CA file, or someone is in the middle",
+    "name": "it was issued for another host than %s: check the host name, or someone is "
+            "in the middle",
+    "expired": "it is expired or not yet valid: check the terminal's clock and the host's "
+               "certificate",
+    "other": "check the pinned CA file and the host's certificate",
+}
 
 
 def frame(message_bytes):
@@ -152,11 +188,15 @@ class HostLink:
     "up" once a connection (and its TLS handshake) succeeds, "down" when a connect
     fails or an open connection breaks. An idle connection closed by either side
     (idle_close_ms here, the host's own idle timer there) is not a change.
+    on_untrusted(kind, reason) reports each handshake whose server certificate failed
+    its check (kind from cert_problem), before the requests it fails are answered;
+    the link is also "down" then. Whether to trust again is not the link's to decide:
+    every connection checks the certificate afresh.
     """
 
     def __init__(self, reactor, host, port, ssl_context=None, on_link=None,
                  connect_timeout_ms=15000, idle_close_ms=60000, on_unmatched=None,
-                 server_hostname=None, window=8):
+                 server_hostname=None, window=8, on_untrusted=None):
         self.reactor = reactor
         self.host = host
         self.port = int(port)
@@ -164,6 +204,7 @@ class HostLink:
         self.server_hostname = server_hostname or host
         self.on_link = on_link
         self.on_unmatched = on_unmatched
+        self.on_untrusted = on_untrusted
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_close_ms = idle_close_ms
         self.window = max(1, int(window))
@@ -321,8 +362,7 @@ class HostLink:
             self._set_events(POLLOUT)
             return
         except ssl.SSLCertVerificationError as exc:
-            self._connect_failed("TLS: the host's certificate is not trusted (%s): check the "
-                                 "pinned CA file" % (exc.verify_message or exc.reason))
+            self._untrusted(exc)
             return
         except ssl.SSLError as exc:
             self._connect_failed("TLS handshake failed: %s" % (exc.reason or exc))
@@ -351,6 +391,21 @@ class HostLink:
     def _connect_failed(self, reason):
         self.last_error = reason
         self._broken(reason)
+
+    def _untrusted(self, exc):
+        """The host's certificate failed its check: nothing was sent, and whoever
+        answered is not to be taken for the host. Reported before the requests fail,
+        so the terminal knows why by the time their callers hear of it."""
+        kind = cert_problem(exc)
+        words = _CERT_WORDS[kind]
+        if kind == "name":
+            words = words % self.server_hostname
+        reason = "TLS: the host's certificate is not trusted (%s): %s" \
+            % (exc.verify_message or exc.reason, words)
+        self.last_error = reason
+        if self.on_untrusted is not None:
+            self._soon(self.on_untrusted, kind, reason)
+        self._broken(reason, untrusted=kind)
 
     # -- the descriptor --------------------------------------------------------------
     def _on_ready(self, fd, revents):
@@ -546,8 +601,9 @@ class HostLink:
                            "reason": "not sent: " + (reason or "no connection to the host in time")},
                      "failed")
 
-    def _broken(self, reason, report=True):
-        """Close the connection; every outstanding request gets an error."""
+    def _broken(self, reason, report=True, untrusted=None):
+        """Close the connection; every outstanding request gets an error (saying
+        untrusted=kind when the host's certificate failed its check)."""
         was_open = self.phase == OPEN
         self._attempt += 1
         self._cancel_connect_timer()
@@ -564,7 +620,10 @@ class HostLink:
             if req.timer is not None:
                 req.timer.cancel()
             self._recent[req.key] = "failed"
-            self._soon(req.callback, {"kind": "error", "reason": reason, "sent": req.sent})
+            result = {"kind": "error", "reason": reason, "sent": req.sent}
+            if untrusted is not None:
+                result["untrusted"] = untrusted
+            self._soon(req.callback, result)
         while len(self._recent) > RECENT:
             self._recent.popitem(last=False)
         if report and (was_open or self.link != "down"):

@@ -11,13 +11,18 @@ ENTRY = {"chip": "chip", "tap": "tap", "swipe": "swipe", "fallback": "fallback"}
 HOUR_S = 3600
 
 
-def refusal(config, kind, amount, currency, entry, cvm, queued, oldest_age_s, queue_ok=True):
+def refusal(config, kind, amount, currency, entry, cvm, queued, oldest_age_s, queue_ok=True,
+            host_trusted=True):
     """None when an offline approval is within policy, else why not (a message key).
 
     queued: (count, amount) still to upload in this currency; oldest_age_s: the age
     of the oldest of them (None when nothing waits); cvm: "pin" only when the card
     itself checked the PIN (an online PIN cannot be checked without the host).
+    host_trusted: False while the host certificate alarm is up (hosttrust.py): no
+    offline approval of any kind until a technician clears it.
     """
+    if not host_trusted:
+        return "off_untrusted"
     off = config["offline"]
     if not off["enabled"]:
         return "off_disabled"
