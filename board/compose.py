@@ -30,7 +30,9 @@ import json
 
 from drivers import msr as msr_drv
 from drivers.evdev_pipe import open_input_device
+from board import datadir
 from drivers.journal_sqlite import JournalError, SQLiteJournal
+from drivers.keystore import KeyStoreError, SealedMissing
 from drivers.sdnotify import Notifier
 from drivers.store_sqlite import SQLiteStore, StoreError
 from drivers.system import LinuxSystem
@@ -38,7 +40,7 @@ from firmware.security import dukpt
 from firmware.cards.emv import params as emv_params
 from firmware.payments.service import Payments
 from firmware.core.reactor import Reactor
-from firmware.core.store import StorageFault, Unavailable
+from firmware.core.store import CORRUPT, StorageFault, Unavailable
 from firmware.terminal import Terminal
 from board.export import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED, export_keys, export_queue  # noqa: F401 (tests import them here)
 
@@ -46,7 +48,9 @@ from board.export import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED, export_keys,
 # Loaded only when [security] test_keys = true and no real key was loaded.
 TEST_BDK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 TEST_KSN = bytes.fromhex("FFFF9876543210E00000")
-DUKPT_SETTING = "dukpt.state"
+DUKPT_SETTING = "dukpt.state"      # where releases before the key root kept it, in clear
+DUKPT_LOADED = "dukpt.loaded"      # set once a PIN key was in use: its loss is a fault
+DUKPT_FILE = "dukpt.state"         # DATA/keys/: sealed under the hierarchy's dukpt key
 
 
 def _console(line):
@@ -75,6 +79,7 @@ class Built:
         self.chip = None
         self.host = None
         self.selftests = {}
+        self.datadir = None
 
     def close(self):
         if self.terminal is not None:
@@ -116,9 +121,14 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     if problems:            # whoever built this config skipped load_config's check
         raise ConfigError(problems)
     tr = transports or {}
+    # the data folder private, its keys open (or their fault): before any database
+    dd = datadir.prepare(profile, config, console)
     b = Built()
+    b.datadir = dd
     b.reactor = Reactor(clock=tr.get("clock"))
     tests = b.selftests
+    tests["keys"] = (dd.keys is not None,
+                     dd.root.describe() if dd.keys is not None else str(dd.fault))
 
     # storage first: without it nothing else can be trusted to persist
     path = os.path.join(config["storage"]["data_dir"], "handpos.db")
@@ -166,8 +176,12 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     # the terminal exists before keypad and printer so their events have a target
     b.terminal = Terminal(b.reactor, config, b.store, system, display=b.display,
                           buzzer=b.buzzer, led=b.led, watchdog=Notifier(),
-                          selftests=tests, auth_iterations=auth_iterations)
+                          selftests=tests, auth_iterations=auth_iterations,
+                          pin_hasher=pin_hasher(dd, auth_iterations))
     term = b.terminal
+    term.key_root = dd.root
+    if dd.fault is not None:
+        _fault(term, dd.fault)
     term.cl_leds = b.cl_leds
     if isinstance(b.store, SQLiteStore):
         b.store.guard.on_fault = term.storage_fault
@@ -204,37 +218,112 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     return b
 
 
-def load_dukpt(store, config, console):
-    """The DUKPT terminal from the store, or the test key where the config allows."""
+def pin_hasher(dd, auth_iterations=None):
+    """scrypt with the pepper from the key hierarchy; None (the portable PBKDF2) while
+    the keys cannot be opened (the terminal shows that fault and takes nobody's PIN).
+    auth_iterations (tests, the simulator's fast start) makes it cheap."""
+    if dd.keys is None:
+        return None
+    from drivers.pinhash import ScryptPepper
+    return ScryptPepper(dd.keys.key("pepper"), cost=1 << 8 if auth_iterations else 1 << 14)
+
+
+def load_dukpt(dd, store, config, console, term=None):
+    """The DUKPT terminal from its sealed state file, or the test key where the lab
+    allows; None without a PIN key. A state file that is missing on a terminal that
+    has used a PIN key, or that does not open, is a fault (term.fault): a new key at
+    counter 1 would send KSNs the host has already seen."""
+    if dd.keys is None:
+        return None
+    sealed = dd.keys.sealed(DUKPT_FILE, "dukpt", "dukpt state", part="pinkey")
+
     def save(state):
-        store.set_setting(DUKPT_SETTING, json.dumps(state))
+        try:
+            sealed.write(json.dumps(state).encode())
+        except StorageFault as exc:     # a full card: the terminal stops and says so
+            if term is not None:
+                term.storage_fault(exc)
+            raise
+
+    def fault(exc):
+        console("PIN key: %s" % exc)
+        if term is not None:
+            _fault(term, exc if isinstance(exc, StorageFault) else
+                   KeyStoreError(CORRUPT, str(exc), part="pinkey"))
+        return None
 
     try:
-        saved = store.get_setting(DUKPT_SETTING)
-    except StorageFault as exc:          # the store's fault is on the screen already
+        legacy = store.get_setting(DUKPT_SETTING)
+        if legacy:                  # clear registers of an older release: sealed, purged
+            if not sealed.exists():
+                sealed.write(legacy.encode())
+            store.set_setting(DUKPT_LOADED, "1")
+            store.purge_setting(DUKPT_SETTING)
+            console("PIN key: the DUKPT state moved from handpos.db into the sealed %s"
+                    % sealed.path)
+        loaded = store.get_setting(DUKPT_LOADED)
+    except StorageFault as exc:     # the store's fault is on the screen already
         console("PIN key: cannot be read (%s)" % exc)
         return None
-    if saved:
-        try:
-            return dukpt.DukptTerminal.from_state(json.loads(saved), save)
-        except (ValueError, dukpt.DukptError) as exc:
-            console("PIN key: the stored DUKPT state is damaged (%s): load a new key" % exc)
-            return None
+    try:
+        state = json.loads(sealed.read().decode())
+        kind = state.get("kind", "tdes-dukpt")
+        if kind == "aes-dukpt":
+            from firmware.security import dukpt_aes
+            return dukpt_aes.AesDukptTerminal.from_state(state, save)
+        return dukpt.DukptTerminal.from_state(state, save)
+    except SealedMissing:
+        if loaded:
+            return fault(KeyStoreError(CORRUPT, "the PIN key state %s is missing but this "
+                                       "terminal has used a PIN key: a technician loads a new "
+                                       "key (a reloaded one would repeat KSNs)" % sealed.path,
+                                       part="pinkey"))
+    except StorageFault as exc:
+        return fault(exc)
+    except (ValueError, AttributeError, UnicodeError, dukpt.DukptError) as exc:
+        return fault(KeyStoreError(CORRUPT, "the PIN key state %s is damaged (%s): a "
+                                   "technician loads a new key" % (sealed.path, exc),
+                                   part="pinkey"))
     if config["security"]["test_keys"]:
-        console("PIN key: no key loaded; using the ANSI X9.24 TEST key (security.test_keys)")
-        return test_dukpt(config, save)
+        console("PIN key: no key loaded; using the published TEST key (security.test_keys)")
+        try:
+            key = test_dukpt(config, save)
+            save(key.state())
+            store.set_setting(DUKPT_LOADED, "1")
+        except StorageFault as exc:
+            return fault(exc)
+        return key
     return None
 
 
 def test_dukpt(config, save):
-    """A DUKPT terminal on the published test key of the host profile's PIN scheme."""
+    """A DUKPT terminal on the published test key of the host profile's PIN scheme:
+    ANSI X9.24-1's for TDES DUKPT, X9.24-3-2017's (AES-128 BDK
+    FEDCBA9876543210F1F1F1F1F1F1F1F1, initial key ID 1234567890123456) for AES DUKPT."""
+    if config["host"].get("pin_security") == "aes-dukpt":
+        from firmware.security import dukpt_aes, pinblock
+        ikid = bytes.fromhex("1234567890123456")
+        initial = dukpt_aes.derive_initial_key(
+            bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1"), ikid)
+        try:
+            return dukpt_aes.AesDukptTerminal(initial, ikid, save)
+        finally:
+            pinblock.wipe(initial)
     return dukpt.DukptTerminal(dukpt.derive_ipek(TEST_BDK, TEST_KSN), TEST_KSN, save)
 
 
 def _build_payments(b, profile, config, tr, console):
     term = b.terminal
     tests = b.selftests
-    b.journal, b.queue = open_payments_storage(config, console, term)
+    dd = b.datadir
+    b.journal, b.queue = open_payments_storage(config, console, term, dd)
+    term.first_run_ok = datadir.first_run_allowed(dd, b.journal, b.queue)
+    term.on_in_service = lambda: dd.set_state(datadir.IN_SERVICE, config["terminal"]["id"])
+    try:
+        if dd.state == datadir.NEW and b.store.operator_count() > 0:
+            term.on_in_service()
+    except StorageFault as exc:
+        console("data folder: %s" % exc)
 
     readers = 0
     spec = profile.get("msr")
@@ -278,7 +367,7 @@ def _build_payments(b, profile, config, tr, console):
             tests["chip"] = (False, str(exc))
             chip = None
 
-    key = load_dukpt(b.store, config, console)
+    key = load_dukpt(dd, b.store, config, console, term)
     address = config["host"]["address"]
     if address:
         from drivers.hostlink import HostLink, make_client_context
@@ -286,7 +375,8 @@ def _build_payments(b, profile, config, tr, console):
         try:
             ctx = make_client_context(config["host"]["ca_file"]) if config["host"]["tls"] else None
             b.host = HostLink(b.reactor, host, int(port), ssl_context=ctx, on_link=term.on_link,
-                              on_unmatched=lambda raw, why: term.store.audit("host_unmatched", "", why))
+                              on_unmatched=lambda raw, why: term.store.audit("host_unmatched", "", why),
+                              on_untrusted=term.on_host_untrusted)
         except Exception as exc:   # a missing or unreadable CA file
             console("host: %s" % exc)
             term.link_state = "down"
@@ -294,29 +384,28 @@ def _build_payments(b, profile, config, tr, console):
                              chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)),
                              queue=b.queue)
     if isinstance(b.queue, Unavailable) or hasattr(b.queue, "export"):
-        term.payments.exporter = lambda: export_queue(term.payments.queue, config, term.system)
+        term.payments.exporter = lambda target, valid_h: export_queue(
+            term.payments.queue, config, term.system, target, valid_h)
     check_storage(b, config, console)
     term.probe_storage = lambda: probe_storage(b, config, console)
 
 
-def open_payments_storage(config, console, term):
+def open_payments_storage(config, console, term, dd):
     """(journal, queue): the journal MACed under a key derived from the device data key,
-    the store-and-forward queue under the data key itself. Either one that cannot be
-    opened stands as Unavailable, with the fault on the terminal: never an empty
-    journal or queue in memory."""
+    the store-and-forward queue sealed under the data key itself. Either one that
+    cannot be opened stands as Unavailable, with the fault on the terminal: never an
+    empty journal or queue in memory."""
     from drivers import saf_queue
     from drivers.sqlite_durable import mac_key
     folder = config["storage"]["data_dir"]
     tid = config["terminal"]["id"]
     qpath = os.path.join(folder, "saf.db")
-    try:
-        key = saf_queue.load_or_create_key(os.path.join(folder, "keys", "data.key"), qpath)
-    except (saf_queue.SafError, OSError) as exc:
-        # without the key neither the queue nor the journal's MACs can be trusted
-        console("data key: %s" % exc)
-        fault = StorageFault("corrupt", "queue", str(exc))
+    if dd.keys is None:
+        # without the data key neither the queue nor the journal's MACs can be trusted
+        fault = dd.fault
         _fault(term, fault)
         return Unavailable(fault), Unavailable(fault, tid)
+    key = dd.keys.key("data")
     try:
         journal = SQLiteJournal(os.path.join(folder, "journal.db"), mac_key(key, "journal"),
                                 on_fault=term.storage_fault)
@@ -336,7 +425,8 @@ def open_payments_storage(config, console, term):
 
 
 def _fault(term, fault):
-    term.selftests["storage"] = (False, str(fault))
+    from firmware.core.store import fault_code
+    term.selftests["storage"] = (False, "%s %s" % (fault_code(fault), fault))
     if term.fault is None or fault.kind == "corrupt":
         term.fault = fault
 
@@ -388,7 +478,7 @@ def probe_storage(b, config, console):
                             on_fault=term.storage_fault)
         b.store = term.store = term.auth.store = store
     if isinstance(b.journal, Unavailable) or isinstance(b.queue, Unavailable):
-        journal, queue = open_payments_storage(config, lambda line: None, _Sink())
+        journal, queue = open_payments_storage(config, lambda line: None, _Sink(), b.datadir)
         for db in (journal, queue):
             if isinstance(db, Unavailable):
                 raise db.fault

@@ -14,13 +14,14 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS operators (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
     salt BLOB NOT NULL, pin_hash BLOB NOT NULL, iterations INTEGER NOT NULL,
-    active INTEGER NOT NULL DEFAULT 1, created_utc TEXT NOT NULL);
+    active INTEGER NOT NULL DEFAULT 1, created_utc TEXT NOT NULL,
+    kdf TEXT NOT NULL DEFAULT 'pbkdf2-sha256');
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, event TEXT NOT NULL,
     operator TEXT NOT NULL, detail TEXT NOT NULL);
 """
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: operators.kdf (the PIN hash each PIN is kept under)
 
 
 class StoreError(StorageFault):
@@ -43,7 +44,10 @@ class SQLiteStore:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version == 1:
+                self.db.execute("ALTER TABLE operators ADD COLUMN kdf TEXT NOT NULL "
+                                "DEFAULT 'pbkdf2-sha256'")
+            if version < SCHEMA_VERSION:
                 self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
             elif version > SCHEMA_VERSION:
                 raise StoreError("io", "store", "%s was written by a newer handpos (schema %d)"
@@ -68,29 +72,37 @@ class SQLiteStore:
 
     @guarded
     def get_operator(self, op_id):
-        row = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
-                              "FROM operators WHERE id=?", (op_id,)).fetchone()
+        row = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active, "
+                              "kdf FROM operators WHERE id=?", (op_id,)).fetchone()
         return self._op(row) if row else None
 
     @guarded
     def list_operators(self):
-        rows = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active "
-                               "FROM operators ORDER BY CAST(id AS INTEGER), id").fetchall()
+        rows = self.db.execute("SELECT id, name, role, salt, pin_hash, iterations, active, "
+                               "kdf FROM operators ORDER BY CAST(id AS INTEGER), id").fetchall()
         return [self._op(r) for r in rows]
 
     @staticmethod
     def _op(row):
         return {"id": row[0], "name": row[1], "role": row[2], "salt": bytes(row[3]),
-                "pin_hash": bytes(row[4]), "iterations": row[5], "active": bool(row[6])}
+                "pin_hash": bytes(row[4]), "iterations": row[5], "active": bool(row[6]),
+                "kdf": row[7]}
 
     @guarded
     def add_operator(self, op):
         try:
-            self.db.execute("INSERT INTO operators VALUES (?,?,?,?,?,?,?,?)",
+            self.db.execute("INSERT INTO operators (id, name, role, salt, pin_hash, iterations, "
+                            "active, created_utc, kdf) VALUES (?,?,?,?,?,?,?,?,?)",
                             (op["id"], op["name"], op["role"], op["salt"], op["pin_hash"],
-                             op["iterations"], 1 if op.get("active", True) else 0, _utc()))
+                             op["iterations"], 1 if op.get("active", True) else 0, _utc(),
+                             op.get("kdf") or "pbkdf2-sha256"))
         except sqlite3.IntegrityError:
             raise KeyError("operator %s exists" % op["id"])
+
+    @guarded
+    def set_operator_pin(self, op_id, salt, pin_hash, kdf, cost):
+        self.db.execute("UPDATE operators SET salt=?, pin_hash=?, kdf=?, iterations=? WHERE id=?",
+                        (salt, pin_hash, kdf, cost, op_id))
 
     # settings
     @guarded
@@ -102,6 +114,21 @@ class SQLiteStore:
     def set_setting(self, key, value):
         self.db.execute("INSERT INTO settings VALUES (?,?) ON CONFLICT(key) DO UPDATE "
                         "SET value=excluded.value", (key, value))
+
+    @guarded
+    def purge_setting(self, key):
+        """Delete a setting so that no copy of its value is left in the database file,
+        its free pages or its WAL: overwritten on delete (secure_delete), the file
+        rebuilt (VACUUM: what earlier updates left in free space goes), the WAL
+        checkpointed and truncated. For a value that should never have been on the card
+        (the clear DUKPT registers of older releases)."""
+        self.db.execute("PRAGMA secure_delete=ON")
+        try:
+            self.db.execute("DELETE FROM settings WHERE key=?", (key,))
+            self.db.execute("VACUUM")
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.execute("PRAGMA secure_delete=OFF")
 
     # audit
     def audit(self, event, operator="", detail=""):

@@ -31,7 +31,8 @@ FAULT_RETRY_MS = (2000, 5000, 10000, 30000)
 
 class Terminal:
     def __init__(self, reactor, config, store, system, display=None, printer=None,
-                 buzzer=None, led=None, watchdog=None, selftests=None, auth_iterations=None):
+                 buzzer=None, led=None, watchdog=None, selftests=None, auth_iterations=None,
+                 pin_hasher=None):
         self.reactor = reactor
         self.config = config
         self.store = store
@@ -60,7 +61,11 @@ class Terminal:
         kwargs = {}
         if auth_iterations:
             kwargs["iterations"] = auth_iterations
-        self.auth = Auth(store, reactor.clock, system.random_bytes, **kwargs)
+        self.auth = Auth(store, reactor.clock, system.random_bytes, hasher=pin_hasher, **kwargs)
+        # the first run ("create a supervisor") only on a terminal that never had data:
+        # the board says (board/datadir.py); on_in_service records that it now has
+        self.first_run_ok = True
+        self.on_in_service = None
         self.flows = []
         self.operator = None
         self.printer_state = printer.state if printer is not None else "missing"
@@ -76,6 +81,7 @@ class Terminal:
         self.cl_leds = []               # the four contactless status lights (GPIO), if any
         self.cl_lights = 0              # how many of them are on (EMV Book A, option 1)
         self.unprinted = []             # approvals whose receipt a crash kept from paper
+        self._trust_notice_due = False  # the host certificate notice waits for a person
         self.on_screen = None           # observers (simulator, control socket)
         self.on_receipt = None
 
@@ -160,6 +166,8 @@ class Terminal:
         self.operator = op
         self.store.audit("login", op["id"], op["role"])
         self._arm_logout()
+        if self._trust_notice_due:      # raised while nobody was logged in
+            self.reactor.call_soon(self.trust_notice)
 
     def logout(self, reason="operator"):
         if self.operator is not None:
@@ -229,6 +237,38 @@ class Terminal:
         self.link_state = state
         self.refresh()
 
+    def on_host_untrusted(self, kind, detail):
+        """The host's certificate failed its check (drivers/hostlink.py): not a link
+        down. Offline approval stops until a technician clears the alarm (Settings);
+        the alert tone, and a notice once no payment holds the screen (the payment's
+        own result says why it was not charged)."""
+        if self.payments is None:
+            return
+        y, mo, d, h, mi, s = self.system.utc_time()
+        utc = "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s)
+        if not self.system.clock_synced():
+            detail += " (the terminal's clock is not synchronised)"
+        if not self.payments.trust.seen(kind, utc, detail):
+            return
+        self.beep("alert")
+        self._trust_notice_due = True
+        self.reactor.call_soon(self.trust_notice)
+
+    def trust_notice(self):
+        """The host certificate notice, when one is due and a person can see it: not
+        over a payment's screens (it comes when the payment's flow ends)."""
+        paying = [f for f in self.flows if hasattr(f, "holds_uploads") and not f.finished]
+        if not self._trust_notice_due or self.operator is None or paying \
+                or self.fault is not None:
+            self.refresh()
+            return
+        self._trust_notice_due = False
+        from firmware.flows.notice import NoticeFlow
+        state = self.payments.trust.state() or {"kind": "other"}
+        self.push(NoticeFlow(self, self.t("trust_title"),
+                             [self.t("reason_host_untrusted"), self.t("trust_" + state["kind"]),
+                              self.t("trust_no_offline")]))
+
     # -- storage faults -------------------------------------------------------
     def _busy(self):
         for flow in self.flows:
@@ -267,6 +307,11 @@ class Terminal:
             self._fault_timer = None
         if self.fault is None:
             return True
+        if getattr(self.fault, "standing", False):
+            # keys that do not open, a PIN key state lost, operators gone: no retry can
+            # mend these; a technician must (the screen says so, with the code)
+            self.refresh()
+            return False
         self._fault_tries += 1
         try:
             if self.probe_storage is not None:
@@ -322,6 +367,8 @@ class Terminal:
         """A flow ended: uploads held for it may go now."""
         if self.payments is not None and not self.uploads_held():
             self.payments.forwarder.kick()
+        if self._trust_notice_due:      # after the payment's own flows have unwound
+            self.reactor.call_soon(self.trust_notice)
 
     # -- language -------------------------------------------------------------
     def set_language(self, lang):

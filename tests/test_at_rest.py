@@ -26,9 +26,9 @@ Views of the folder: a copy taken mid-run after a PIN payment, a copy taken whil
 request waited for the host, the folder as a power cut leaves it (never closed), and the
 folder after a clean close. A hit names the view, file, offset and what was found.
 
-Two leaks are known and being fixed (issue 11 items 0/1): the DUKPT registers in
-handpos.db's settings ("dukpt.state", and its WAL), the data key in keys/data.key.
-Those two checks are strict xfails of their own; the same secrets anywhere else fail.
+Releases before the key root kept the DUKPT registers in clear in handpos.db (and its
+WAL) and the data key in keys/data.key; both are now sealed under the device's key
+hierarchy (docs/keys.md), and the checks below cover every file.
 """
 import base64
 import binascii
@@ -549,10 +549,6 @@ def at_rest(tmp_path_factory):
 
 
 # -- the checks ----------------------------------------------------------------------------
-STORE_FILES = ("handpos.db", "handpos.db-wal", "handpos.db-shm")
-DATA_KEY_FILE = os.path.join("keys", "data.key")
-
-
 def _hits(run, groups, only=None, skip=()):
     """Every hit of the groups' needles in every view (only: these files alone; skip:
     not these), and in the captured streams when no file list is given."""
@@ -620,11 +616,11 @@ def test_no_card_data_and_no_pin_block_in_clear_anywhere(at_rest):
     assert not hits, _report(hits)
 
 
-def test_no_dukpt_key_outside_the_store(at_rest):
-    """The DUKPT registers and the initial key appear nowhere but where the known leak
-    is (handpos.db, next test): not in the journal, the queue, the export, a key file,
-    a receipt, the console or a log."""
-    hits = _hits(at_rest, (DUKPT,), skip=STORE_FILES)
+def test_no_dukpt_key_in_clear_anywhere(at_rest):
+    """The DUKPT registers and the initial key appear nowhere in clear: not in
+    handpos.db or its WAL (where releases before the key root kept them), the journal,
+    the queue, the export, the sealed key files, a receipt, the console or a log."""
+    hits = _hits(at_rest, (DUKPT,))
     assert not hits, _report(hits)
 
 
@@ -638,27 +634,12 @@ def test_receipts_show_no_more_than_the_last_four(at_rest):
             assert pan[:6] not in paper, "the first six of %s on paper" % pan
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 items 0/1: being fixed")
-def test_no_dukpt_key_in_the_store(at_rest):
-    """Known today: the 21 future key registers sit in clear (hex) in handpos.db's
-    settings ("dukpt.state"), in its WAL, and in every copy of the folder."""
-    hits = _hits(at_rest, (DUKPT,), only=STORE_FILES)
-    assert not hits, _report(hits)
-
-
-def test_no_device_key_outside_its_key_file(at_rest):
+def test_no_device_key_in_clear_anywhere(at_rest):
     """The data key (as the queue holds it), the MAC keys derived from it and the
-    merchant's test export keys are in no database, WAL, export, receipt or log."""
-    hits = _hits(at_rest, (DEVICE_KEY,), skip=(DATA_KEY_FILE,))
+    merchant's test export keys are in no file of the data folder (the key folder holds
+    them wrapped under the device's root), export, receipt or log."""
+    hits = _hits(at_rest, (DEVICE_KEY,))
     assert not hits, _report(hits)
-
-
-@pytest.mark.xfail(strict=True, reason="issue 11 items 0/1: being fixed")
-def test_the_data_key_file_does_not_hold_the_key_in_clear(at_rest):
-    """Known today: keys/data.key is the 32 raw bytes of the data key."""
-    hits = _hits(at_rest, (DEVICE_KEY,), only=(DATA_KEY_FILE,))
-    assert not hits, _report(hits)
-
 
 
 def test_the_scan_finds_secrets_planted_in_the_runs_files(at_rest, tmp_path):

@@ -1,4 +1,5 @@
-"""The `handpos` command: run the terminal, the simulator, or check a configuration."""
+"""The `handpos` command: run the terminal, the simulator, check a configuration, or
+import a moved offline queue."""
 import argparse
 import os
 import sys
@@ -31,8 +32,23 @@ def _profile_or_exit(name):
 def cmd_run(args):
     config = _config_or_exit(config_path(args.config))
     profile = _profile_or_exit(args.board)
+    # held while the terminal runs, so that `handpos import-queue` refuses meanwhile
+    # (and a terminal does not start in the middle of an import)
+    lock, holder = lock_data_dir(config["storage"]["data_dir"], RUN_LOCK)
+    if lock is None:
+        sys.stderr.write("handpos: another handpos process%s is using the data directory %s "
+                         "(a terminal, or a queue import): wait for it to finish, or stop it\n"
+                         % (" (pid %s)" % holder if holder else "", config["storage"]["data_dir"]))
+        return 2
     from board import compose
-    built = compose.build(profile, config)
+    try:
+        built = compose.build(profile, config)
+    except ConfigError as exc:          # a data folder others may read, lab settings
+        for line in exc.problems:
+            sys.stderr.write("handpos: %s\n" % line)
+        sys.stderr.write("handpos: refusing to start\n")
+        lock.close()
+        return 2
     import signal
 
     def stop(signum, frame):
@@ -44,6 +60,7 @@ def cmd_run(args):
         built.reactor.run()
     finally:
         built.close()
+        lock.close()
     return 0
 
 
@@ -142,12 +159,17 @@ def no_terminal_reason():
     return None
 
 
-def lock_data_dir(data_dir):
+SIM_LOCK = "sim.lock"        # held by a simulator on its data directory
+RUN_LOCK = "run.lock"        # held by `handpos run` (the device, under systemd)
+
+
+def lock_data_dir(data_dir, name=SIM_LOCK):
     """Hold data_dir for this simulator (released when the process ends, however it ends);
     None when another simulator holds it, with the pid it wrote."""
     import fcntl
-    os.makedirs(data_dir, exist_ok=True)
-    f = open(os.path.join(data_dir, "sim.lock"), "a+")
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    # 0600 like everything in the data folder (a lock others can read fails its check)
+    f = os.fdopen(os.open(os.path.join(data_dir, name), os.O_RDWR | os.O_CREAT, 0o600), "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -254,7 +276,7 @@ def cmd_sim(args):
             host, port = address.rsplit(":", 1)
             if args.host_port is not None:
                 port = str(args.host_port)
-            hostsim, ca = start_hostsim("%s:%s" % (host, port), os.path.join(data_dir, "host"))
+            hostsim, ca = start_hostsim("%s:%s" % (host, port), data_dir + "-host")
             if hostsim is None and isinstance(ca, PortTaken):
                 other = free_port_near(host, int(port) + 1)
                 _say("port %s is taken (another simulator or program listens on %s:%s), so "
@@ -282,7 +304,7 @@ def cmd_sim(args):
             # private socket: the chip reader driver goes through real PC/SC
             from tools.cards.vcard import PrivatePcscd
             try:
-                pcscd = PrivatePcscd(os.path.join(data_dir, "pcscd"))
+                pcscd = PrivatePcscd(data_dir + "-pcscd")
                 pcscd.start()
                 os.environ["PCSCLITE_CSOCK_NAME"] = pcscd.socket_path
                 chip_port = pcscd.port
@@ -292,10 +314,16 @@ def cmd_sim(args):
                 profile.pop("chip", None)
         elif args.chip == "off":
             profile.pop("chip", None)
-        sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
-                               control_path=args.control, synced=synced,
-                               auth_iterations=args.pin_iterations, chip_port=chip_port,
-                               proxy=proxy)
+        try:
+            sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
+                                   control_path=args.control, synced=synced,
+                                   auth_iterations=args.pin_iterations, chip_port=chip_port,
+                                   proxy=proxy)
+        except ConfigError as exc:      # a data folder others may read, lab settings
+            for line in exc.problems:
+                _say(line)
+            _say("refusing to start")
+            return 2
         proxy = None                    # the simulator stops it
         simmod.install_signal_handlers(sim)
         if args.headless:
@@ -329,6 +357,64 @@ def cmd_check_config(args):
         return 2
     print("%s: OK" % path)
     return 0
+
+
+def _import_say(line):
+    sys.stderr.write("handpos import-queue: " + line + "\n")
+    sys.stderr.flush()
+
+
+def cmd_import_queue(args):
+    """On the replacement terminal, with the terminal stopped: queue the records of a
+    supervisor's export made for this terminal (docs/offline.md)."""
+    config = _config_or_exit(config_path(args.config))
+    os.umask(0o077)             # a database file it makes is private, like the terminal's
+    data_dir = args.data or config["storage"]["data_dir"]
+    if not os.path.isabs(data_dir):
+        data_dir = os.path.join(REPO, data_dir)     # as the simulator reads it
+    data_dir = os.path.abspath(data_dir)
+    if not os.path.isdir(data_dir):
+        _import_say("refused: no data directory %s: check --config (storage.data_dir) or "
+                    "--data; nothing was imported" % data_dir)
+        return 2
+    owner = os.stat(data_dir).st_uid
+    if owner != os.geteuid():
+        _import_say("refused: the data directory %s belongs to uid %d, and this is uid %d: run "
+                    "it as the terminal's user (sudo -u handpos handpos import-queue ...); "
+                    "nothing was imported" % (data_dir, owner, os.geteuid()))
+        return 2
+    # The terminal keeps its queue's totals in memory and would not see records
+    # written under it: refuse while it runs, and hold its locks while importing.
+    held = []
+    try:
+        for name, what, stop in (
+                (RUN_LOCK, "the terminal", "sudo systemctl stop handpos"),
+                (SIM_LOCK, "the simulator", "Q in its window")):
+            lock, holder = lock_data_dir(data_dir, name)
+            if lock is None:
+                _import_say("refused: %s is running on %s%s: stop it first (%s), import, "
+                            "then start it again; nothing was imported"
+                            % (what, data_dir, " (pid %s)" % holder if holder else "", stop))
+                return 2
+            held.append(lock)
+        from board.export import import_queue
+        from drivers.saf_queue import SafError
+        from firmware.core.store import StorageFault
+        try:
+            got = import_queue(config, args.file, data_dir)
+        except (SafError, StorageFault) as exc:
+            _import_say("refused: %s" % exc)
+            return 2
+        skipped = got["records"] - got["added"]
+        print("handpos import-queue: %d records of terminal %s queued on %s (export %s, made "
+              "%s)%s; start the terminal: it uploads them when it reaches the host"
+              % (got["added"], got["tid"], config["terminal"]["id"], got["export_id"][:8],
+                 got["created_utc"],
+                 "; %d already in this queue, skipped" % skipped if skipped else ""))
+        return 0
+    finally:
+        for lock in held:
+            lock.close()
 
 
 def _port(value):
@@ -381,6 +467,15 @@ def main(argv=None):
     p = sub.add_parser("check-config", help="check a configuration file and name every problem")
     p.add_argument("config", nargs="?")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("import-queue", help="queue a supervisor's offline-queue export on "
+                                            "this (replacement) terminal, stopped")
+    p.add_argument("file", help="the export file (saf-OLDTID-to-THISTID-TIME.json)")
+    p.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
+                                    "/etc/handpos/handpos.toml)")
+    p.add_argument("--data", help="data directory (default: the configuration's "
+                                  "storage.data_dir)")
+    p.set_defaults(func=cmd_import_queue)
 
     args = parser.parse_args(argv)
     args.argv = argv

@@ -29,6 +29,10 @@ class MemoryStore:
             raise KeyError("operator %s exists" % op["id"])
         self._operators[op["id"]] = dict(op)
 
+    def set_operator_pin(self, op_id, salt, pin_hash, kdf, cost):
+        op = self._operators[op_id]
+        op["salt"], op["pin_hash"], op["kdf"], op["iterations"] = salt, pin_hash, kdf, cost
+
     def list_operators(self):
         # IDs are digit strings: order them as numbers, as the SQLite store does
         return [dict(self._operators[k]) for k in sorted(self._operators, key=_numeric)]
@@ -73,6 +77,18 @@ class StorageFault(Exception):
         self.part = part
         self.detail = detail
         self.storage_fault = True        # for code that cannot import this class
+
+
+# The code a technician is told on the phone: E-<part><kind>, e.g. E-43 = keys damaged.
+# docs/storage.md has the table; the numbers never change meaning.
+FAULT_PARTS = ("store", "journal", "queue", "keys", "pinkey")
+
+
+def fault_code(fault):
+    part = getattr(fault, "part", "store")
+    p = FAULT_PARTS.index(part) + 1 if part in FAULT_PARTS else 9
+    k = KINDS.index(fault.kind) + 1 if getattr(fault, "kind", None) in KINDS else 2
+    return "E-%d%d" % (p, k)
 
 
 def is_fault(exc):

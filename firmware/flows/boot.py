@@ -11,11 +11,13 @@ storage fault then takes the place of the login (firmware/flows/storage.py).
 """
 from firmware.core import events, keys
 from firmware.core.fsm import Flow
+from firmware.core.store import CORRUPT, StorageFault
 from firmware.ui.screen import BODY_ROWS
 
 # The order the checks are listed in, and their words in the catalogue.
-PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "clock", "battery")
-OPTIONAL = ("msr", "chip")     # listed only on boards that have one
+PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "keys",
+         "clock", "battery")
+OPTIONAL = ("msr", "chip", "keys")     # listed only on boards that have one
 
 
 class BootFlow(Flow):
@@ -86,6 +88,14 @@ class BootFlow(Flow):
         from firmware.flows.login import LoginFlow
         from firmware.flows.setup import SetupFlow
         self.stop()
+        if self.term.fault is None and self.term.store.operator_count() == 0 \
+                and not self.term.first_run_ok:
+            # a terminal that had data has lost its operators: a damaged or replaced
+            # store, never a first run that anyone could make themselves supervisor in
+            self.term.fault = StorageFault(CORRUPT, "store", "no operators in a terminal "
+                                           "that had data: restore handpos.db from backup")
+            self.term.fault.standing = True     # no retry brings the operators back
+            self.term.store.audit("operators_missing", "", "first run refused")
         if self.term.fault is not None:
             self.term.go_home()         # the storage fault, not a first run
         elif self.term.store.operator_count() == 0:
@@ -108,6 +118,8 @@ class BootFlow(Flow):
             word = t("clock_synced") if ok else t("clock_unsynced")
         elif part == "battery":
             word = detail if detail != "mains" else t("battery_mains")
+        elif part == "keys" and ok is True:
+            word = key_root_word(self.term)
         elif ok is True:
             word = t("ok")
         elif detail == "checking":
@@ -152,3 +164,12 @@ class BootFlow(Flow):
                            alert="error", status=False, top=self.top)
         else:
             self.term.show(t("selftest_title"), rows, t("starting"), status=False, top=self.top)
+
+
+def key_root_word(term):
+    """What the keys are bound to, as the self-test and About say it: the file root of
+    the lab and the simulator is named as weaker (a copy of the SD card carries it)."""
+    root = getattr(term, "key_root", None)
+    if root is None:
+        return term.t("fail")
+    return term.t("keyroot_" + root.kind if root.kind in ("otp", "tpm", "file") else "ok")

@@ -73,6 +73,8 @@ class IdleFlow(Flow):
         term = self.term
         lines = []
         if term.payments is not None:
+            if term.payments.trust.untrusted():     # no offline until a technician looks
+                lines.append(t("idle_untrusted"))
             lines += self._offline_lines()
             unprinted = [r for r in term.unprinted if not
                          (term.payments.journal.get(r["id"]) or {}).get("receipt_printed")]

@@ -13,7 +13,15 @@ class SettingsFlow(MenuFlow):
         other = "zh" if self.t.lang == "en" else "en"
         return [("set_language_" + other, "language"), ("set_add_operator", "add_operator"),
                 ("set_operators", "operators"), ("off_policy", "offline_policy"),
-                ("set_about", "about")]
+                ("set_about", "about"), ("set_host_trust", "host_trust")]
+
+    def host_trust(self):
+        """The host certificate alarm: what was seen, and a technician's clearing."""
+        if not self.term.payments.trust.untrusted():
+            return self.say(self.t("trust_ok"))
+        from firmware.flows.hosttrust import HostTrustFlow
+        self.term.push(HostTrustFlow(self.term))
+        return None
 
     def offline_policy(self):
         from firmware.flows.offline import policy_lines
@@ -41,5 +49,9 @@ class SettingsFlow(MenuFlow):
 
     def about(self):
         cfg = self.term.config
-        return self.say("handpos " + VERSION, "TID " + cfg["terminal"]["id"],
-                        "MID " + cfg["terminal"]["merchant_id"], cfg["terminal"]["merchant_name"])
+        from firmware.flows.boot import key_root_word
+        rows = ["handpos " + VERSION, "TID " + cfg["terminal"]["id"],
+                "MID " + cfg["terminal"]["merchant_id"], cfg["terminal"]["merchant_name"]]
+        if getattr(self.term, "key_root", None) is not None:
+            rows.append(self.t("dev_keys") + ": " + key_root_word(self.term))
+        return self.say(*rows)

@@ -2,6 +2,7 @@
 from firmware.core import keys
 from firmware.flows.operator import NewOperatorFlow
 from firmware.core.fsm import Flow
+from firmware.core.store import is_fault
 
 
 class SetupFlow(Flow):
@@ -29,6 +30,13 @@ class SetupFlow(Flow):
         if result is None:
             return "welcome"
         from firmware.flows.login import LoginFlow
+        if self.term.on_in_service is not None:
+            try:
+                self.term.on_in_service()   # from now on an empty store is a fault
+            except Exception as exc:        # the card would not take it: shown, kept
+                if not is_fault(exc):
+                    raise
+                self.term.storage_fault(exc)
         self.stop()
         self.term.replace_all(LoginFlow(self.term))
         return None

@@ -12,7 +12,7 @@ that failed, and nothing it shows is secret.
 """
 from firmware.core import keys
 from firmware.core.fsm import Flow
-from firmware.core.store import CORRUPT
+from firmware.core.store import CORRUPT, fault_code
 from firmware.flows.diagnostics import DiagnosticsFlow
 
 
@@ -42,13 +42,14 @@ class StorageFaultFlow(Flow):
         fault = self.term.fault
         kind = fault.kind if fault is not None else "io"
         part = getattr(fault, "part", "") or "store"
+        call = t("sf_call_code", code=fault_code(fault)) if fault is not None else t("sf_call")
         if kind == CORRUPT:
             title = t("sf_corrupt", db=t("db_" + part))
-            rows = [t("sf_no_sales"), t("sf_nothing_deleted"), t("sf_call")]
+            rows = [t("sf_no_sales"), t("sf_nothing_deleted"), call]
             footer = t("sf_technician_diag")
         else:
             title = t("sf_full") if kind == "full" else t("sf_io")
-            rows = [t("sf_no_sales"), t("sf_nothing_lost"), t("sf_call")]
+            rows = [t("sf_no_sales"), t("sf_nothing_lost"), call]
             footer = t("sf_retrying_diag")
         self.term.show(title, rows, footer, alert="error")
 

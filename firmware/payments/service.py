@@ -18,6 +18,7 @@ Order of every card payment:
 """
 from firmware.payments import hostmsg, offline
 from firmware.payments.forwarder import Forwarder
+from firmware.payments.hosttrust import HostTrust
 from firmware.payments.journal import record
 from firmware.payments.memqueue import MemoryQueue
 from firmware.payments.receipts import build as build_receipt
@@ -68,6 +69,7 @@ class Payments:
         self.term = term
         self.queue = queue if queue is not None else MemoryQueue(term.config["terminal"]["id"])
         self.forwarder = Forwarder(term, self, self.queue, host)
+        self.trust = HostTrust(term.store)  # a host certificate that failed: no offline
         self.chip_reader = chip_reader    # drivers.pcsc.PcscReader (chip and contactless)
         self.emv = emv                    # the EMV kernel's terminal configuration
         self.journal = journal
@@ -80,7 +82,7 @@ class Payments:
         self._held = {}              # journal id -> track 2 kept for a stripe offline approval
         self._void_waiters = {}
         self._count_timer = None
-        self.exporter = None         # callable() -> (path, count): the board's signed export      # original id -> callback of the void flow
+        self.exporter = None         # callable(target, valid_h) -> (paths, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
     # -- readiness --------------------------------------------------------------
@@ -91,6 +93,9 @@ class Payments:
             return "err_no_reader"
         if self.dukpt is None:
             return "err_no_key"
+        if getattr(self.dukpt, "KIND", "tdes-dukpt") != \
+                self.term.config["host"].get("pin_security", "tdes-dukpt"):
+            return "err_no_key"     # a key of the other scheme: this host could not read its PINs
         if self.dukpt.exhausted:
             return "err_key_exhausted"
         return None
@@ -299,6 +304,10 @@ class Payments:
             self._to_reversal(txn_id, "reason_link_lost", result.get("reason", ""))
         elif result.get("unbuildable"):
             self.journal.update(txn_id, state="failed", reason="reason_bad_request")
+        elif result.get("untrusted"):
+            # not a link down: whoever answered is not the host (docs/payments.md)
+            self.journal.update(txn_id, state="failed", reason="reason_host_untrusted")
+            self.term.on_host_untrusted(result["untrusted"], result.get("reason", ""))
         else:
             self.journal.update(txn_id, state="failed", reason="reason_host_down")
         cancelled = txn_id in self._cancelled
@@ -315,7 +324,8 @@ class Payments:
             rec["issuer_data"] = _issuer_auth_data(result["msg"].get("55"))
         self.term.store.audit("card_" + rec["kind"], rec["operator"],
                               "#%d %s %s" % (txn_id, rec["state"], rec["rc"] or rec["reason"]))
-        unreachable = kind != "response" and not cancelled and not bad_request
+        unreachable = kind != "response" and not cancelled and not bad_request \
+            and not result.get("untrusted")
         rec["host_unreachable"] = unreachable
         if unreachable and held is not None:
             track2, masked, last4, entry = held
@@ -569,21 +579,27 @@ class Payments:
         covered = int(self.term.store.get_setting(EXPORTED_SETTING) or 0)
         return len([r for r in pending if r["id"] > covered])
 
-    def export_queue(self, supervisor):
-        """A supervisor's export of every record still to upload; (ok, lines to show)."""
+    def export_queue(self, supervisor, target, valid_h):
+        """A supervisor's export of every record still to upload, for the terminal
+        `target` alone to import within valid_h hours; (ok, lines to show)."""
         t = self.term.t
         if self.exporter is None:
             return False, [t("export_no_keys")]
         try:
             pending = self.queue.pending()
-            path, n = self.exporter()
+            paths, n = self.exporter(target, valid_h)
         except Exception as exc:
             self.term.store.audit("queue_export_failed", supervisor, str(exc))
+            why = getattr(exc, "screen", None)      # a key file refused: in words
+            if why:
+                return False, [t("export_failed"), t(why), t("sf_technician")]
             return False, [t("export_failed"), str(exc)[:60]]
         if pending:
             self.term.store.set_setting(EXPORTED_SETTING, str(max(r["id"] for r in pending)))
-        self.term.store.audit("queue_exported", supervisor, "%d records to %s" % (n, path))
-        return True, [t("exported_n", n=n), path.rsplit("/", 1)[-1]]
+        names = [p.rsplit("/", 1)[-1] for p in paths]
+        self.term.store.audit("queue_exported", supervisor, "%d records for %s to %s"
+                              % (n, target, ", ".join(names)))
+        return True, [t("exported_n", n=n), t("exp_for", tid=target)] + names
 
     # -- offline approval -------------------------------------------------------
     def offline_refusal(self, kind, amount, entry, cvm):
@@ -595,7 +611,8 @@ class Payments:
         except Exception:
             return "off_no_queue"
         return offline.refusal(self.term.config, kind, amount, cur, entry, cvm, queued, age,
-                               queue_ok=getattr(self.queue, "durable", False))
+                               queue_ok=getattr(self.queue, "durable", False),
+                               host_trusted=not self.trust.untrusted())
 
     def approve_offline(self, attempt, card, emv, arc, cvm, outcome=None, kind="sale",
                         amount=None):

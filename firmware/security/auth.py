@@ -1,8 +1,10 @@
 """Operators, roles and their PINs.
 
-An operator PIN is stored only as PBKDF2-HMAC-SHA256 with a per-operator salt. CPython
-uses hashlib.pbkdf2_hmac; MicroPython has only sha256, so the same function is written
-out here and a portable test proves both give the same bytes.
+An operator PIN is stored only as a salted hash. The portable one is PBKDF2-HMAC-SHA256
+(CPython uses hashlib.pbkdf2_hmac; MicroPython has only sha256, so the same function is
+written out here and a portable test proves both give the same bytes); a board with a
+key hierarchy gives Auth a stronger hasher (drivers/pinhash.py: scrypt with a pepper
+wrapped under the device's key root). Each operator keeps the name of its hash.
 """
 import hashlib
 
@@ -44,6 +46,23 @@ def hash_pin(pin, salt, iterations=ITERATIONS):
     return pbkdf2_sha256(pin.encode(), salt, iterations)
 
 
+PBKDF2 = "pbkdf2-sha256"
+
+
+class Pbkdf2:
+    """The portable PIN hash: what every board has. A device with a key hierarchy
+    passes a stronger one to Auth (drivers/pinhash.py: scrypt with a pepper); a hasher
+    is anything with kdf (its name, kept with each operator), cost (kept too) and
+    hash(pin bytes, salt, cost) -> 32 bytes."""
+    kdf = PBKDF2
+
+    def __init__(self, cost=ITERATIONS):
+        self.cost = cost
+
+    def hash(self, pin, salt, cost):
+        return pbkdf2_sha256(pin, salt, cost)
+
+
 def valid_id(op_id):
     return ID_MIN <= len(op_id) <= ID_MAX and op_id.isdigit()
 
@@ -73,11 +92,15 @@ def _equal(a, b):
 class Auth:
     """Checks operator PINs against the store and keeps the lockout counters."""
 
-    def __init__(self, store, clock, random_bytes, iterations=ITERATIONS):
+    def __init__(self, store, clock, random_bytes, iterations=ITERATIONS, hasher=None):
         self.store = store
         self.clock = clock                # monotonic ms: a lockout survives clock changes
         self.random_bytes = random_bytes  # os.urandom on the device
         self.iterations = iterations
+        # new PINs use hasher; a PIN kept under another (an older release's PBKDF2) is
+        # checked with that one and hashed again with this one at its next good login
+        self.hasher = hasher or Pbkdf2(iterations)
+        self.hashers = {PBKDF2: Pbkdf2(iterations), self.hasher.kdf: self.hasher}
         self._failures = {}               # op_id -> count
         self._locked = {}                 # op_id -> (until_ms, lockouts so far)
 
@@ -85,9 +108,10 @@ class Auth:
         if role not in ROLES:
             raise ValueError("role")
         salt = self.random_bytes(16)
+        h = self.hasher
         op = {"id": op_id, "name": name, "role": role, "salt": salt,
-              "pin_hash": hash_pin(pin, salt, self.iterations), "iterations": self.iterations,
-              "active": True}
+              "pin_hash": h.hash(pin.encode(), salt, h.cost), "iterations": h.cost,
+              "kdf": h.kdf, "active": True}
         self.store.add_operator(op)
         return op
 
@@ -106,11 +130,14 @@ class Auth:
         op = self.store.get_operator(op_id)
         if op is None:
             # Spend the same work as a real check so IDs cannot be probed by timing.
-            hash_pin(pin, b"\x00" * 16, self.iterations)
+            self.hasher.hash(pin.encode(), b"\x00" * 16, self.hasher.cost)
             return None, "unknown"
         if not op.get("active", True):
             return None, "inactive"
-        if not _equal(hash_pin(pin, op["salt"], op["iterations"]), op["pin_hash"]):
+        h = self.hashers.get(op.get("kdf") or PBKDF2)
+        if h is None:                     # kept by a hash this board does not have
+            return None, "unknown"
+        if not _equal(h.hash(pin.encode(), op["salt"], op["iterations"]), op["pin_hash"]):
             count = self._failures.get(op_id, 0) + 1
             self._failures[op_id] = count
             if count >= MAX_FAILURES:
@@ -120,7 +147,18 @@ class Auth:
                 return None, "locked"
             return None, "wrong_pin"
         self._failures.pop(op_id, None)
+        if h is not self.hasher and hasattr(self.store, "set_operator_pin"):
+            self._rehash(op, pin)
         return op, "ok"
+
+    def _rehash(self, op, pin):
+        """The PIN just proved right goes under the current hash (a stored hash is
+        never upgraded without the PIN: that is the point of hashing it)."""
+        salt = self.random_bytes(16)
+        h = self.hasher
+        op["salt"], op["pin_hash"] = salt, h.hash(pin.encode(), salt, h.cost)
+        op["iterations"], op["kdf"] = h.cost, h.kdf
+        self.store.set_operator_pin(op["id"], salt, op["pin_hash"], h.kdf, h.cost)
 
     def supervisor_ok(self, op_id, pin):
         op, reason = self.check(op_id, pin)
