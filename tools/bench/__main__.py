@@ -1,5 +1,6 @@
 """`python -m tools.bench [--quick]` (what `make bench` runs): the terminal's figures
-(tools/bench/terminal.py), then the offline queue's (tools/bench/saf.py), in one run.
+(tools/bench/terminal.py), then the offline queue's (tools/bench/saf.py), then what
+keeping keys at rest costs (tools/bench/keys.py), in one run.
 
 Options go to both: --quick for the short smoke run; --chip off (the terminal bench
 only) to measure without the chip reader. Each bench bounds its own waits and says in
@@ -10,6 +11,7 @@ import argparse
 import sys
 
 from tools.bench import run_main
+from tools.bench import keys as keys_bench
 from tools.bench import saf as saf_bench
 from tools.bench import terminal as terminal_bench
 
@@ -27,6 +29,9 @@ def main(argv=None):
     print()
     sys.stdout.flush()
     status |= run_main(saf_bench.main, quick, name="bench.saf")
+    print()
+    sys.stdout.flush()
+    status |= run_main(keys_bench.main, quick, name="bench.keys")
     return status
 
 
