@@ -42,7 +42,7 @@ from firmware.payments.service import Payments
 from firmware.core.reactor import Reactor
 from firmware.core.store import CORRUPT, StorageFault, Unavailable
 from firmware.terminal import Terminal
-from board.export import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED, export_keys, export_queue  # noqa: F401 (tests import them here)
+from board.export import export_queue
 
 # ANSI X9.24-1 test key: BDK 0123456789ABCDEFFEDCBA9876543210, initial KSN below.
 # Loaded only when [security] test_keys = true and no real key was loaded.
@@ -246,10 +246,12 @@ def load_dukpt(dd, store, config, console, term=None):
             raise
 
     def fault(exc):
-        console("PIN key: %s" % exc)
+        from firmware.core.store import fault_code
+        if not isinstance(exc, StorageFault):
+            exc = KeyStoreError(CORRUPT, str(exc), part="pinkey")
+        console("%s PIN key: %s" % (fault_code(exc), exc))
         if term is not None:
-            _fault(term, exc if isinstance(exc, StorageFault) else
-                   KeyStoreError(CORRUPT, str(exc), part="pinkey"))
+            _fault(term, exc)
         return None
 
     try:

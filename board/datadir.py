@@ -118,11 +118,12 @@ def prepare(profile, config, console):
             console("keys: the clear data key was wrapped under the key root (%s) and "
                     "removed" % dd.root.detail())
     except keyroot.KeyRootError as exc:
-        console("key root: %s" % exc)
+        console("E-43 key root: %s" % exc)
         dd.fault = KeyStoreError(CORRUPT, str(exc))
         dd.keys = None
     except StorageFault as exc:
-        console("keys: %s" % exc)
+        from firmware.core.store import fault_code
+        console("%s keys: %s" % (fault_code(exc), exc))
         dd.fault = exc if isinstance(exc, KeyStoreError) else KeyStoreError(exc.kind, str(exc))
         dd.keys = None
     try:
@@ -155,3 +156,17 @@ def first_run_allowed(dd, journal, queue):
         except StorageFault:
             return False
     return True
+
+
+def open_keys(profile, folder):
+    """The keys of a terminal that has them, for a tool run beside it (the queue
+    import): never made here. Raises KeyStoreError saying what is missing or wrong."""
+    keys = KeyStore(os.path.join(folder, "keys"), None)
+    if not keys.exists():
+        raise KeyStoreError(CORRUPT, "this terminal has no keys (%s): start the terminal once "
+                            "so that it makes them, stop it, then try again" % keys.path)
+    try:
+        keys.root = keyroot.open_root(profile.get("keyroot"), folder)
+        return keys.open()
+    except keyroot.KeyRootError as exc:
+        raise KeyStoreError(CORRUPT, str(exc))

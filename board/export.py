@@ -97,26 +97,24 @@ def export_queue(queue, config, system, target, valid_h=72):
     return paths, n
 
 
-def import_queue(config, path, data_dir=None):
+def import_queue(config, path, data_dir=None, profile=None):
     """Queue the records of the export file at path on this terminal (the terminal
-    itself must not be running: the caller holds its data directory's locks).
+    itself must not be running: the caller holds its data directory's locks). profile
+    is the board's (its key root unwraps the terminal's data key).
 
     Returns SafQueue.import_export's summary; raises saf_queue.SafError (ExportError,
-    KeyFileError) with one line naming the problem and the way out, nothing imported.
+    KeyFileError) or a StorageFault of the keys with one line naming the problem and
+    the way out, nothing imported.
     """
+    from board import datadir
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     data_dir = data_dir or config["storage"]["data_dir"]
     key, seed = export_keys(config, data_dir)
     verify = Ed25519PrivateKey.from_private_bytes(seed).public_key()
-    # the device data key, as board/compose.open_payments_storage loads it for the queue
-    key_path = os.path.join(data_dir, "keys", "data.key")
-    queue_path = os.path.join(data_dir, "saf.db")
-    if not os.path.exists(key_path):
-        raise saf_queue.KeyFileError(
-            "this terminal has no data key (%s): start the terminal once so that it makes "
-            "its keys, stop it, then import" % key_path)
-    data_key = saf_queue.load_or_create_key(key_path, queue_path)
-    queue = saf_queue.SafQueue(queue_path, data_key, tid=config["terminal"]["id"])
+    # the device data key, as the terminal unwraps it for its queue
+    data_key = datadir.open_keys(profile, data_dir).key("data")
+    queue = saf_queue.SafQueue(os.path.join(data_dir, "saf.db"), data_key,
+                               tid=config["terminal"]["id"])
     try:
         return queue.import_export(path, verify, key)
     finally:

@@ -201,43 +201,6 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def load_or_create_key(path, queue_path=None):
-    """The device data key: 32 random bytes in a file only its owner can read.
-
-    Created once, atomically (a crash leaves either no key file or a whole one).
-    A missing key file next to an existing queue, or a damaged one, is an error:
-    a new key would make every queued approval unreadable.
-    """
-    try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            key = f.read(KEY_BYTES + 1)
-    except FileNotFoundError:
-        if queue_path and os.path.exists(queue_path) and os.path.getsize(queue_path) > 0:
-            raise KeyFileError(
-                "data key %s is missing but the offline queue %s exists: restore the key "
-                "file from the device backup; do not delete the queue (it holds approvals "
-                "not yet sent)" % (path, queue_path))
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp, folder = _write_atomic(path, os.urandom(KEY_BYTES))
-        try:
-            os.link(tmp, path)      # fails if another process made one meanwhile
-        except FileExistsError:
-            return load_or_create_key(path, queue_path)
-        finally:
-            os.unlink(tmp)
-        _fsync_dir(folder)
-        return load_or_create_key(path, queue_path)
-    if len(key) != KEY_BYTES:
-        raise KeyFileError("data key %s is damaged (%d bytes, expected %d): restore it from "
-                           "the device backup" % (path, len(key), KEY_BYTES))
-    if st.st_mode & 0o077:
-        raise KeyFileError("data key %s is readable by other users (mode %o): run "
-                           "chmod 600 %s" % (path, st.st_mode & 0o777, path))
-    return key
-
-
 class SafQueue:
     durable = True          # on the SD card before add() returns: offline approvals allowed
     fault_class = staticmethod(_queue_fault)

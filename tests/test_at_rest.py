@@ -272,7 +272,8 @@ def _settle(h, flows, ms=15000):
 
 
 def _drive(run, h, net):
-    from board.compose import TEST_BDK, TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED, TEST_KSN
+    from board.compose import TEST_BDK, TEST_KSN
+    from board.export import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED
     from firmware.security import dukpt as dukpt_mod
     from firmware.security.pinblock import encode as iso0
 

@@ -132,7 +132,7 @@ def test_host_declines_after_upload_alerts_prints_and_waits_for_a_supervisor(onl
 
 
 def test_logout_refused_until_uploaded_or_exported(online, hostsim, net, tmp_path):
-    from board.compose import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED
+    from board.export import TEST_EXPORT_KEY, TEST_EXPORT_SIGNING_SEED
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from drivers.saf_queue import SafQueue
     h = online(**SWIPE_OK)

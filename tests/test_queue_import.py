@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from board import export as board_export
-from drivers.saf_queue import ExportError, KeyFileError, SafQueue, load_or_create_key
+from drivers.saf_queue import ExportError, KeyFileError, SafQueue
 from firmware.core import config as schema
 from firmware.flows.offline import target_tid
 
@@ -326,19 +326,28 @@ def replacement(tmp_path):
     """The replacement terminal's data (its keys, its data key) and configuration."""
     data = tmp_path / "data"
     _key_files(data)
-    load_or_create_key(str(data / "keys" / "data.key"))
+    _device_keys(data, create=True)             # as the terminal's first start makes them
     cfg = tmp_path / "handpos.toml"
     cfg.write_text('[terminal]\nid = "%s"\n[storage]\ndata_dir = "%s"\n' % (NEW, data))
     return data, str(cfg)
 
 
+def _device_keys(data, create=False):
+    """The replacement terminal's key hierarchy, under the simulator board's file root."""
+    from drivers.keyroot import open_root
+    from drivers.keystore import KeyStore
+    root = open_root({"kind": "file", "path": ".sim-root/root.key"}, str(data), create=create)
+    return KeyStore(str(data / "keys"), root).open(create=create)
+
+
 def _cli(cfg, path):
-    return subprocess.run([sys.executable, "-m", "tools", "import-queue", path, "--config", cfg],
+    return subprocess.run([sys.executable, "-m", "tools", "import-queue", path, "--config", cfg,
+                           "--board", "sim"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def _pending(data):
-    key = load_or_create_key(str(data / "keys" / "data.key"))
+    key = _device_keys(data).key("data")
     q = SafQueue(str(data / "saf.db"), key, tid=NEW)
     try:
         return q.pending()
@@ -415,7 +424,7 @@ def test_cli_refuses_while_the_terminal_runs(replacement, live_old, tmp_path, lo
 
 def test_cli_on_a_terminal_that_never_started_says_so(replacement, live_old, tmp_path):
     data, cfg = replacement
-    os.unlink(data / "keys" / "data.key")
+    os.unlink(data / "keys" / "keys.wrapped")
     out = _cli(cfg, _export(live_old, tmp_path))
     assert out.returncode == 2
     assert "start the terminal once" in _one_line(out.stderr)

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.saf_queue import (CorruptRecord, ExportError, KeyFileError, QueueFull, SafError,
-                               SafQueue, load_or_create_key)
+                               SafQueue)
 
 KEY = bytes(range(32))
 EXPORT_KEY = b"E" * 32
@@ -269,43 +269,6 @@ def test_import_refuses_bad_signature_and_tampering(tmp_path, q, clock):
         new.import_file(out, signer.public_key(), b"X" * 32)
     assert new.records() == []
     new.close()
-
-
-def test_key_file_created_0600_and_reused(tmp_path):
-    path = str(tmp_path / "keys" / "data.key")
-    old = os.umask(0)
-    try:
-        key = load_or_create_key(path)
-    finally:
-        os.umask(old)
-    assert len(key) == 32
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert load_or_create_key(path) == key
-    assert os.listdir(os.path.dirname(path)) == ["data.key"]     # no temporary left
-
-
-def test_key_file_missing_or_damaged_on_existing_queue(tmp_path):
-    kpath, qpath = str(tmp_path / "data.key"), str(tmp_path / "saf.db")
-    key = load_or_create_key(kpath, qpath)
-    q = SafQueue(qpath, key)
-    q.add("advice", "000001", 100, "USD", _payload("000001"))
-    q.close()
-    os.unlink(kpath)
-    with pytest.raises(KeyFileError, match="missing"):
-        load_or_create_key(kpath, qpath)
-    assert not os.path.exists(kpath)                  # no silent new key
-    with open(kpath, "wb") as f:
-        f.write(key[:20])
-    os.chmod(kpath, 0o600)
-    with pytest.raises(KeyFileError, match="damaged"):
-        load_or_create_key(kpath, qpath)
-    with open(kpath, "wb") as f:
-        f.write(key)
-    os.chmod(kpath, 0o644)
-    with pytest.raises(KeyFileError, match="chmod 600"):
-        load_or_create_key(kpath, qpath)
-    os.chmod(kpath, 0o600)
-    assert load_or_create_key(kpath, qpath) == key
 
 
 def test_queue_of_schema_1_gets_its_macs_and_a_flipped_byte_is_caught(qpath, clock):

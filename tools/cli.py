@@ -401,7 +401,7 @@ def cmd_import_queue(args):
         from drivers.saf_queue import SafError
         from firmware.core.store import StorageFault
         try:
-            got = import_queue(config, args.file, data_dir)
+            got = import_queue(config, args.file, data_dir, _profile_or_exit(args.board))
         except (SafError, StorageFault) as exc:
             _import_say("refused: %s" % exc)
             return 2
@@ -471,6 +471,8 @@ def main(argv=None):
     p = sub.add_parser("import-queue", help="queue a supervisor's offline-queue export on "
                                             "this (replacement) terminal, stopped")
     p.add_argument("file", help="the export file (saf-OLDTID-to-THISTID-TIME.json)")
+    p.add_argument("--board", default="pizero2w", help="board profile name or path (its key "
+                                                        "root opens this terminal's keys)")
     p.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
                                     "/etc/handpos/handpos.toml)")
     p.add_argument("--data", help="data directory (default: the configuration's "
