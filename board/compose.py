@@ -319,6 +319,7 @@ def _build_payments(b, profile, config, tr, console):
     tests = b.selftests
     dd = b.datadir
     b.journal, b.queue = open_payments_storage(config, console, term, dd)
+    datadir.settle_state(dd, b.store, config, console)
     term.first_run_ok = datadir.first_run_allowed(dd, b.journal, b.queue)
     term.on_in_service = lambda: dd.set_state(datadir.IN_SERVICE, config["terminal"]["id"])
     try:

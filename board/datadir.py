@@ -52,6 +52,20 @@ def private_tree_problems(folder, limit=10):
     return problems
 
 
+def make_private(folder):
+    """chmod 700 every folder and 600 every file under folder that others may use;
+    how many were changed. For the simulator's own data only: a terminal refuses."""
+    import stat
+    changed = 0
+    for base, dirs, files in os.walk(folder):
+        for path, want in [(base, 0o700)] + [(os.path.join(base, n), 0o600) for n in files]:
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(path, stat.S_IMODE(st.st_mode) & want)
+                changed += 1
+    return changed
+
+
 class DataDir:
     """What start found: .keys (KeyStore or None), .fault (StorageFault or None),
     .state (NEW or IN_SERVICE), .root (the key root or None)."""
@@ -126,19 +140,38 @@ def prepare(profile, config, console):
         console("%s keys: %s" % (fault_code(exc), exc))
         dd.fault = exc if isinstance(exc, KeyStoreError) else KeyStoreError(exc.kind, str(exc))
         dd.keys = None
+    if fresh:
+        _record(dd, NEW, config, console)
+    elif dd.state not in (NEW, IN_SERVICE):
+        # an older release, or a state file lost or damaged: settled by settle_state()
+        # once the store is open (a supervisor there: in service)
+        console("data folder: %s is %s" % (dd.state_path, "missing" if dd.state is None
+                                            else "damaged"))
+        dd.state = None
+    return dd
+
+
+def _record(dd, state, config, console):
     try:
-        if fresh:
-            dd.set_state(NEW, config["terminal"]["id"])
-        elif dd.state not in (NEW, IN_SERVICE):
-            # an older release, or a state file lost or damaged: the data says in service
-            console("data folder: %s was %s; this terminal has data, so it is in service"
-                    % (dd.state_path, "missing" if dd.state is None else "damaged"))
-            dd.set_state(IN_SERVICE, config["terminal"]["id"])
+        dd.set_state(state, config["terminal"]["id"])
     except StorageFault as exc:
         console("data folder: %s" % exc)
         if dd.fault is None:
             dd.fault = exc
-    return dd
+
+
+def settle_state(dd, store, config, console):
+    """A data folder without a state (an older release's, or one whose state file was
+    lost): in service when its store has operators; else still new, and the first run
+    then also needs an empty journal and queue (first_run_allowed)."""
+    if dd.state is not None or dd.keys is None:
+        return
+    try:
+        state = IN_SERVICE if store.operator_count() > 0 else NEW
+    except StorageFault:
+        return                      # the store's fault is shown; decided at a later start
+    console("data folder: this terminal is %s" % state)
+    _record(dd, state, config, console)
 
 
 def first_run_allowed(dd, journal, queue):

@@ -322,3 +322,41 @@ def test_pin_hash_cost_is_the_one_asked(tmp_path):
     with pytest.raises(ValueError):
         ScryptPepper(b"p" * 32, cost=1000)
     shutil.rmtree(str(tmp_path), ignore_errors=True)
+
+
+def test_a_lost_state_file_is_settled_by_the_store(harness):
+    """terminal.state gone (or from an older release): a store with a supervisor makes
+    it "in service" again, so deleting the store as well is still a fault."""
+    h = _ready(harness)
+    _cash_sale(h)
+    folder = h.term.config["storage"]["data_dir"]
+    h.close()
+    os.unlink(os.path.join(folder, "terminal.state"))
+    h = harness()
+    h.boot()
+    h.login()
+    assert h.flow() == ("idle", "idle"), h.text()
+    assert _state(folder) == IN_SERVICE
+    h.close()
+    os.unlink(os.path.join(folder, "terminal.state"))
+    for name in os.listdir(folder):
+        if name.startswith("handpos.db"):
+            os.unlink(os.path.join(folder, name))
+    h = harness()                       # no state, no operators, but a journal: no first run
+    h.boot()
+    h.run(2000, until=lambda: h.flow()[0] == "storage_fault")
+    assert h.flow()[0] == "storage_fault", h.text()
+
+
+def test_the_simulator_makes_its_own_old_data_folder_private(tmp_path):
+    from board.datadir import make_private
+    old = tmp_path / ".sim"
+    (old / "keys").mkdir(parents=True)
+    (old / "handpos.db").write_bytes(b"x")
+    os.chmod(old, 0o755)
+    os.chmod(old / "keys", 0o755)
+    os.chmod(old / "handpos.db", 0o644)
+    assert private_tree_problems(str(old))
+    assert make_private(str(old)) == 3
+    assert private_tree_problems(str(old)) == []
+    assert stat.S_IMODE(os.stat(old / "handpos.db").st_mode) == 0o600

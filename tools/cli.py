@@ -263,6 +263,19 @@ def cmd_sim(args):
              % (" (pid %s)" % holder if holder else "", _show_path(data_dir),
                 _command_with(args, extra)))
         return 2
+    # simulators before the key root kept their host simulator and pcscd inside the
+    # data folder, whose files must now all be private: they move beside it
+    for name in ("host", "pcscd"):
+        old, new = os.path.join(data_dir, name), "%s-%s" % (data_dir, name)
+        if os.path.isdir(old) and not os.path.lexists(new):
+            os.rename(old, new)
+    # and their files were 0644: the simulator's own test data is made private here,
+    # saying so (a terminal, `handpos run`, refuses instead: docs/keys.md)
+    from board.datadir import make_private
+    fixed = make_private(data_dir)
+    if fixed:
+        _say("made the simulator's data folder private (%d files and folders were open to "
+             "other users)" % fixed)
     address = config["host"]["address"]
     local_host = args.host == "auto" and address.split(":")[0] in ("127.0.0.1", "localhost")
     if args.host_port is not None and not local_host:
