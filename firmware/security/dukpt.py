@@ -265,26 +265,27 @@ def decrypt_pin(bdk, ksn, encrypted, pan):
 
 # -- terminal side ---------------------------------------------------------------------
 
-def _lrc(reg):
+def _lrc(reg, size=KEY_BYTES):
     v = 0
-    for i in range(KEY_BYTES):
+    for i in range(size):
         v ^= reg[i]
     return v
 
 
-def _valid(reg):
-    return reg[KEY_BYTES] == _lrc(reg)
+def _valid(reg, size=KEY_BYTES):
+    return reg[size] == _lrc(reg, size)
 
 
-def _seal(reg):
-    reg[KEY_BYTES] = _lrc(reg)
+def _seal(reg, size=KEY_BYTES):
+    reg[size] = _lrc(reg, size)
 
 
-def _erase(reg):
-    """Overwrite a future key register and make its LRC wrong, as the standard says."""
-    for i in range(KEY_BYTES):
+def _erase(reg, size=KEY_BYTES):
+    """Overwrite a key register and make its LRC wrong, as the standard says (size: the
+    key's bytes, the LRC after them; AES DUKPT's registers use the same helpers)."""
+    for i in range(size):
         reg[i] = 0
-    reg[KEY_BYTES] = (_lrc(reg) + 1) & 0xFF
+    reg[size] = (_lrc(reg, size) + 1) & 0xFF
 
 
 def _register(bit):

@@ -46,7 +46,7 @@ state dict holds future keys in hex: keep it in the terminal's protected storage
 import binascii
 
 from firmware.security import aes
-from firmware.security.dukpt import DukptExhausted, ones
+from firmware.security.dukpt import DukptExhausted, _bytes, _erase, _hex, _seal, _valid, ones
 from firmware.security.pinblock import format4_decipher, format4_decipher_field, \
     format4_encipher_field, format4_pin_field, wipe
 
@@ -84,19 +84,6 @@ class AesDukptExhausted(DukptExhausted):
 
 # -- values ------------------------------------------------------------------------
 
-def _bytes(value, size, what):
-    if isinstance(value, str):
-        try:
-            value = binascii.unhexlify(value)
-        except ValueError:
-            raise ValueError("%s must be %d bytes (%d hex digits); that is not hex"
-                             % (what, size, 2 * size))
-    if len(value) != size:
-        raise ValueError("%s must be %d bytes (%d hex digits), got %d bytes"
-                         % (what, size, 2 * size, len(value)))
-    return value
-
-
 def _key(value, what):
     """A key of 16, 24 or 32 bytes (or hex) and its type name."""
     if isinstance(value, str):
@@ -109,10 +96,6 @@ def _key(value, what):
         raise ValueError("%s must be 16, 24 or 32 bytes (AES-128/192/256), got %d bytes"
                          % (what, len(value)))
     return value, _TYPE_OF_LENGTH[len(value)]
-
-
-def _hex(data):
-    return binascii.hexlify(bytes(data)).decode().upper()
 
 
 def _key_type(name):
@@ -311,28 +294,6 @@ def decrypt_pin(bdk, ksn, block, pan, key_type="AES-128"):
 
 
 # -- terminal side ---------------------------------------------------------------------
-
-def _lrc(reg, size):
-    v = 0
-    for i in range(size):
-        v ^= reg[i]
-    return v
-
-
-def _valid(reg, size):
-    return reg[size] == _lrc(reg, size)
-
-
-def _seal(reg, size):
-    reg[size] = _lrc(reg, size)
-
-
-def _erase(reg, size):
-    """Zero a register and make its check byte wrong, so that it reads as erased."""
-    for i in range(size):
-        reg[i] = 0
-    reg[size] = (_lrc(reg, size) + 1) & 0xFF
-
 
 def _lowest(counter):
     """(bit, index) of the lowest one-bit of a non-zero counter."""
