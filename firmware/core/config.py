@@ -114,6 +114,93 @@ def _limits(value):
     return None
 
 
+# [retail] scale_rules: how the store's scales and labellers lay out the EAN-13s they
+# print (firmware/retail/barcode.py reads them; docs/retail.md shows examples)
+SCALE_LAYOUTS = ("price", "weight")
+# GS1 restricted circulation prefixes: 02 (UPC-A number system 2), 04, 20 to 29
+SCALE_PREFIXES = ("02", "04", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29")
+SCALE_RULE_KEYS = ("prefixes", "layout", "plu_digits", "check", "decimals")
+# prices from 20 to 24 and weights in grams from 25 to 29, a 5-digit PLU and no
+# verifier digit: the common out-of-the-box layout of retail scales; set the store's
+# own when its scales print another
+DEFAULT_SCALE_RULES = [
+    {"prefixes": ["20", "21", "22", "23", "24"], "layout": "price", "plu_digits": 5,
+     "check": False, "decimals": 2},
+    {"prefixes": ["25", "26", "27", "28", "29"], "layout": "weight", "plu_digits": 5,
+     "check": False, "decimals": 3},
+]
+
+
+def _scale_rules(value):
+    """A list of tables [[retail.scale_rules]]; every mistake its own line, each line
+    naming the rule by its place (#1 is the first table)."""
+    if not isinstance(value, list):
+        return [" = %s: must be tables [[retail.scale_rules]] with prefixes and layout"
+                % _show(value)]
+    problems = []
+    seen = {}
+    for i in range(len(value)):
+        rule = value[i]
+        where = " #%d" % (i + 1)
+        if not isinstance(rule, dict):
+            problems.append("%s = %s: must be a table with %s" % (where, _show(rule), ", ".join(SCALE_RULE_KEYS)))
+            continue
+        for key in rule:
+            if key not in SCALE_RULE_KEYS:
+                problems.append("%s.%s: unknown key; allowed: %s" % (where, key, ", ".join(SCALE_RULE_KEYS)))
+        prefixes = rule.get("prefixes")
+        if not isinstance(prefixes, list) or not prefixes \
+                or not all(isinstance(p, str) and p in SCALE_PREFIXES for p in prefixes):
+            problems.append("%s.prefixes = %s: must be a list of two-digit prefixes from: %s"
+                            % (where, _show(prefixes), ", ".join(SCALE_PREFIXES)))
+        else:
+            for p in prefixes:
+                if p in seen:
+                    problems.append("%s.prefixes: \"%s\" is already in rule #%d; a prefix "
+                                    "belongs to one rule" % (where, p, seen[p]))
+                else:
+                    seen[p] = i + 1
+        layout = rule.get("layout")
+        if layout not in SCALE_LAYOUTS:
+            problems.append("%s.layout = %s: must be \"price\" (the label carries the price) "
+                            "or \"weight\" (the label carries the weight)" % (where, _show(layout)))
+        plu = rule.get("plu_digits", 5)
+        if isinstance(plu, bool) or not isinstance(plu, int) or not 4 <= plu <= 6:
+            problems.append("%s.plu_digits = %s: must be a whole number from 4 to 6" % (where, _show(plu)))
+            plu = 5
+        check = rule.get("check", False)
+        if not isinstance(check, bool):
+            problems.append("%s.check = %s: must be true or false" % (where, _show(check)))
+        elif check and 10 - plu - 1 not in (4, 5):
+            problems.append("%s.check = true: a price/weight verifier digit covers a 4- or "
+                            "5-digit value; use plu_digits 4 or 5, or check = false" % where)
+        decimals = rule.get("decimals", 3 if layout == "weight" else 2)
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 3:
+            problems.append("%s.decimals = %s: must be a whole number from 0 to 3" % (where, _show(decimals)))
+    return problems or None
+
+
+def scale_rules(given, currency):
+    """The rules with every key filled; without given rules, the defaults with price
+    decimals cut to what the currency has (0 for JPY)."""
+    if given is None:
+        rules = []
+        for rule in DEFAULT_SCALE_RULES:
+            rule = dict(rule)
+            rule["prefixes"] = list(rule["prefixes"])
+            if rule["layout"] == "price":
+                rule["decimals"] = min(rule["decimals"], CURRENCIES[currency][1])
+            rules.append(rule)
+        return rules
+    out = []
+    for rule in given:
+        layout = rule["layout"]
+        out.append({"prefixes": list(rule["prefixes"]), "layout": layout,
+                    "plu_digits": rule.get("plu_digits", 5), "check": rule.get("check", False),
+                    "decimals": rule.get("decimals", 3 if layout == "weight" else 2)})
+    return out
+
+
 def _path(value):
     if isinstance(value, str) and value:
         return None
@@ -170,6 +257,18 @@ SCHEMA = {
     "storage": {
         "data_dir": ("/var/lib/handpos", _path),
     },
+    # selling items (docs/retail.md); amounts in the currency's minor units
+    "retail": {
+        # shelf prices include the tax (VAT, as in China and Europe); false adds the tax
+        # on top of the prices, as in the United States
+        "tax_inclusive": (True, _boolean),
+        "scale_rules": (None, _scale_rules),          # None: DEFAULT_SCALE_RULES
+        "max_quantity": (9999, _int_range(1, 999999)),     # of one line, items counted
+        "max_weight_g": (99999, _int_range(1, 9999999)),   # of one line, items weighed
+        "max_line_amount": (1000000, _int_range(1, 99999999999)),
+        "max_lines": (200, _int_range(1, 1000)),
+        "max_total": (1000000, _int_range(1, 99999999999)),
+    },
 }
 
 
@@ -178,6 +277,8 @@ def _show(value):
         return '"%s"' % value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):       # as TOML writes it
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     return repr(value)
 
 
@@ -205,7 +306,11 @@ def validate(raw):
             if key in given:
                 value = given[key]
                 problem = check(value)
-                if problem:
+                if isinstance(problem, list):     # a list of tables: one line each
+                    for line in problem:
+                        errors.append("%s.%s%s" % (section, key, line))
+                    value = default
+                elif problem:
                     errors.append("%s.%s = %s: %s" % (section, key, _show(value), problem))
                     value = default
             else:
@@ -216,6 +321,15 @@ def validate(raw):
         errors.append("host.ca_file = \"\": the host's CA certificate is needed when host.tls "
                       "is true")
     errors += lab_problems(config)
+    retail = config["retail"]
+    retail["scale_rules"] = scale_rules(retail["scale_rules"], config["money"]["currency"])
+    exp = CURRENCIES[config["money"]["currency"]][1]
+    for i in range(len(retail["scale_rules"])):
+        rule = retail["scale_rules"][i]
+        if rule["layout"] == "price" and rule["decimals"] > exp:
+            errors.append("retail.scale_rules #%d.decimals = %d: %s has %d decimals, so a "
+                          "label price with more cannot be charged; use decimals = %d or less"
+                          % (i + 1, rule["decimals"], config["money"]["currency"], exp, exp))
     off = config["offline"]
     if off["warn_age_h"] >= off["max_age_h"]:
         errors.append("offline.warn_age_h = %d: must be less than offline.max_age_h (%d)"
