@@ -268,6 +268,9 @@ SCHEMA = {
         "max_line_amount": (1000000, _int_range(1, 99999999999)),
         "max_lines": (200, _int_range(1, 1000)),
         "max_total": (1000000, _int_range(1, 99999999999)),
+        # a sale, a damage or a loss may take an item's stock below zero (the goods are
+        # in the customer's hand whatever the books say); false refuses the movement
+        "allow_negative_stock": (True, _boolean),
     },
 }
 
