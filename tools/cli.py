@@ -1,5 +1,5 @@
-"""The `handpos` command: run the terminal, the simulator, check a configuration, or
-import a moved offline queue."""
+"""The `handpos` command: run the terminal, the simulator, check a configuration,
+import a moved offline queue, or take the catalogue on and off as CSV."""
 import argparse
 import os
 import sys
@@ -327,6 +327,8 @@ def cmd_sim(args):
                 profile.pop("chip", None)
         elif args.chip == "off":
             profile.pop("chip", None)
+        # a fresh data folder gets the demo catalogue, so that there are goods to scan
+        new_catalogue = not os.path.exists(os.path.join(data_dir, "catalogue.db"))
         try:
             sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
                                    control_path=args.control, synced=synced,
@@ -338,6 +340,8 @@ def cmd_sim(args):
             _say("refusing to start")
             return 2
         proxy = None                    # the simulator stops it
+        if new_catalogue:
+            _load_demo_catalogue(sim, data_dir, config)
         simmod.install_signal_handlers(sim)
         if args.headless:
             if args.control:
@@ -358,6 +362,21 @@ def cmd_sim(args):
             pcscd.stop()
         lock.close()
     return 0
+
+
+def _load_demo_catalogue(sim, data_dir, config):
+    from tools import catalogue_csv
+    from firmware.core.store import StorageFault
+    keys = sim.built.datadir.keys if sim.built.datadir is not None else None
+    if keys is None:
+        return                          # the keys' fault is on the screen
+    try:
+        got = catalogue_csv.load_demo(data_dir, keys.key("data"), config)
+    except (catalogue_csv.FileRefused, StorageFault, OSError) as exc:
+        _say("the demo catalogue was not loaded: %s" % exc)
+        return
+    _say("loaded the demo catalogue: %d items (%s)"
+         % (got["added"], _show_path(catalogue_csv.DEMO)))
 
 
 def cmd_check_config(args):
@@ -430,6 +449,35 @@ def cmd_import_queue(args):
             lock.close()
 
 
+def _hold_stopped(data_dir):
+    """The terminal's and the simulator's locks on data_dir, for a tool that writes its
+    databases while neither runs: (locks, None), or (None, why) holding nothing."""
+    held = []
+    for name, what, stop in ((RUN_LOCK, "the terminal", "sudo systemctl stop handpos"),
+                             (SIM_LOCK, "the simulator", "Q in its window")):
+        lock, holder = lock_data_dir(data_dir, name)
+        if lock is None:
+            for got in held:
+                got.close()
+            return None, ("%s is running on %s%s: stop it first (%s), then try again"
+                          % (what, data_dir, " (pid %s)" % holder if holder else "", stop))
+        held.append(lock)
+    return held, None
+
+
+def cmd_catalogue(args):
+    """Catalogue and stock as CSV (docs/retail.md); an import only while the terminal
+    is stopped, since it writes the catalogue under it."""
+    from tools import catalogue_csv
+    config = _config_or_exit(config_path(args.config))
+    os.umask(0o077)             # a database file it makes is private, like the terminal's
+    data_dir = args.data or config["storage"]["data_dir"]
+    if not os.path.isabs(data_dir):
+        data_dir = os.path.join(REPO, data_dir)     # as the simulator reads it
+    return catalogue_csv.command(args, config, _profile_or_exit(args.board),
+                                 os.path.abspath(data_dir), _hold_stopped)
+
+
 def _port(value):
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise argparse.ArgumentTypeError("must be a port number, 1-65535")
@@ -491,6 +539,33 @@ def main(argv=None):
     p.add_argument("--data", help="data directory (default: the configuration's "
                                   "storage.data_dir)")
     p.set_defaults(func=cmd_import_queue)
+
+    p = sub.add_parser("catalogue", help="import or export the catalogue and its stock "
+                                         "as CSV (docs/retail.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("import", "import items and stock from a CSV file (the terminal "
+                                    "stopped): all good lines or nothing"),
+                         ("export", "write every item and its stock to a CSV file"),
+                         ("movements", "write the stock movements to a CSV file")):
+        a = actions.add_parser(action, help=text)
+        a.add_argument("file", help="the CSV file (UTF-8)")
+        a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
+                                        "/etc/handpos/handpos.toml)")
+        a.add_argument("--data", help="data directory (default: the configuration's "
+                                      "storage.data_dir); a simulator's, as handpos sim takes it")
+        a.add_argument("--board", default="pizero2w", help="board profile name or path (its "
+                                                            "key root opens the terminal's "
+                                                            "keys; sim for a simulator's data)")
+        if action == "import":
+            a.add_argument("--partial", action="store_true",
+                           help="import the good lines even when some are bad")
+        else:
+            a.add_argument("--no-bom", action="store_true",
+                           help="no UTF-8 byte order mark (Excel needs it to read UTF-8)")
+        if action == "movements":
+            a.add_argument("--after", type=int, default=0, metavar="ID",
+                           help="only the movements after this id (the last one exported)")
+        a.set_defaults(func=cmd_catalogue)
 
     args = parser.parse_args(argv)
     args.argv = argv
