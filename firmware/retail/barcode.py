@@ -141,11 +141,13 @@ def classify(code, symbology=None):
     """Barcode for a scanned code.
 
     symbology, when the scanner tells it: an AIM identifier ("]E0", "]E4", "]C0"...)
-    or one of KINDS. Without it, digits-only codes of 8, 12 and 13 digits are EAN-8 or
+    or one of KINDS; any other is ignored. Without it, digits-only codes of 8, 12 and 13 digits are EAN-8 or
     UPC-E, UPC-A and EAN-13 and must pass their check digit; any other printable ASCII
     text of 1 to 48 characters is a Code 128 free code.
     """
-    hint = AIM_KINDS.get(symbology, symbology) if symbology else None
+    # an identifier this module does not know (a QR code's ]Q1, an add-on's ]E3) tells
+    # nothing: the code is read as if none had come
+    hint = AIM_KINDS.get(symbology) or (symbology if symbology in KINDS else None)
     if not code or len(code) > MAX_FREE:
         return _bad(code, None, "length")
     for ch in code:
@@ -156,8 +158,6 @@ def classify(code, symbology=None):
     digits = is_digits(code)
     if hint is None and not (digits and len(code) in (8, 12, 13)):
         return Barcode(code, "code128", code)
-    if hint is not None and hint not in ("ean", "ean13", "ean8", "upca", "upce"):
-        raise ValueError("unknown symbology %r" % symbology)
     # a retail symbol: EAN-13, UPC-A, EAN-8 or UPC-E
     size = len(code)
     if hint == "ean":

@@ -103,6 +103,10 @@ def test_symbology_identifier_settles_eight_digits():
     assert split_aim("]E04006381333931") == ("]E0", "4006381333931")
     assert split_aim("4006381333931") == (None, "4006381333931")
     assert split_aim("]Z1abc") == (None, "]Z1abc")
+    # an identifier this terminal does not know changes nothing
+    assert classify("01234565", "]Q1") == classify("01234565")
+    assert classify("4006381333932", "]E3").reason == "check_digit"
+    assert classify("ABC", "qr").kind == "code128"
 
 
 def test_bad_check_digits_are_bad_barcodes():
