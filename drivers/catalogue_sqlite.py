@@ -483,13 +483,11 @@ class SQLiteCatalogue:
             old = item["price"]
             item["price"] = price
             self._write_item(item)
-            rec = {"item": item_id, "old": old, "new": price, "operator": operator,
-                   "utc": self.now()}
-            cur = self.db.execute("INSERT INTO prices (item, old, new, operator, utc) "
-                                  "VALUES (?,?,?,?,?)", (item_id, old, price, operator, rec["utc"]))
-            rec["id"] = cur.lastrowid
-            self.db.execute("UPDATE prices SET mac=? WHERE id=?", (self._mac("prices", rec),
-                                                                   rec["id"]))
+            rec = {"id": self._next_id("prices"), "item": item_id, "old": old, "new": price,
+                   "operator": operator, "utc": self.now()}
+            self.db.execute("INSERT INTO prices (%s, mac) VALUES (?,?,?,?,?,?,?)"
+                            % ", ".join(PRICE_COLS), tuple(rec[k] for k in PRICE_COLS) +
+                            (self._mac("prices", rec),))
             return old
         return self._txn(body)
 
@@ -527,15 +525,22 @@ class SQLiteCatalogue:
             raise BadItem("delta", "would leave %d on hand" % on_hand)
         self.db.execute("UPDATE stock SET on_hand=?, mac=? WHERE item=?",
                         (on_hand, self._stock_mac(item_id, on_hand), item_id))
-        rec = {"item": item_id, "delta": delta, "reason": reason, "operator": operator,
-               "utc": utc, "ref": ref, "on_hand": on_hand}
-        cur = self.db.execute("INSERT INTO movements (item, delta, reason, operator, utc, ref, "
-                              "on_hand) VALUES (?,?,?,?,?,?,?)",
-                              (item_id, delta, reason, operator, utc, ref, on_hand))
-        rec["id"] = cur.lastrowid
-        self.db.execute("UPDATE movements SET mac=? WHERE id=?", (self._mac("movements", rec),
-                                                                  rec["id"]))
+        self._insert_move(item_id, delta, reason, operator, utc, ref, on_hand)
         return on_hand
+
+    def _next_id(self, table):
+        """The id the next row of an AUTOINCREMENT table gets (inside a write, so that
+        its MAC can be written with it): ids are never reused, even after a delete."""
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name=?", (table,)).fetchone()
+        return (row[0] if row else 0) + 1
+
+    def _insert_move(self, item_id, delta, reason, operator, utc, ref, on_hand):
+        rec = {"id": self._next_id("movements"), "item": item_id, "delta": delta,
+               "reason": reason, "operator": operator, "utc": utc, "ref": ref,
+               "on_hand": on_hand}
+        self.db.execute("INSERT INTO movements (%s, mac) VALUES (?,?,?,?,?,?,?,?,?)"
+                        % ", ".join(MOVE_COLS), tuple(rec[k] for k in MOVE_COLS) +
+                        (self._mac("movements", rec),))
 
     @guarded
     def count(self, item_id, on_hand, operator, ref=""):
@@ -630,8 +635,14 @@ class SQLiteCatalogue:
                     self.db.execute("INSERT INTO items (%s, mac) VALUES (%s)" % (
                         ", ".join(ITEM_COLS), ",".join("?" * (len(ITEM_COLS) + 1))),
                         self._item_values(item))
+                    # a new item's stock row is written once, at the count it starts with
+                    on_hand = rec.get("stock") or 0
                     self.db.execute("INSERT INTO stock VALUES (?,?,?)",
-                                    (item["id"], 0, self._stock_mac(item["id"], 0)))
+                                    (item["id"], on_hand, self._stock_mac(item["id"], on_hand)))
+                    if on_hand:
+                        self._insert_move(item["id"], on_hand, "counted", operator, utc, ref,
+                                          on_hand)
+                        counts["moved"] += 1
                     counts["added"] += 1
                     changed = True
                 else:
@@ -649,8 +660,8 @@ class SQLiteCatalogue:
                         self.db.executemany("INSERT INTO barcodes VALUES (?,?,?)", [
                             (c, item["id"], self._code_mac(c, item["id"]))
                             for c in rec["barcodes"] if c not in have])
-                if rec.get("stock") is not None:
-                    delta = rec["stock"] - (0 if old is None else self._on_hand(item["id"]))
+                if rec.get("stock") is not None and old is not None:
+                    delta = rec["stock"] - self._on_hand(item["id"])
                     if delta:
                         self._apply_move(item["id"], delta, "counted", operator, utc, ref)
                         counts["moved"] += 1

@@ -1,6 +1,7 @@
 """`python -m tools.bench [--quick]` (what `make bench` runs): the terminal's figures
 (tools/bench/terminal.py), then the offline queue's (tools/bench/saf.py), then what
-keeping keys at rest costs (tools/bench/keys.py), in one run.
+keeping keys at rest costs (tools/bench/keys.py), then the catalogue's (a scan's lookup
+in 100,000 items, the import, memory: tools/bench/catalogue.py), in one run.
 
 Options go to both: --quick for the short smoke run; --chip off (the terminal bench
 only) to measure without the chip reader. Each bench bounds its own waits and says in
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from tools.bench import run_main
+from tools.bench import catalogue as catalogue_bench
 from tools.bench import keys as keys_bench
 from tools.bench import saf as saf_bench
 from tools.bench import terminal as terminal_bench
@@ -32,6 +34,9 @@ def main(argv=None):
     print()
     sys.stdout.flush()
     status |= run_main(keys_bench.main, quick, name="bench.keys")
+    print()
+    sys.stdout.flush()
+    status |= run_main(catalogue_bench.main, quick, name="bench.catalogue")
     return status
 
 
