@@ -558,32 +558,57 @@ class SQLiteCatalogue:
 
     # -- bulk import (tools/catalogue_csv.py) -----------------------------------
     @guarded
-    def snapshot(self):
-        """What an import compares a file with, and an export writes: ({plu: (item, or
-        None if damaged, id)}, {barcode: (plu, its row's check held)}, {category name_en:
-        (id, name_zh)}, {item id: on hand, or None if damaged}). Rows that fail their
-        check are flagged."""
+    def import_view(self, plus, codes):
+        """What an import checks its lines against, for the PLUs and barcode keys of the
+        file only: ({plu: (id, unit, name_en, stock_ok)} of the PLUs that exist, unit
+        None when the item's record fails its check), {barcode: (plu, name_en)} of the
+        keys some item holds). Rows that fail their check are flagged."""
         items = {}
-        plu_of = {}
-        for row in self.db.execute(_ITEM_SQL).fetchall():
-            items[row[1]] = (self._item_or_none(row), row[0])
-            plu_of[row[0]] = row[1]
-        codes = {}
-        for code, item_id, mac in self.db.execute("SELECT code, item, mac FROM barcodes"):
-            ok = self._ok("barcodes", {"code": code, "item": item_id}, mac)
-            if not ok:
-                self._flag("barcodes", code, "MAC failed")
-            codes[code] = (plu_of.get(item_id), ok)
-        cats = {}
-        for cid, en, zh, mac in self.db.execute("SELECT id, name_en, name_zh, mac FROM categories"):
-            cats[en] = (cid, zh)
-        stock = {}
-        for item_id, on_hand, mac in self.db.execute("SELECT item, on_hand, mac FROM stock"):
-            ok = self._ok("stock", {"item": item_id, "on_hand": on_hand}, mac)
-            if not ok:
-                self._flag("stock", item_id, "MAC failed")
-            stock[item_id] = on_hand if ok else None
-        return items, codes, cats, stock
+        for plu in plus:
+            row = self.db.execute(_ITEM_SQL + " WHERE plu=?", (plu,)).fetchone()
+            if row is None:
+                continue
+            item = self._item_or_none(row)
+            got = self.db.execute("SELECT on_hand, mac FROM stock WHERE item=?",
+                                  (row[0],)).fetchone()
+            stock_ok = got is not None and self._ok("stock", {"item": row[0], "on_hand": got[0]},
+                                                    got[1])
+            if not stock_ok:
+                self._flag("stock", row[0], "MAC failed" if got else "missing")
+            items[plu] = (row[0], item["unit"] if item else None, row[3], stock_ok)
+        held = {}
+        for code in codes:
+            row = self.db.execute("SELECT i.plu, i.name_en FROM barcodes b JOIN items i "
+                                  "ON i.id=b.item WHERE b.code=?", (code,)).fetchone()
+            if row is not None:
+                held[code] = (row[0], row[1])
+        return items, held
+
+    @guarded
+    def export_rows(self, after_plu=0, limit=2000):
+        """The next items by PLU after after_plu, for an export: [(plu, item, [barcodes],
+        on hand)], item None when its record fails its check, on hand None when its
+        stock's does (both flagged); barcodes whose rows fail are left out (flagged)."""
+        rows = self.db.execute(_ITEM_SQL + " WHERE plu>? ORDER BY plu LIMIT ?",
+                               (after_plu, limit)).fetchall()
+        out = []
+        for row in rows:
+            item = self._item_or_none(row)
+            codes = self.barcodes_of(row[0])
+            got = self.db.execute("SELECT on_hand, mac FROM stock WHERE item=?",
+                                  (row[0],)).fetchone()
+            on_hand = None
+            if got is not None and self._ok("stock", {"item": row[0], "on_hand": got[0]}, got[1]):
+                on_hand = got[0]
+            else:
+                self._flag("stock", row[0], "MAC failed" if got else "missing")
+            out.append((row[1], item, codes, on_hand))
+        return out
+
+    @guarded
+    def category_names(self):
+        """{id: (name_en, name_zh)} of every category whose row holds its check."""
+        return {c["id"]: (c["name_en"], c["name_zh"]) for c in self.categories()}
 
     @guarded
     def apply_import(self, records, operator, ref, progress=None):
@@ -592,7 +617,7 @@ class SQLiteCatalogue:
         records: [{"plu", "fields": {name_en, name_zh, price, tax_rate, unit, active,
         low_stock} (only those the file gives), "category": (name_en, name_zh) or None
         or absent, "barcodes": [keys] or absent, "stock": on hand or absent}], already
-        checked against snapshot() by the caller: PLUs unique, barcodes free.
+        checked against import_view() by the caller: PLUs unique, barcodes free.
         An existing item takes the fields given; a new one the defaults for the rest.
         Stock given and different from the books: a "counted" movement of the
         difference. Returns {"added", "updated", "unchanged", "moved"}."""

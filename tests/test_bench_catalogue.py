@@ -16,7 +16,8 @@ def test_the_bench_csv_is_a_catalogue_the_import_takes():
 def test_quick_run_reports_every_figure(tmp_path, capsys):
     assert bench_catalogue.main(["--quick", "--folder", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    for figure in ("import 2,000 lines", "lines/s", "catalogue.db", "classify + find_by_barcode",
+    for figure in ("import 2,000 lines", "lines/s", "catalogue.db", "peak memory of the import",
+                   "classify + find_by_barcode",
                    "code in no item", "find_by_plu", "resident memory", "load average"):
         assert figure in text, figure
     assert list(tmp_path.iterdir()) == []          # its temporary folder is gone
@@ -25,6 +26,7 @@ def test_quick_run_reports_every_figure(tmp_path, capsys):
 def test_parts_return_what_they_measured(tmp_path):
     imported = bench_catalogue.bench_import(300, str(tmp_path))
     assert imported["n"] == 300 and imported["seconds"] > 0 and imported["db_bytes"] > 0
+    assert imported["peak_kib"] > 0
     looked = bench_catalogue.bench_lookups(imported["path"], imported["codes"], 20)
     assert looked["scans"] == 20
     assert looked["scan_p99_ms"] >= looked["scan_median_ms"] > 0

@@ -92,14 +92,12 @@ def _parse_quantity(text, unit, what):
 
 # -- reading the file -------------------------------------------------------------------
 def read_rows(data):
-    """(header, [(line number, [cells])]) of CSV bytes: UTF-8 with or without a BOM.
-    A line that is not UTF-8 comes back with cells None (a bad line of its own)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    text = data.decode("utf-8", "surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows = []
-    header = None
+    """(line number, [cells]) of each non-empty row of CSV bytes, UTF-8 with or without
+    a BOM, the header first; cells None for a row that is not UTF-8 (a bad line of its
+    own). Decoded as it goes: a 100,000-line file is never held twice in memory."""
+    stream = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig",
+                              errors="surrogateescape", newline="")
+    reader = csv.reader(stream)
     start = 1
     try:
         for cells in reader:
@@ -109,17 +107,10 @@ def read_rows(data):
                 continue                    # an empty line (the last one, mostly)
             if any(_not_utf8(c) for c in cells):
                 cells = None
-            if header is None:
-                header = (line, cells)
-                continue
-            rows.append((line, cells))
+            yield line, cells
     except csv.Error as exc:
         raise FileRefused(["line %d: %s: the file is not CSV from there on"
                            % (reader.line_num, exc)])
-    if header is None:
-        raise FileRefused(["the file is empty: the first line names the columns (%s)"
-                           % ", ".join(COLUMNS)])
-    return header, rows
 
 
 def _not_utf8(text):
@@ -173,6 +164,8 @@ def read_header(header, currency):
 class Line:
     """One data line, read: plu, the item fields it gives, category, barcodes, the
     stock and low-stock texts (read once the unit is known)."""
+    __slots__ = ("number", "plu", "fields", "category", "barcodes", "stock_text",
+                 "low_text", "stock", "error")
 
     def __init__(self, number):
         self.number = number
@@ -180,16 +173,16 @@ class Line:
         self.fields = {}
         self.category = None            # absent; ("", "") for "no category"
         self.barcodes = None            # absent; else [keys]
-        self.codes_given = []
         self.stock_text = None
         self.low_text = None
         self.stock = None
         self.error = None
 
 
-def read_line(number, cells, index, currency, rules, width):
+def read_line(number, cells, index, currency, rules, width, shared=None):
     """A Line; its error set to the first reason it cannot be imported. width: the
-    number of columns of the header."""
+    number of columns of the header; shared: a dict the lines of one file share values
+    through."""
     ln = Line(number)
     if cells is None:
         ln.error = "not UTF-8 text: save the file as UTF-8 (CSV UTF-8 in Excel)"
@@ -204,7 +197,7 @@ def read_line(number, cells, index, currency, rules, width):
             return None
         return cells[i].strip() if i < len(cells) else ""
     try:
-        _read_cells(ln, cell, currency, rules)
+        _read_cells(ln, cell, currency, rules, {} if shared is None else shared)
     except ValueError as exc:
         ln.error = str(exc)
     except BadItem as exc:
@@ -212,7 +205,7 @@ def read_line(number, cells, index, currency, rules, width):
     return ln
 
 
-def _read_cells(ln, cell, currency, rules):
+def _read_cells(ln, cell, currency, rules, shared):
     plu = cell("plu")
     if not plu or not plu.isdigit() or not plu.isascii() or not 1 <= int(plu) <= PLU_MAX:
         raise ValueError("bad PLU %r: a number from 1 to %d" % (plu, PLU_MAX))
@@ -262,14 +255,16 @@ def _read_cells(ln, cell, currency, rules):
         _name("category_zh", cat_zh or "", False)
         if cat_zh and not cat:
             raise ValueError("category_zh %r without a category" % cat_zh)
-        ln.category = (cat, cat_zh or "") if cat else ("", "")
+        # one tuple per category, however many lines name it (a 100,000-line file
+        # names a few dozen)
+        pair = (cat, cat_zh or "") if cat else ("", "")
+        ln.category = shared.setdefault(pair, pair)
     codes = cell("barcodes")
     if codes is not None:
         ln.barcodes = []
         for code in [c.strip() for c in codes.split("|")]:
             if not code:
                 continue
-            ln.codes_given.append(code)
             key = barcode_key(code, rules)
             if key not in ln.barcodes:
                 ln.barcodes.append(key)
@@ -320,11 +315,12 @@ def _finish_line(ln, unit, allow_negative):
 
 
 # -- checking the lines against each other and the catalogue ----------------------------
-def plan(lines, snapshot, allow_negative, partial):
-    """Mark every line that cannot be imported (ln.error). snapshot: the catalogue's
-    (items, codes, categories, stock). With partial, a line refused can keep a barcode
-    where it is, which can refuse another line: checked until nothing changes."""
-    items, codes, cats, stock = snapshot
+def plan(lines, view, allow_negative, partial):
+    """Mark every line that cannot be imported (ln.error). view: the catalogue's
+    import_view() of the file's PLUs and barcodes. With partial, a line refused can
+    keep a barcode where it is, which can refuse another line: checked until nothing
+    changes."""
+    items, held = view
     first_plu = {}
     first_cat_zh = {}
     for ln in lines:
@@ -336,7 +332,7 @@ def plan(lines, snapshot, allow_negative, partial):
         first_plu[ln.plu] = ln.number
         known = items.get(ln.plu)
         try:
-            if known is not None and known[0] is None:
+            if known is not None and known[1] is None:
                 raise ValueError("PLU %d: its record in the catalogue failed its integrity "
                                  "check, so it is not changed (docs/retail.md: damaged "
                                  "records)" % ln.plu)
@@ -345,9 +341,9 @@ def plan(lines, snapshot, allow_negative, partial):
                 if missing:
                     raise ValueError("PLU %d is a new item and needs %s"
                                      % (ln.plu, " and ".join(missing)))
-            unit = ln.fields.get("unit") or (known[0]["unit"] if known else EACH)
+            unit = ln.fields.get("unit") or (known[1] if known else EACH)
             _finish_line(ln, unit, allow_negative)
-            if ln.stock is not None and known is not None and stock.get(known[1]) is None:
+            if ln.stock is not None and known is not None and not known[3]:
                 raise ValueError("PLU %d: its stock record failed its integrity check, so "
                                  "its stock is not changed" % ln.plu)
             if ln.category and ln.category[0]:
@@ -361,7 +357,7 @@ def plan(lines, snapshot, allow_negative, partial):
             ln.error = str(exc)
     # barcodes: each on one item once the import is done
     while True:
-        refused = _barcode_conflicts(lines, items, codes)
+        refused = _barcode_conflicts(lines, held)
         if not refused:
             break
         for ln, why in refused:
@@ -370,7 +366,7 @@ def plan(lines, snapshot, allow_negative, partial):
             break
 
 
-def _barcode_conflicts(lines, items, codes):
+def _barcode_conflicts(lines, codes):
     """[(line, reason)] of the good lines whose barcodes are taken."""
     good = [ln for ln in lines if not ln.error]
     # items whose barcodes the file replaces: their stored codes are free
@@ -392,9 +388,8 @@ def _barcode_conflicts(lines, items, codes):
                     why = ("barcode %s stays on PLU %s, whose line %d is not imported"
                            % (key, held[0], bad_plu[held[0]]))
                 else:
-                    name = items.get(held[0], (None,))[0]
-                    why = "barcode %s is already on PLU %s%s in the catalogue" % (
-                        key, held[0], " (%s)" % name["name_en"] if name else "")
+                    why = "barcode %s is already on PLU %s (%s) in the catalogue" % (
+                        key, held[0], held[1])
                 break
         if why:
             refused.append((ln, why))
@@ -448,19 +443,24 @@ def import_csv(catalogue, data, currency, rules, allow_negative, partial=False,
     Returns {"lines", "bad": [(line, reason)], "imported": lines written (0 when
     nothing was), "added", "updated", "unchanged", "moved"}. Raises FileRefused for a
     file that cannot be read at all."""
-    header, rows = read_rows(data)
+    rows = read_rows(data)
+    header = next(rows, None)
+    if header is None:
+        raise FileRefused(["the file is empty: the first line names the columns (%s)"
+                           % ", ".join(COLUMNS)])
     index = read_header(header, currency)
     width = len(header[1])
-    if progress is not None:
-        progress.total = max(len(rows), 1)
     lines = []
-    for n, (number, cells) in enumerate(rows):
-        lines.append(read_line(number, cells, index, currency, rules, width))
-        if progress is not None and n % 500 == 0:
-            progress.update(n, "checking")
+    shared = {}
+    for number, cells in rows:
+        lines.append(read_line(number, cells, index, currency, rules, width, shared))
+        if progress is not None and len(lines) % 500 == 0:
+            progress.update(number, "checking")
     if progress is not None:
-        progress.update(len(rows), "checking")
-    plan(lines, catalogue.snapshot(), allow_negative, partial)
+        progress.update(progress.total, "checking")
+    plus = {ln.plu for ln in lines if ln.plu is not None}
+    keys = {k for ln in lines if ln.barcodes for k in ln.barcodes}
+    plan(lines, catalogue.import_view(plus, keys), allow_negative, partial)
     bad = [(ln.number, ln.error) for ln in lines if ln.error]
     result = {"lines": len(lines), "bad": bad, "imported": 0, "added": 0, "updated": 0,
               "unchanged": 0, "moved": 0}
@@ -496,36 +496,38 @@ def _writer(f):
 
 
 def export_csv(catalogue, currency, bom=True):
-    """(CSV bytes of every item, [damaged rows left out]): the columns of COLUMNS,
+    """(CSV bytes of every item, [damaged items left out]): the columns of COLUMNS,
     items by PLU, quantities in the item's unit (kg with 3 decimals)."""
-    items, codes, cats, stock = catalogue.snapshot()
-    names = {cid: (en, zh) for en, (cid, zh) in cats.items()}
-    by_plu = {}
-    for code, (plu, ok) in codes.items():
-        if ok and plu is not None:
-            by_plu.setdefault(plu, []).append(code)
+    names = catalogue.category_names()
     out = io.StringIO()
     w = _writer(out)
     w.writerow(COLUMNS)
     places = exponent(currency)
     left_out = []
-    for plu in sorted(items):
-        item, item_id = items[plu]
-        if item is None:
-            left_out.append("PLU %d: its record failed its integrity check" % plu)
-            continue
-        on_hand = stock.get(item_id)
-        if on_hand is None:
-            left_out.append("PLU %d: its stock record failed its integrity check" % plu)
-            continue
-        qp = _quantity_places(item["unit"])
-        en, zh = names.get(item["category"], ("", ""))
-        w.writerow([item["plu"], "|".join(sorted(by_plu.get(plu, []))), item["name_en"],
-                    item["name_zh"], en, zh, format_decimal(item["price"], places),
-                    format_decimal(item["tax_rate"], 3, trim=True), item["unit"],
-                    format_decimal(on_hand, qp),
-                    "" if item["low_stock"] is None else format_decimal(item["low_stock"], qp),
-                    1 if item["active"] else 0])
+    after = 0
+    while True:
+        page = catalogue.export_rows(after)
+        if not page:
+            break
+        for plu, item, codes, on_hand in page:
+            if item is None:
+                left_out.append("PLU %d: its record failed its integrity check" % plu)
+                continue
+            if on_hand is None:
+                left_out.append("PLU %d: its stock record failed its integrity check" % plu)
+                continue
+            if item["category"] is not None and item["category"] not in names:
+                left_out.append("PLU %d: its category's record failed its integrity check" % plu)
+                continue
+            qp = _quantity_places(item["unit"])
+            en, zh = names.get(item["category"], ("", ""))
+            w.writerow([plu, "|".join(codes), item["name_en"], item["name_zh"], en, zh,
+                        format_decimal(item["price"], places),
+                        format_decimal(item["tax_rate"], 3, trim=True), item["unit"],
+                        format_decimal(on_hand, qp),
+                        "" if item["low_stock"] is None else format_decimal(item["low_stock"], qp),
+                        1 if item["active"] else 0])
+        after = page[-1][0]
     data = out.getvalue().encode("utf-8")
     return (b"\xef\xbb\xbf" + data if bom else data), left_out
 
