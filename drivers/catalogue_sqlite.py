@@ -630,6 +630,16 @@ class SQLiteCatalogue:
                     self.db.execute("SELECT id, name_en, name_zh FROM categories")}
             next_cat = max([c[0] for c in cats.values()] or [0]) + 1
             next_id = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM items").fetchone()[0] + 1
+            # the barcodes the file takes off its items go first: a later line may give
+            # one to an item of an earlier line
+            taken_off = set()
+            for rec in records:
+                if "barcodes" in rec:
+                    gone = [c for c in self._codes_of_plu(rec["plu"]) if c not in rec["barcodes"]]
+                    if gone:
+                        taken_off.add(rec["plu"])
+                        self.db.executemany("DELETE FROM barcodes WHERE code=?",
+                                            [(c,) for c in gone])
             done = 0
             for rec in records:
                 cat_id = None
@@ -677,11 +687,8 @@ class SQLiteCatalogue:
                 if "barcodes" in rec:
                     have = [] if old is None else [r[0] for r in self.db.execute(
                         "SELECT code FROM barcodes WHERE item=?", (item["id"],))]
-                    if sorted(have) != sorted(rec["barcodes"]):
+                    if rec["plu"] in taken_off or sorted(have) != sorted(rec["barcodes"]):
                         changed = True
-                        gone = [c for c in have if c not in rec["barcodes"]]
-                        self.db.executemany("DELETE FROM barcodes WHERE code=?",
-                                            [(c,) for c in gone])
                         self.db.executemany("INSERT INTO barcodes VALUES (?,?,?)", [
                             (c, item["id"], self._code_mac(c, item["id"]))
                             for c in rec["barcodes"] if c not in have])
@@ -700,6 +707,10 @@ class SQLiteCatalogue:
                 progress(done)
         self._txn(body)
         return counts
+
+    def _codes_of_plu(self, plu):
+        return [r[0] for r in self.db.execute("SELECT b.code FROM barcodes b JOIN items i "
+                                              "ON i.id=b.item WHERE i.plu=?", (plu,))]
 
     def close(self):
         self.db.close()

@@ -344,10 +344,11 @@ def test_a_file_of_some_columns_updates_only_those(terminal, tmp_path):
     assert status == 0 and "1 changed, 1 unchanged" in out
     status, out, err = _import_text(terminal, tmp_path, "plu,stock\n1,8\n3,2.25\n")
     assert status == 0 and "2 stock counts" in out
-    # a barcode moves from one item to another in one file
+    # a barcode moves from one item to another in one file, the taker's line first
     status, out, err = _import_text(terminal, tmp_path,
-                                    "plu,barcodes\n1,\n2,%s|%s\n" % (cola, water))
+                                    "plu,barcodes\n2,%s|%s\n1,\n" % (cola, water))
     assert status == 0, err
+    assert "2 changed" in out
     cat = terminal.open()
     water_item = cat.find_by_plu(1)
     assert (water_item["price"], water_item["name_zh"], water_item["low_stock"]) == (220, "矿泉水", 2)
