@@ -194,8 +194,12 @@ class InputDeviceError(LookupError):
     """No usable input device; the message lists what was found and what to check."""
 
 
-def open_input_device(name_or_path, input_dir="/dev/input"):
-    """The evdev.InputDevice at a path, or the first whose name matches.
+KEYPAD_CHECK = "the keypad overlay (dtoverlay=matrix-keypad or gpio-keys)"
+
+
+def open_input_device(name_or_path, input_dir="/dev/input", check=KEYPAD_CHECK):
+    """The evdev.InputDevice at a path, or the first whose name matches; check says
+    what to look at, beside the board profile, when none does.
 
     A name matches exactly first, then case-insensitively as a substring, so a
     profile may say "matrix-keypad" for the overlay's "matrix-keypad@0".
@@ -239,9 +243,8 @@ def open_input_device(name_or_path, input_dir="/dev/input"):
     else:
         listing = "none: %s does not exist" % input_dir
     raise InputDeviceError(
-        "input: no device named %r. Found: %s. Check the keypad overlay (dtoverlay="
-        "matrix-keypad or gpio-keys) and the device name in the board profile"
-        % (name_or_path, listing))
+        "input: no device named %r. Found: %s. Check %s and the device name in the "
+        "board profile" % (name_or_path, listing, check))
 
 
 def _event_number(path):
