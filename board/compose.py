@@ -17,6 +17,8 @@ simulator pass `transports` to put stand-ins under the real drivers:
   on_frame       called with each new frame the display pushes (the simulator's view)
   msr_device     an evdev-like device for the HID magnetic stripe reader
   msr_port       an open serial port for a serial stripe reader ([msr] serial = tty)
+  scanner_device an evdev-like device for the HID barcode scanner
+  scanner_port   an open serial port for a serial barcode scanner ([scanner] serial = tty)
   scard          a PC/SC module for the chip reader (default: pyscard's smartcard.scard)
 """
 import os
@@ -29,6 +31,7 @@ from drivers import printer as printer_drv
 import json
 
 from drivers import msr as msr_drv
+from drivers import scanner as scanner_drv
 from drivers.evdev_pipe import open_input_device
 from board import datadir
 from drivers.journal_sqlite import JournalError, SQLiteJournal
@@ -76,6 +79,8 @@ class Built:
         self.journal = None
         self.queue = None
         self.msr = None
+        self.scanner = None
+        self.scanner_port = None
         self.chip = None
         self.host = None
         self.selftests = {}
@@ -101,6 +106,13 @@ class Built:
                 self.msr.stop()
             except OSError:
                 pass
+        if self.scanner is not None:
+            try:
+                self.scanner.stop()
+            except OSError:
+                pass
+        if self.scanner_port is not None:
+            self.scanner_port.close()
         if self.chip is not None:
             self.chip.stop()
         if self.host is not None:
@@ -214,8 +226,41 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
         console("keypad: %s" % exc)
         tests["keypad"] = (False, str(exc))
 
+    build_scanner(b, profile, tr, console)
     _build_payments(b, profile, config, tr, console)
     return b
+
+
+def build_scanner(b, profile, tr, console):
+    """The profile's [scanner], where the board has one: a USB HID (keyboard-wedge)
+    scanner by its evdev name or node (device, end_keys), or a serial one (serial =
+    tty, baud). Codes go to the terminal as they came: the core checks them."""
+    spec = profile.get("scanner")
+    if not spec:
+        return
+    term = b.terminal
+    lost = lambda reason: term.on_device_lost("scanner", reason)
+    limits = {k: spec[k] for k in ("gap_ms", "max_chars") if k in spec}
+    try:
+        if spec.get("serial"):
+            port = tr.get("scanner_port")
+            if port is None:
+                port = b.scanner_port = scanner_drv.open_serial(spec["serial"], spec.get("baud", 9600))
+            b.scanner = scanner_drv.SerialScanner(port, b.reactor, term.on_scan,
+                                                  on_error=term.on_scan_error, on_dead=lost,
+                                                  **limits)
+        else:
+            device = tr.get("scanner_device") or open_input_device(
+                spec["device"], check="that the scanner is plugged in (USB)")
+            b.scanner = scanner_drv.HidScanner(device, b.reactor, term.on_scan, on_dead=lost,
+                                               on_error=term.on_scan_error,
+                                               end_keys=spec.get("end_keys", scanner_drv.END_KEYS),
+                                               **limits)
+        b.scanner.start()
+        b.selftests["scanner"] = b.scanner.selftest()
+    except Exception as exc:
+        console("scanner: %s" % exc)
+        b.selftests["scanner"] = (False, str(exc))
 
 
 def pin_hasher(dd, auth_iterations=None):

@@ -2,7 +2,8 @@
 
 It owns no hardware. The composition root (board/) hands it drivers that implement
 the small interfaces below and routes their events to on_key, on_printer_event and
-on_device_lost.
+on_device_lost (and a card reader's to on_swipe, a barcode scanner's to on_scan and
+on_scan_error).
 
   display.show(screen)                  firmware.ui.screen.Screen
   printer.print(receipt) -> job id      firmware.ui.receipt.Receipt; .state; query_status()
@@ -210,6 +211,26 @@ class Terminal:
         if flow is not None and flow.dispatch(events.Event("swipe", track1=track1, track2=track2)):
             return
         self.beep("error")
+
+    def on_scan(self, code, source=""):
+        """A barcode was read: code as the scanner sent it (drivers/scanner.py). The
+        flow that takes it checks it (firmware/retail/barcode.py); with no flow taking
+        scans, the error tone and nothing else."""
+        if self.operator is not None:
+            self._arm_logout()          # someone is at the terminal
+        flow = self.current()
+        if flow is not None and flow.dispatch(events.Event(events.SCAN, code=code, source=source)):
+            return
+        self.beep("error")
+
+    def on_scan_error(self, reason):
+        """The scanner sent something that is no code (garbage, too long, cut short):
+        the error tone always; a flow that is scanning shows "scan_failed" and
+        "scan_again" for it."""
+        self.beep("error")
+        flow = self.current()
+        if flow is not None:
+            flow.dispatch(events.Event(events.SCAN_ERROR, reason=reason))
 
     def on_card_event(self, kind, atr=None):
         """The chip reader: reader_ready | reader_lost | inserted | tapped | removed."""

@@ -7,6 +7,8 @@ PRINTED = "printed"              # job=<id>: the last byte of a job left for the
 DEVICE_LOST = "device_lost"      # device=<alias>, reason=<text>
 LINK = "link"                    # state=up|down|none
 TICK = "tick"                    # the wall-clock minute changed (idle screen clock)
+SCAN = "scan"                    # code=<text as the scanner read it>, source=hid|serial
+SCAN_ERROR = "scan_error"        # reason=garbage|too_long|cut_short: nothing usable came
 
 
 class Event:

@@ -15,9 +15,9 @@ from firmware.core.store import CORRUPT, StorageFault
 from firmware.ui.screen import BODY_ROWS
 
 # The order the checks are listed in, and their words in the catalogue.
-PARTS = ("display", "keypad", "msr", "chip", "printer", "buzzer", "led", "storage", "keys",
-         "clock", "battery")
-OPTIONAL = ("msr", "chip", "keys")     # listed only on boards that have one
+PARTS = ("display", "keypad", "msr", "scanner", "chip", "printer", "buzzer", "led", "storage",
+         "keys", "clock", "battery")
+OPTIONAL = ("msr", "scanner", "chip", "keys")     # listed only on boards that have one
 
 
 class BootFlow(Flow):

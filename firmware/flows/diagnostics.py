@@ -99,7 +99,7 @@ class DiagnosticsFlow(MenuFlow):
         t = self.t
         rows = []
         for part in PARTS:
-            if part in ("clock", "battery") or (part in ("msr", "chip") and part not in self.term.selftests):
+            if part in ("clock", "battery") or (part in ("msr", "scanner", "chip") and part not in self.term.selftests):
                 continue
             ok, detail = self.term.selftests.get(part, (False, "absent"))
             if part == "printer" and self.term.printer is None:
