@@ -58,6 +58,8 @@ class _Codes:
         self.on_scan(code, self.source)
 
     def _failed(self, reason):
+        if reason == CUT_SHORT:
+            log.warning("%s: %s", self.line.name, _CUT_SHORT_HINT)
         if self.on_error is not None:
             self.on_error(reason)
 
