@@ -14,6 +14,12 @@ Requests (one JSON object a line) and their answers:
   {"cmd": "paper", "present": false}           -> {"ok": true}  (the virtual printer's paper)
   {"cmd": "swipe", "card": "visa_pin"}         -> {"ok": true}  (a test card through the HID
                                                   reader driver; or "track1"/"track2" given)
+  {"cmd": "scan", "code": "6901234567892"}     -> {"ok": true, "code": ...} once the scanner
+                                                  driver has read it: the code typed through
+                                                  the HID scanner driver as a keyboard-wedge
+                                                  scanner types it, then Enter (no "code":
+                                                  the next of tools/sim/demo_codes.py;
+                                                  "garbled": true: a misread)
   {"cmd": "journal"}                           -> {"ok": true, "records": [...]}
   {"cmd": "insert", "card": "online_pin"}      -> a tools/cards/vcard.py card into the chip reader
   {"cmd": "tap", "card": "no_cvm"}             -> a contactless tap (the card leaves after it)
@@ -135,13 +141,30 @@ class ControlServer:
             self.sim.press(name)
         self._when_keys_handled(conn, {"ok": True})
 
-    def _when_keys_handled(self, conn, answer):
+    def _when_keys_handled(self, conn, answer, device=None):
         # The keys sit in the keypad pipe until the keypad driver reads them; answer
         # only once it has, so a client's next request sees their effect.
-        if _pending_bytes(self.sim.keypad_device.fileno()) and self.reactor.watching(self.sim.keypad_device):
-            self.reactor.call_later(1, self._when_keys_handled, conn, answer)
+        device = device or self.sim.keypad_device
+        if _pending_bytes(device.fileno()) and self.reactor.watching(device):
+            self.reactor.call_later(1, self._when_keys_handled, conn, answer, device)
             return
         self._reply(conn, answer)
+
+    def cmd_scan(self, conn, req):
+        code = req.get("code")
+        if code is not None and (not isinstance(code, str) or not code):
+            self._reply(conn, {"ok": False, "error": "\"code\" is the barcode's text, "
+                               "like \"6901234567892\""})
+            return
+        try:
+            code = self.sim.scan(code, garbled=bool(req.get("garbled")))
+        except ValueError as exc:       # a character no US keyboard layout types
+            self._reply(conn, {"ok": False, "error": "a scanner cannot type that code: %s" % exc})
+            return
+        if code is None:
+            self._reply(conn, {"ok": False, "error": "this board has no scanner"})
+            return
+        self._when_keys_handled(conn, {"ok": True, "code": code}, self.sim.scanner_device)
 
     def cmd_screen(self, conn, req):
         answer = {"ok": True}
@@ -281,6 +304,16 @@ class ControlClient:
         if not answer["ok"]:
             raise ValueError(answer["error"])
         return answer
+
+    def scan(self, code=None, garbled=False):
+        """Scan code (None: the next demo code) through the simulated HID scanner."""
+        args = {"garbled": True} if garbled else {}
+        if code is not None:
+            args["code"] = code
+        answer = self.call("scan", **args)
+        if not answer["ok"]:
+            raise ValueError(answer["error"])
+        return answer["code"]
 
     def screen(self):
         return self.call("screen")

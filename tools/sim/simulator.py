@@ -35,6 +35,8 @@ CURSES_KEYS = {
 SIM_PAPER = ord("P")
 SIM_QUIT = ord("Q")
 SIM_NETWORK = ord("N")
+SIM_SCAN = ord("s")             # the next demo barcode (tools/sim/demo_codes.py)
+SIM_SCAN_GARBLED = ord("S")     # a misread: a code with a key no US layout types
 
 HELP = ("keys: 0-9  z=00  .  Enter=ENTER  Esc/x=CANCEL  Bksp=BKSP  c/Del=CLEAR  "
         "F1-F4  Up/Down  m=MENU   P=paper in/out  N=network cut/back  Q=quit")
@@ -48,6 +50,7 @@ CARD_KEYS = {ord("!"): "visa_pin", ord("@"): "mc_signature", ord("#"): "visa_chi
 CHIP_KEYS = {ord("i"): ("insert", "online_pin"), ord("o"): ("insert", "offline_pin"),
              ord("a"): ("insert", "declines_aac"), ord("k"): ("insert", "blocked_app"),
              ord("d"): ("insert", "dda"), ord("t"): ("tap", "no_cvm"), ord("r"): ("remove", None)}
+HELP_SCAN = "scan: s=next demo barcode (items, scale labels, a bad check digit)  S=garbled read"
 HELP_CHIP = ("chip: i=insert (online PIN)  o=offline PIN  a=card declines  k=blocked  d=DDA  "
              "t=tap  r=remove")
 
@@ -117,6 +120,9 @@ class Simulator:
 
         self.keypad_device = PipeInputDevice()
         self.msr_device = PipeInputDevice(name="handpos-sim-msr")
+        self.scanner_device = PipeInputDevice(name="handpos-sim-scanner")
+        self.scans = 0                  # demo codes scanned so far (the next one's index)
+        self.last_scan = None
         self.printer_master, printer_slave = make_pty()
         spec = profile["display"]
         self.luma = dummy(width=spec.get("width", 128), height=spec.get("height", 64), mode="1")
@@ -129,6 +135,7 @@ class Simulator:
             "on_frame": self._on_frame,
             "clock": clock,
             "msr_device": self.msr_device,
+            "scanner_device": self.scanner_device,
         }
         kwargs = {"auth_iterations": auth_iterations}
         if console is not None:
@@ -182,6 +189,27 @@ class Simulator:
             track1, track2 = card_tracks(card)
         self.msr_device.inject_events(keystrokes((track1 or "") + (track2 or "")))
 
+    def scan(self, code=None, garbled=False):
+        """Scan through the HID scanner driver: code (default: the next demo code) typed
+        as a keyboard-wedge scanner types it, then Enter. garbled puts a key no US
+        layout types in the middle (a scanner on another layout). The code scanned, or
+        None when the board has no scanner."""
+        from drivers.scanner import scan_keystrokes
+        from tools.sim.demo_codes import SCAN_ORDER
+        if self.built.scanner is None:
+            return None
+        if code is None:
+            code = SCAN_ORDER[self.scans % len(SCAN_ORDER)]
+            if not garbled:             # a misread: the same code is scanned again next
+                self.scans += 1
+        events = scan_keystrokes(code)
+        if garbled:
+            f13 = evdev.ecodes.KEY_F13
+            events[4:4] = [(evdev.ecodes.EV_KEY, f13, 1), (evdev.ecodes.EV_KEY, f13, 0)]
+        self.scanner_device.inject_events(events)
+        self.last_scan = code + (" (garbled)" if garbled else "")
+        return code
+
     def press_code(self, code_name):
         code = evdev.ecodes.ecodes.get(code_name)
         if code is not None:
@@ -222,7 +250,7 @@ class Simulator:
             self.chip.remove()
         self.vprinter.close()           # the pty pair goes with it
         self.built.close()
-        for device in (self.keypad_device, self.msr_device):
+        for device in (self.keypad_device, self.msr_device, self.scanner_device):
             device.close_writer()
             device.close()
 
@@ -256,6 +284,9 @@ class CursesUI:
                 continue
             if ch == SIM_NETWORK:
                 self.sim.set_network(not self.sim.network_up)
+                continue
+            if ch in (SIM_SCAN, SIM_SCAN_GARBLED):
+                self.sim.scan(garbled=ch == SIM_SCAN_GARBLED)
                 continue
             if ch in CARD_KEYS:
                 self.sim.swipe(card=CARD_KEYS[ch])
@@ -337,6 +368,7 @@ class CursesUI:
         self._put(maxy - 5, 0, "printer: %s   host: %s%s   language: %s   operator: %s   last key: %s" % (
             term.printer_state, term.link_state, net, term.t.lang,
             term.operator["id"] if term.operator else "-", term.last_key or "-"))
+        self._put(maxy - 4, 0, HELP_SCAN + ("   [last: %s]" % sim.last_scan if sim.last_scan else ""))
         self._put(maxy - 3, 0, HELP)
         self._put(maxy - 2, 0, HELP_CARDS)
         if sim.chip is not None:
