@@ -515,3 +515,24 @@ def test_decimals_are_read_without_floats():
     assert cc.format_decimal(-452, 3) == "-0.452"
     assert cc.format_decimal(8875, 3, trim=True) == "8.875"
     assert cc.format_decimal(0, 3, trim=True) == "0"
+
+
+@pytest.mark.parametrize("currency", ["CNY", "USD"])
+def test_demo_catalogue_uses_the_simulators_codes(tmp_path, currency):
+    from tools.sim import demo_codes
+    config = {"money": {"currency": currency},
+              "retail": {"allow_negative_stock": True, "scale_rules": None}}
+    got = cc.load_demo(str(tmp_path), KEY, config)
+    assert got["bad"] == [] and got["added"] == len(demo_codes.ITEMS) + 2
+    cat = open_catalogue(str(tmp_path), KEY, config)
+    for code in demo_codes.ITEMS:
+        item = cat.find_by_barcode(code)
+        assert item is not None and item["name_zh"] and item["unit"] == "each", code
+        assert 50 <= item["price"] <= 5000
+    for plu in demo_codes.WEIGHED_PLUS:
+        item = cat.find_by_plu(plu)
+        assert item["unit"] == "kg" and item["name_zh"] and cat.barcodes_of(item["id"]) == []
+    assert cat.find_by_barcode(demo_codes.BAD_CHECK) is None
+    assert [i["plu"] for i, n in cat.low_stock()] == [12]     # one item low from the start
+    assert len(cat.categories()) == 7
+    cat.close()
