@@ -85,6 +85,7 @@ class Built:
         self.host = None
         self.selftests = {}
         self.datadir = None
+        self.catalogue = None
 
     def close(self):
         if self.terminal is not None:
@@ -121,6 +122,8 @@ class Built:
             self.queue.close()
         if self.journal is not None:
             self.journal.close()
+        if self.catalogue is not None:
+            self.catalogue.close()
         if self.store is not None:
             self.store.close()
         if self.reactor is not None:
@@ -365,6 +368,7 @@ def _build_payments(b, profile, config, tr, console):
     dd = b.datadir
     b.journal, b.queue = open_payments_storage(config, console, term, dd)
     datadir.settle_state(dd, b.store, config, console)
+    b.catalogue = term.catalogue = open_catalogue_storage(config, console, term, dd)
     term.first_run_ok = datadir.first_run_allowed(dd, b.journal, b.queue)
     term.on_in_service = lambda: dd.set_state(datadir.IN_SERVICE, config["terminal"]["id"])
     try:
@@ -472,6 +476,25 @@ def open_payments_storage(config, console, term, dd):
     return journal, queue
 
 
+def open_catalogue_storage(config, console, term, dd):
+    """The catalogue and stock (catalogue.db), MACed under the data key; None without
+    keys. One that cannot be opened is the terminal's storage fault (part catalogue)
+    like any database: the items' prices and stock are not guessed."""
+    if dd.keys is None:
+        return None
+    from drivers.catalogue_sqlite import CatalogueError, open_catalogue
+    try:
+        return open_catalogue(config["storage"]["data_dir"], dd.keys.key("data"), config,
+                              on_fault=term.storage_fault)
+    except StorageFault as exc:
+        console("catalogue: %s" % exc)
+        _fault(term, exc)
+    except CatalogueError as exc:       # another currency's catalogue: named, not used
+        console("catalogue: %s" % exc)
+        term.selftests["catalogue"] = (False, str(exc))
+    return None
+
+
 def _fault(term, fault):
     from firmware.core.store import fault_code
     term.selftests["storage"] = (False, "%s %s" % (fault_code(fault), fault))
@@ -485,7 +508,10 @@ def check_storage(b, config, console, max_ms=1500):
     any of it fails "storage" in the self-test."""
     term = b.terminal
     report = []
-    for part, db in (("store", b.store), ("journal", b.journal), ("queue", b.queue)):
+    parts = [("store", b.store), ("journal", b.journal), ("queue", b.queue)]
+    if b.catalogue is not None:
+        parts.append(("catalogue", b.catalogue))
+    for part, db in parts:
         if isinstance(db, Unavailable):
             report.append((db.fault.kind, part, 0))
             continue

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS movements (
     delta INTEGER NOT NULL, reason TEXT NOT NULL, operator TEXT NOT NULL, utc TEXT NOT NULL,
     ref TEXT NOT NULL, on_hand INTEGER NOT NULL, mac BLOB);
 CREATE INDEX IF NOT EXISTS movements_item ON movements(item, id);
+CREATE INDEX IF NOT EXISTS movements_ref ON movements(ref);
 CREATE TABLE IF NOT EXISTS prices (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item INTEGER NOT NULL REFERENCES items(id),
     old INTEGER NOT NULL, new INTEGER NOT NULL, operator TEXT NOT NULL, utc TEXT NOT NULL,
@@ -371,6 +372,13 @@ class SQLiteCatalogue:
         sql += " ORDER BY id LIMIT ?"
         args.append(-1 if limit is None else limit)
         return [m for m in map(self._move, self.db.execute(sql, args).fetchall()) if m]
+
+    @guarded
+    def has_ref(self, ref):
+        """True when a movement with this reference (a sale's record number) exists:
+        the stock of that sale was taken."""
+        return self.db.execute("SELECT 1 FROM movements WHERE ref=? LIMIT 1",
+                               (ref,)).fetchone() is not None
 
     @guarded
     def price_changes(self, item_id=None):

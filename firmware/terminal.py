@@ -79,6 +79,7 @@ class Terminal:
         self._tick_timer = None
         self._wd_timer = None
         self.payments = None            # firmware.payments.service.Payments, set by the board
+        self.catalogue = None           # firmware.retail.catalogue's interface, set by the board
         self.cl_leds = []               # the four contactless status lights (GPIO), if any
         self.cl_lights = 0              # how many of them are on (EMV Book A, option 1)
         self.unprinted = []             # approvals whose receipt a crash kept from paper
@@ -93,6 +94,8 @@ class Terminal:
         if self.payments is not None:
             try:
                 self.unprinted = self.payments.recover()
+                from firmware.retail import stock
+                stock.catch_up(self)        # a sale approved just before a crash
                 self.payments.sign_on()
             except Exception as exc:    # a card that fails at start: shown after boot
                 if not is_fault(exc):

@@ -11,6 +11,7 @@ class IdleFlow(Flow):
         "idle": {"timeout": "idle_logout_s",
                  "on": {keys.MENU: "menu", keys.ENTER: "menu", keys.F4: "logout",
                         "digit": "quick_sale", "timeout": "logout",
+                        "scan": "scan_sale", keys.F1: "item_sale",
                         keys.UP: "scroll_up", keys.DOWN: "scroll_down"}},
         "menu": {"timeout": None, "on": {}},
     }
@@ -34,6 +35,18 @@ class IdleFlow(Flow):
         sale = SaleFlow(self.term)
         self.term.push(sale)
         sale.dispatch(ev)
+        return "menu"
+
+    def scan_sale(self, ev):
+        """A scan on the idle screen starts a sale of items with that item."""
+        from firmware.flows.cart import CartFlow
+        self.term.push(CartFlow(self.term, scan=ev.get("code"), symbology=ev.get("symbology")))
+        return "menu"
+
+    def item_sale(self, ev):
+        """F1: a sale of items started by typing a PLU."""
+        from firmware.flows.cart import CartFlow
+        self.term.push(CartFlow(self.term))
         return "menu"
 
     def child_done(self, child, result):

@@ -72,8 +72,9 @@ class SaleFlow(PinEntry, Flow):
     def holds_uploads(self):
         return self.state in self.HOLD_STATES
 
-    def __init__(self, term, original=None):
+    def __init__(self, term, original=None, cart=None):
         Flow.__init__(self, term)
+        self.cart = cart                # firmware.retail.cart.Cart of an item sale, or None
         cfg = term.config["money"]
         self.currency = cfg["currency"]
         limit = cfg["max_amount"]
@@ -89,6 +90,29 @@ class SaleFlow(PinEntry, Flow):
         self.fallback = False
         self.jobs = []
         self.original = original
+        if cart is not None:
+            self.amount.value = cart.total()
+
+    def start(self):
+        if self.cart is None:
+            Flow.start(self)
+            return
+        # an item sale: the amount is the cart's; the payment records carry the cart
+        import json
+        self.term.payments.cart = json.dumps(self.cart.to_dict())
+        self.goto("method")
+
+    def finish(self, result=None):
+        self._drop_cart()
+        Flow.finish(self, result)
+
+    def stop(self):
+        self._drop_cart()
+        Flow.stop(self)
+
+    def _drop_cart(self):
+        if self.cart is not None and self.term.payments is not None:
+            self.term.payments.cart = None
 
     # -- amount -----------------------------------------------------------------
     def type_amount(self, ev):
@@ -115,6 +139,9 @@ class SaleFlow(PinEntry, Flow):
         return "method"
 
     def back_to_amount(self, ev):
+        if self.cart is not None:       # back to the cart, which keeps its lines
+            self.finish(None)
+            return None
         return "amount"
 
     # -- method -----------------------------------------------------------------

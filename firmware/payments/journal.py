@@ -38,6 +38,9 @@ FIELDS = {
     "aid": "", "app_label": "", "tvr": "", "tsi": "", "cryptogram": "",
     # store and forward: approved without the host; "" | pending | uploaded | declined
     "offline": 0, "upload": "",
+    # selling items: the cart the sale paid for (JSON of firmware.retail.cart.Cart's
+    # to_dict(), the receipt is itemised from it) and whether its stock was taken
+    "cart": "", "stocked": 0,
 }
 
 

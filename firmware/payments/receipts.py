@@ -48,6 +48,19 @@ def _add_days(y, mo, d, days):
     return y, mo, d
 
 
+def _cart(rec):
+    """The cart an item sale's record carries, or None (a keyed amount, or a copy this
+    release cannot read: the receipt then has the total alone)."""
+    if not rec.get("cart"):
+        return None
+    import json
+    from firmware.retail.cart import Cart, CartError
+    try:
+        return Cart.from_dict(json.loads(rec["cart"]))
+    except (ValueError, KeyError, TypeError, CartError):
+        return None
+
+
 def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=None):
     """A Receipt for a journal record. copy: merchant | customer."""
     r = Receipt(lang=t.lang)
@@ -83,6 +96,12 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     r.pair(t("rcpt_txn"), "#%d" % rec["id"])
     r.rule()
     sign = "-" if rec["kind"] in ("refund", "void") else ""
+    cart = _cart(rec)
+    if cart is not None:                # an item sale: its lines, tax and total
+        from firmware.retail.receipt_lines import add_lines, add_totals
+        add_lines(r, cart, t)
+        add_totals(r, cart, t, total=False)
+        r.rule()
     r.pair(t("rcpt_total"), sign + format_amount(rec["amount"], cur, with_code=True), bold=True)
     if rec["method"] == "cash" and rec["tendered"] and rec["kind"] == "sale":
         r.pair(t("rcpt_tendered"), format_amount(rec["tendered"], cur))

@@ -82,6 +82,9 @@ class Payments:
         self._held = {}              # journal id -> track 2 kept for a stripe offline approval
         self._void_waiters = {}
         self._count_timer = None
+        # the JSON of the cart the running sale pays for (firmware/flows/cart.py sets it
+        # through the sale flow): each record the sale makes carries it
+        self.cart = None
         self.exporter = None         # callable(target, valid_h) -> (paths, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
@@ -112,6 +115,8 @@ class Payments:
         return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s), self.term.system.utc_offset_min()
 
     def _new(self, kind, method, amount, state, **extra):
+        if self.cart and kind == "sale" and "cart" not in extra:
+            extra["cart"] = self.cart       # every way a sale is recorded carries its items
         utc, tz = self._stamp()
         op = self.term.operator["id"] if self.term.operator else ""
         rec = record(kind=kind, method=method, amount=amount, state=state,

@@ -274,6 +274,13 @@ class MemoryCatalogue:
                  (item_id is None or m["item_id"] == item_id)]
         return found if limit is None else found[:limit]
 
+    def has_ref(self, ref):
+        """True when a movement with this reference (a sale's record number) exists."""
+        for m in self._moves:
+            if m["ref"] == ref:
+                return True
+        return False
+
     def price_changes(self, item_id=None):
         return [dict(p) for p in self._prices if item_id is None or p["item_id"] == item_id]
 

@@ -202,7 +202,7 @@ def test_key_storm_never_crashes_a_flow():
     assert term.current().NAME in ("idle", "login", "home", "settings", "diagnostics",
                                    "new_operator", "notice", "sale", "offline", "upload",
                                    "queue_records", "supervisor", "pick", "void",
-                                   "refund_start", "refund", "queue_export")
+                                   "refund_start", "refund", "queue_export", "cart")
 
 
 def test_device_lost_event_shows_what_to_check():

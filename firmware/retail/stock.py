@@ -1,0 +1,67 @@
+"""Stock follows the money: a sale's items come off the shelf once it is approved.
+
+The journal record of an item sale carries its cart (firmware/flows/cart.py writes it
+through the sale flow) and a flag, stocked: 0 until the catalogue has the sale's
+movements, then 1. The movements and the flag are two stores (catalogue.db and the
+journal); the movements go first, all of a sale's lines in one transaction, with the
+record's number as their reference, so a crash between the two is found at the next
+start (catch_up) by the reference and never takes the stock twice.
+"""
+import json
+
+from firmware.core.store import is_fault
+
+CATCH_UP = 20       # approved records looked at again at start (a crash hits the last one)
+
+
+def sale_movements(cart):
+    """[(item_id, delta, reason)] of a sold cart: what leaves the shelf, in the item's
+    base unit (pieces, or grams for a kg item)."""
+    out = []
+    for index, line in cart.active():
+        if line.item_id is not None and line.stock_quantity():
+            out.append((line.item_id, -line.stock_quantity(), "sale"))
+    return out
+
+
+def _ref(rec):
+    return "#%d" % rec["id"]
+
+
+def take(term, rec):
+    """The stock movements of an approved item sale, once. A catalogue that cannot
+    take them leaves the record unstocked (catch_up tries again at the next start);
+    the storage fault, if it is one, is on the screen already."""
+    catalogue = term.catalogue
+    if catalogue is None or not rec.get("cart") or rec.get("stocked") \
+            or rec.get("state") != "approved" or rec.get("kind") != "sale":
+        return False
+    from firmware.retail.cart import Cart
+    cart = Cart.from_dict(json.loads(rec["cart"]))
+    moves = sale_movements(cart)
+    op = rec.get("operator", "")
+    try:
+        if moves and not catalogue.has_ref(_ref(rec)):
+            catalogue.record_movements(moves, op, _ref(rec))
+        term.payments.journal.update(rec["id"], stocked=1)
+    except Exception as exc:        # a full card: the sale stands, the stock waits
+        if not is_fault(exc) and not hasattr(exc, "what"):
+            raise
+        return False
+    return True
+
+
+def catch_up(term):
+    """At start: the last approved item sales whose stock was not taken (a crash, a
+    full card) have it taken now."""
+    journal = term.payments.journal if term.payments is not None else None
+    if journal is None or term.catalogue is None:
+        return 0
+    n = 0
+    latest = getattr(journal, "latest", None)
+    recent = latest(CATCH_UP, state="approved") if latest is not None \
+        else journal.find(state="approved")[-CATCH_UP:]
+    for rec in recent:
+        if rec.get("cart") and not rec.get("stocked") and take(term, rec):
+            n += 1
+    return n

@@ -1,0 +1,138 @@
+"""Selling items on the real terminal (issue 12): scans through the HID scanner driver,
+the demo catalogue, the cart's keys, payment, the itemised receipt, stock.
+
+The catalogue is the simulator's demo catalogue (config/demo_catalogue.csv, codes from
+tools/sim/demo_codes.py), loaded into the terminal's own catalogue.db as `handpos sim`
+does on a fresh data folder.
+"""
+import json
+
+import pytest
+
+from tools.sim import demo_codes
+
+WATER, COLA = demo_codes.ITEMS[0], demo_codes.ITEMS[1]
+
+
+@pytest.fixture
+def shop(harness):
+    """A logged-in terminal with the demo catalogue (USD prices, 13% VAT included)."""
+    def make(**kw):
+        h = harness(**kw)
+        h.first_supervisor()
+        h.login()
+        from tools import catalogue_csv
+        config = h.term.config
+        catalogue_csv.load_demo(config["storage"]["data_dir"],
+                                h.sim.built.datadir.keys.key("data"), config)
+        return h
+    return make
+
+
+def _scan(h, code):
+    assert h.sim.scan(code) == code
+    h.run(1000, until=lambda: h.flow() is not None and h.flow()[0] == "cart"
+          and not h._pending())
+    h.run(100)
+    return h.text()
+
+
+def _stock(h, plu):
+    item = h.term.catalogue.find_by_plu(plu)
+    return h.term.catalogue.stock(item["id"])
+
+
+def test_scan_change_void_pay_cash_itemised_receipt_and_stock(shop):
+    h = shop()
+    water0, cola0 = _stock(h, "1"), _stock(h, "2")
+    apples0 = _stock(h, "00101")
+    text = _scan(h, WATER)                      # from the idle screen: the cart opens
+    assert h.flow() == ("cart", "cart"), text
+    assert "Mineral water" in text and "1.29" in text
+    _scan(h, COLA)
+    _scan(h, COLA)                              # the same item again: a line of its own
+    text = _scan(h, demo_codes.SCALE_PRICE)    # a price-embedded scale label: 3.50
+    assert "3.50" in text, text
+    assert "Cart 4" in text
+    h.press("UP")                               # the second cola: quantity 3
+    assert "F1 qty  F2 void" in h.text()
+    h.press("F1")
+    h.press("3", "ENTER")
+    assert "3x Cola" in h.text(), h.text()
+    h.press("UP")                               # the first cola: voided
+    h.press("F2")
+    assert "Void this line?" in h.text()
+    h.press("ENTER")
+    text = h.text()
+    # water 1.29 + 3 x cola 1.49 + apples label 3.50 = 9.26
+    assert "Total 9.26" in text, text
+    h.press("ENTER")                            # pay: the sale's methods, 9.26 preset
+    assert h.flow() == ("sale", "method"), h.text()
+    assert "9.26" in h.text()
+    h.press("2", "ENTER")                       # cash, exact
+    h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved" and rec["amount"] == 926
+    cart = json.loads(rec["cart"])
+    assert [l["void"] for l in cart["lines"]] == [False, True, False, False]
+    h.run(3000, until=lambda: h.sim.vprinter.receipts)
+    paper = h.sim.vprinter.receipts[0].text()   # the merchant's copy, itemised
+    for words in ("Mineral water", "3 x 1.49", "VOID", "Subtotal", "Incl. tax", "9.26"):
+        assert words in paper, paper
+    h.to_idle()
+    assert h.flow() == ("idle", "idle")
+    assert _stock(h, "1") == water0 - 1
+    assert _stock(h, "2") == cola0 - 3          # the voided line took nothing
+    assert _stock(h, "00101") < apples0         # grams worked back from the label's price
+    assert h.term.payments.journal.get(rec["id"])["stocked"] == 1
+
+
+def test_unknown_and_bad_barcodes_are_named_and_the_sale_goes_on(shop):
+    h = shop()
+    text = _scan(h, WATER)
+    text = _scan(h, "6901234599992")            # valid check digit, no such item
+    assert "Not found" in text and "6901234599992" in text, text
+    text = _scan(h, demo_codes.BAD_CHECK)
+    assert "Bad barcode" in text and "Scan again" in text, text
+    h.press("1")                                # the error goes with the next key
+    h.press("BKSP")
+    text = h.text()
+    assert "Total 1.29" in text and "Cart 1" in text, text
+
+
+def test_typed_plu_and_a_weighed_item(shop):
+    h = shop()
+    h.press("F1")                               # an item sale by PLU
+    assert h.flow() == ("cart", "cart")
+    assert "Scan or type PLU" in h.text()
+    h.press("1", "0", "2", "ENTER")             # PLU 102: bananas, by kg
+    assert h.flow() == ("cart", "weight"), h.text()
+    h.press("7", "5", "0", "ENTER")             # 750 g
+    text = h.text()
+    assert "0.750 kg" in text or "750 g" in text, text
+    h.press("9", "9", "9", "ENTER")             # no such PLU
+    assert "No PLU 999" in h.text()
+
+
+def test_a_declined_card_keeps_the_cart(shop, hostsim):
+    h = shop(host=(hostsim.address, hostsim.ca_file))
+    h.run(3000, until=lambda: h.term.link_state == "up")
+    _scan(h, WATER)
+    h.press("ENTER")
+    h.press("1")                                # card
+    h.sim.swipe(card="visa_pin")
+    h.run(2000, until=lambda: h.flow()[1] != "card")
+    h.press("9", "9", "9", "9", "ENTER")        # a wrong PIN: declined 55
+    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
+    assert h.term.payments.journal.last()["state"] == "declined"
+    for _ in range(4):                          # through the result and the receipts
+        if h.flow() == ("cart", "cart"):
+            break
+        h.press("CANCEL")
+        h.run(3000, until=lambda: h.flow() in (("cart", "cart"), ("sale", "copy")))
+    assert h.flow() == ("cart", "cart"), h.text()
+    assert "Not paid" in h.text() and "Mineral water" in h.text()    # the cart stays
+    h.press("BKSP")
+    assert "Total 1.29" in h.text()
+    water = h.term.catalogue.find_by_plu("1")
+    assert h.term.catalogue.movements(water["id"])[-1]["reason"] != "sale"    # no stock taken
