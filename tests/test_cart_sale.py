@@ -136,3 +136,44 @@ def test_a_declined_card_keeps_the_cart(shop, hostsim):
     assert "Total 1.29" in h.text()
     water = h.term.catalogue.find_by_plu("1")
     assert h.term.catalogue.movements(water["id"])[-1]["reason"] != "sale"    # no stock taken
+
+
+def test_a_power_cut_after_the_approval_takes_the_stock_once_at_start(shop, harness):
+    """The terminal dies between the cash approval and the end of the sale flow (its
+    receipts): the record is approved, the stock not yet taken. The next start takes
+    it, once; a further start does not take it again."""
+    h = shop()
+    water0 = _stock(h, "1")
+    _scan(h, WATER)
+    h.press("ENTER", "2", "ENTER")              # cash: approved, the change on screen
+    h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved" and rec["cart"] and not rec["stocked"]
+    assert _stock(h, "1") == water0             # not yet: the sale flow had not ended
+    h.close()                                   # the power cut
+    h = harness()
+    h.boot()
+    assert _stock(h, "1") == water0 - 1
+    assert h.term.payments.journal.get(rec["id"])["stocked"] == 1
+    h.close()
+    h = harness()
+    h.boot()
+    assert _stock(h, "1") == water0 - 1         # once
+
+
+def test_a_voided_item_sale_puts_its_items_back(shop):
+    h = shop()
+    water0, cola0 = _stock(h, "1"), _stock(h, "2")
+    _scan(h, WATER)
+    _scan(h, COLA)
+    h.press("ENTER", "2", "ENTER", "ENTER", "CANCEL")     # cash, merchant copy, no customer copy
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert (_stock(h, "1"), _stock(h, "2")) == (water0 - 1, cola0 - 1)
+    h.press("MENU", "3", "2", "5", "8", "0", "ENTER")     # void: the supervisor's PIN
+    h.press("ENTER", "ENTER")                             # the latest sale
+    h.wait_for("VOIDED")
+    assert (_stock(h, "1"), _stock(h, "2")) == (water0, cola0)
+    sale = h.term.payments.journal.find(kind="sale")[-1]
+    assert sale["state"] == "voided" and sale["stocked"] == 2
+    water = h.term.catalogue.find_by_plu("1")
+    assert [m["reason"] for m in h.term.catalogue.movements(water["id"])][-2:] == ["sale", "void"]

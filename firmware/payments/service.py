@@ -351,6 +351,7 @@ class Payments:
             rec = self._new("void", "cash", original["amount"], "approved",
                             original_id=original["id"], tendered=0)
             self.journal.update(original["id"], state="voided")
+            self._restock(original["id"])
             self.term.store.audit("void", who, "#%d of #%d" % (rec["id"], original["id"]))
             self.term.reactor.call_soon(callback, self.journal.get(rec["id"]))
             return rec
@@ -368,6 +369,11 @@ class Payments:
         wait = (self.term.config["host"]["response_timeout_s"] + 5) * 1000
         self.term.reactor.call_later(wait, lambda: self._void_wait_over(original["id"]))
         return rec
+
+    def _restock(self, txn_id):
+        """An item sale voided: its items go back on the shelf (once)."""
+        from firmware.retail import stock
+        stock.give_back(self.term, self.journal.get(txn_id))
 
     def _void_wait_over(self, original_id):
         waiter = self._void_waiters.pop(original_id, None)
@@ -398,6 +404,7 @@ class Payments:
             return rec
         rec = self._new("void", "card", original["amount"], "approved", **card)
         self.journal.update(original["id"], state="voided", upload="")
+        self._restock(original["id"])
         self.term.store.audit("void", who, "#%d of #%d (offline, before upload)"
                               % (rec["id"], original["id"]))
         self.refresh_pending()
@@ -503,6 +510,7 @@ class Payments:
         waiter = self._void_waiters.pop(txn_id, None)
         if purpose == "void" or rec["reason"] == "reason_voided":
             self.journal.update(txn_id, state="voided")
+            self._restock(txn_id)
             void = self._void_record(txn_id)
             if void is not None:
                 self.journal.update(void["id"], state="approved", rc=resp.get("39", ""))

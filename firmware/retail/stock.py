@@ -5,7 +5,8 @@ through the sale flow) and a flag, stocked: 0 until the catalogue has the sale's
 movements, then 1. The movements and the flag are two stores (catalogue.db and the
 journal); the movements go first, all of a sale's lines in one transaction, with the
 record's number as their reference, so a crash between the two is found at the next
-start (catch_up) by the reference and never takes the stock twice.
+start (catch_up) by the reference and never takes the stock twice. A void (or a
+reversal) of such a sale puts the items back, once (give_back; stocked becomes 2).
 """
 import json
 
@@ -45,6 +46,27 @@ def take(term, rec):
             catalogue.record_movements(moves, op, _ref(rec))
         term.payments.journal.update(rec["id"], stocked=1)
     except Exception as exc:        # a full card: the sale stands, the stock waits
+        if not is_fault(exc) and not hasattr(exc, "what"):
+            raise
+        return False
+    return True
+
+
+def give_back(term, rec, reason="void"):
+    """A sale whose stock was taken is voided or reversed: its items go back on the
+    shelf, once (movements referenced "void #n"; the record's stocked becomes 2)."""
+    catalogue = term.catalogue
+    if catalogue is None or rec is None or not rec.get("cart") or rec.get("stocked") != 1:
+        return False
+    from firmware.retail.cart import Cart
+    cart = Cart.from_dict(json.loads(rec["cart"]))
+    moves = [(item_id, -delta, reason) for item_id, delta, why in sale_movements(cart)]
+    ref = "%s %s" % (reason, _ref(rec))
+    try:
+        if moves and not catalogue.has_ref(ref):
+            catalogue.record_movements(moves, rec.get("operator", ""), ref)
+        term.payments.journal.update(rec["id"], stocked=2)
+    except Exception as exc:
         if not is_fault(exc) and not hasattr(exc, "what"):
             raise
         return False
