@@ -229,3 +229,37 @@ def no_text_lost(request, tmp_path_factory, monkeypatch):
     if seen:
         pytest.fail("a screen lost text (fix the layout, never the font):\n  "
                     + "\n  ".join(seen[:20]), pytrace=False)
+
+
+# -- a reactor on a clock the test moves (the wedge drivers' tests: HID scanner, MSR) --
+class FakeClock:
+    def __init__(self, now=10000):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def reactor(clock):
+    from firmware.core.reactor import Reactor
+    r = Reactor(clock=clock)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def run_until(reactor):
+    """Bounded reactor passes (each blocks at most 20 ms in poll) until cond() holds."""
+    def run(cond, limit=200):
+        for _ in range(limit):
+            if cond():
+                return
+            reactor.run_once(20)
+        assert cond(), "condition not reached in %d reactor passes" % limit
+    return run

@@ -18,7 +18,6 @@ from drivers.evdev_pipe import PipeInputDevice
 from drivers.msr import (MAX_SWIPE_CHARS, US_KEYMAP, HidMsr, SerialMsr, SwipeAssembler,
                          keystrokes)
 from firmware.cards import magstripe as ms
-from firmware.core.reactor import Reactor
 
 TODAY = (2025, 6)
 VISA = "4111111111111111"
@@ -27,14 +26,6 @@ AMEX = "378282246310005"
 TRACK1 = ms.encode_track1(VISA, "TEST/CARD A", "2812", "101", "00000000000000000000")
 TRACK2 = ms.encode_track2(VISA, "2812", "101", "0000000000")
 EV_KEY, EV_SYN, EV_MSC = ecodes.EV_KEY, ecodes.EV_SYN, ecodes.EV_MSC
-
-
-class FakeClock:
-    def __init__(self, now=10000):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 # -- a recorded swipe ----------------------------------------------------------------
@@ -103,30 +94,6 @@ class Recorder:
 
     def on_dead(self, reason):
         self.dead.append(reason)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def reactor(clock):
-    r = Reactor(clock=clock)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def run_until(reactor):
-    """Bounded reactor passes (each blocks at most 20 ms in poll) until cond() holds."""
-    def run(cond, limit=200):
-        for _ in range(limit):
-            if cond():
-                return
-            reactor.run_once(20)
-        assert cond(), "condition not reached in %d reactor passes" % limit
-    return run
 
 
 @pytest.fixture

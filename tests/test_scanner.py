@@ -23,20 +23,11 @@ from drivers.scanner import (CUT_SHORT, GARBAGE, MAX_CODE_CHARS, TOO_LONG, HidSc
                              ScannerPortError, SerialScanner, open_serial)
 from firmware.core import events, keys
 from firmware.core.fsm import Flow
-from firmware.core.reactor import Reactor
 from tools.sim import demo_codes
 
 EV_KEY, EV_SYN, EV_MSC = ecodes.EV_KEY, ecodes.EV_SYN, ecodes.EV_MSC
 EAN = "6901234567892"
 BUZZER_PIN = 18                 # board/profiles/sim.toml [gpio] buzzer
-
-
-class FakeClock:
-    def __init__(self, now=10000):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 # -- what a US-layout scanner presses for each character, written out by hand ----------
@@ -98,30 +89,6 @@ class Recorder:
 
     def on_dead(self, reason):
         self.dead.append(reason)
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def reactor(clock):
-    r = Reactor(clock=clock)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def run_until(reactor):
-    """Bounded reactor passes (each blocks at most 20 ms in poll) until cond() holds."""
-    def run(cond, limit=200):
-        for _ in range(limit):
-            if cond():
-                return
-            reactor.run_once(20)
-        assert cond(), "condition not reached in %d reactor passes" % limit
-    return run
 
 
 def _drained(device):
