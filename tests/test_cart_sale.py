@@ -177,3 +177,21 @@ def test_a_voided_item_sale_puts_its_items_back(shop):
     assert sale["state"] == "voided" and sale["stocked"] == 2
     water = h.term.catalogue.find_by_plu("1")
     assert [m["reason"] for m in h.term.catalogue.movements(water["id"])][-2:] == ["sale", "void"]
+
+
+def test_no_sale_below_zero_when_the_merchant_refuses_negative_stock(shop):
+    h = shop()
+    cat = h.term.catalogue
+    cat.allow_negative_stock = False            # [retail] allow_negative_stock = false
+    water = cat.find_by_plu("1")
+    cat.count(water["id"], 1, "1", "test")      # one bottle left
+    _scan(h, WATER)
+    text = _scan(h, WATER)
+    assert "In stock 1" in text and "Cart 1" in text, text
+    h.press("UP", "F1")
+    h.press("2", "ENTER")                       # nor by the quantity
+    assert "In stock 1" in h.text(), h.text()
+    h.press("BKSP")
+    h.press("ENTER", "2", "ENTER", "ENTER", "CANCEL")
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert cat.stock(water["id"]) == 0

@@ -20,6 +20,7 @@ from firmware.core.money import format_amount
 from firmware.flows.common import AmountField, Field
 from firmware.retail import barcode
 from firmware.retail.cart import Cart, CartError, format_weight
+from firmware.retail.tax import round_div
 from firmware.ui.receipt import display_width, fit
 from firmware.ui.screen import ROW_COLUMNS
 
@@ -113,14 +114,36 @@ class CartFlow(Flow):
             self.pending = item
             self.field = Field(GRAMS_MAX)
             return "weight"
+        more = grams if grams is not None else 1
+        if price is not None and item.get("unit") == "kg" and item.get("price"):
+            more = round_div(price * 1000, item["price"])   # the label's weight, as the cart
+        if self._short(item, more):
+            return self._refuse("ct_no_stock", {"n": self._on_hand_text(item)})
         try:
-            index = self.cart.add_item(item, grams=grams, price=price, barcode=barcode)
+            self.cart.add_item(item, grams=grams, price=price, barcode=barcode)
         except CartError as exc:
             return self._cart_error(exc)
         self.selected = -1
         self.error = None
         self.term.beep("key")
         return "cart"
+
+    def _short(self, item, more):
+        """True when [retail] allow_negative_stock is off and the cart would then hold
+        more of the item than is on hand: refused here, before it is sold (after the
+        payment the goods are in the customer's hand whatever the books say)."""
+        catalogue = self.term.catalogue
+        if item.get("id") is None or getattr(catalogue, "allow_negative_stock", True):
+            return False
+        held = 0
+        for index, line in self.cart.active():
+            if line.item_id == item["id"]:
+                held += line.stock_quantity()
+        return held + more > catalogue.stock(item["id"])
+
+    def _on_hand_text(self, item):
+        n = max(0, self.term.catalogue.stock(item["id"]))
+        return format_weight(n) if item.get("unit") == "kg" else "%d" % n
 
     def _refuse(self, msg_id, values):
         self.error = (msg_id, values)
@@ -192,6 +215,11 @@ class CartFlow(Flow):
         self.field = Field(PLU_MAX)
         if qty <= 0:
             return self._refuse("ct_qty_zero", {})
+        line = self.cart.line(self.selected)
+        item = {"id": line.item_id, "unit": "each"}
+        if qty > line.quantity and self._short(item, (qty - line.quantity) * (
+                line.stock_quantity() // max(1, line.quantity))):
+            return self._refuse("ct_no_stock", {"n": self._on_hand_text(item)})
         try:
             self.cart.set_quantity(self.selected, qty)
         except CartError as exc:

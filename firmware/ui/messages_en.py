@@ -433,6 +433,7 @@ MESSAGES = {
     "ct_weighed_qty": "Weighed: no qty",
     "ct_qty_zero": "Quantity above 0",
     "ct_not_paid": "Not paid",
+    "ct_no_stock": "In stock {n}",
     "ct_no_catalogue": "No catalogue",
     "ct_misc": "Amount",
     "ct_misc_title": "Keyed amount",

@@ -425,6 +425,7 @@ MESSAGES = {
     "ct_weighed_qty": "称重商品无数量",
     "ct_qty_zero": "数量须大于0",
     "ct_not_paid": "未付款",
+    "ct_no_stock": "库存仅 {n}",
     "ct_no_catalogue": "无商品库",
     "ct_misc": "金额",
     "ct_misc_title": "输入金额",
