@@ -195,3 +195,32 @@ def test_no_sale_below_zero_when_the_merchant_refuses_negative_stock(shop):
     h.press("ENTER", "2", "ENTER", "ENTER", "CANCEL")
     h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
     assert cat.stock(water["id"]) == 0
+
+
+def test_with_the_host_gone_an_item_sale_is_approved_offline_itemised_and_stocked(online, net):
+    """The network cut mid-day: a swiped item sale within the offline limits is
+    approved OFFLINE, its receipt lists the items, the stock goes down, and the advice
+    waits in the queue with the sale's amount."""
+    h = online(entry_modes=["chip", "tap", "swipe"])
+    from tools import catalogue_csv
+    config = h.term.config
+    catalogue_csv.load_demo(config["storage"]["data_dir"],
+                            h.sim.built.datadir.keys.key("data"), config)
+    water0 = _stock(h, "1")
+    net.set("reset", existing=True, new=True)           # the host is gone
+    _scan(h, WATER)
+    _scan(h, COLA)
+    h.press("ENTER", "1")
+    h.sim.swipe(card="visa_pin")
+    h.run(2000, until=lambda: h.flow()[1] != "card")
+    h.press("1", "2", "3", "4", "ENTER")
+    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved" and rec["offline"] == 1 and rec["amount"] == 278, rec
+    assert "OFFLINE" in h.text().upper(), h.text()
+    h.run(3000, until=lambda: h.sim.vprinter.receipts)
+    paper = h.sim.vprinter.receipts[0].text()
+    assert "Mineral water" in paper and "Cola" in paper and "OFFLINE" in paper, paper
+    h.to_idle()
+    assert _stock(h, "1") == water0 - 1
+    assert [q["amount"] for q in h.term.payments.queue.pending()] == [278]
