@@ -440,5 +440,39 @@ class SaleFlow(PinEntry, Flow):
 
 
 class RefundFlow(SaleFlow):
+    """A refund of original: an amount typed (a keyed-amount sale), or, for an item
+    sale, the lines chosen before (part: firmware/retail/refund.py make_part), whose
+    total is the amount and which every record of the refund carries."""
     NAME = "refund"
     KIND = "refund"
+
+    def __init__(self, term, original=None, part=None):
+        SaleFlow.__init__(self, term, original=original)
+        self.part = part
+        if part is not None:
+            self.amount.value = part["total"]
+
+    def start(self):
+        if self.part is None:
+            SaleFlow.start(self)
+            return
+        from firmware.retail.refund import part_json
+        self.term.payments.cart = part_json(self.part)
+        nxt = self.amount_done(None)
+        if nxt is None:                 # refused (the card cannot be read now): back
+            self.term.payments.cart = None
+            self.finish(None)
+            return
+        self.goto(nxt)
+
+    def back_to_method(self, ev):
+        if self.part is not None:       # back to the lines, which keep their picks
+            self.term.set_cl_lights(0)
+            self._forget_card()
+            self.finish(None)
+            return None
+        return SaleFlow.back_to_method(self, ev)
+
+    def _drop_cart(self):
+        if self.part is not None and self.term.payments is not None:
+            self.term.payments.cart = None

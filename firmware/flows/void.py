@@ -111,17 +111,28 @@ class RefundStartFlow(Flow):
             return "err_refund_not_sale"
         if rec["amount"] - rec["refunded"] <= 0:
             return "err_refund_used"
+        if rec.get("cart"):
+            from firmware.retail import refund as refunds
+            if refunds.sold_cart(rec) is None:
+                return "err_refund_cart"        # a copy this release cannot read
+            if not refunds.remaining(self.term.payments.journal, rec):
+                return "err_refund_used"
         return None
 
     def ask_pick(self):
         self.term.push(PickFlow(self.term, "menu_refund", self.eligible))
 
     def start_refund(self):
+        """An item sale is refunded by its lines; a keyed amount, by an amount."""
+        if self.original.get("cart"):
+            from firmware.flows.refund_lines import RefundLinesFlow
+            self.term.push(RefundLinesFlow(self.term, self.original))
+            return
         from firmware.flows.sale import RefundFlow
         self.term.push(RefundFlow(self.term, original=self.original))
 
     def child_done(self, child, result):
-        if child.NAME not in ("supervisor", "pick", "refund"):
+        if child.NAME not in ("supervisor", "pick", "refund", "refund_lines"):
             return None         # a notice over this flow
         if child.NAME == "supervisor":
             return "pick" if result is not None else self.finish(None)

@@ -102,6 +102,15 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
         add_lines(r, cart, t)
         add_totals(r, cart, t, total=False)
         r.rule()
+    elif rec["kind"] == "refund" and original is not None:
+        # a refund of items: the lines it gives back, with the sale's names and prices
+        from firmware.retail.refund import part_of, sold_cart
+        part = part_of(rec)
+        sold = sold_cart(original) if part is not None else None
+        if sold is not None:
+            from firmware.retail.receipt_lines import itemise_refund
+            itemise_refund(r, sold, part, t, total=False)
+            r.rule()
     r.pair(t("rcpt_total"), sign + format_amount(rec["amount"], cur, with_code=True), bold=True)
     if rec["method"] == "cash" and rec["tendered"] and rec["kind"] == "sale":
         r.pair(t("rcpt_tendered"), format_amount(rec["tendered"], cur))

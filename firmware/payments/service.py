@@ -115,8 +115,10 @@ class Payments:
         return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s), self.term.system.utc_offset_min()
 
     def _new(self, kind, method, amount, state, **extra):
-        if self.cart and kind == "sale" and "cart" not in extra:
-            extra["cart"] = self.cart       # every way a sale is recorded carries its items
+        if self.cart and kind in ("sale", "refund") and "cart" not in extra:
+            # every way a sale is recorded carries its items (a refund of items: the
+            # lines it gives back, firmware/retail/refund.py)
+            extra["cart"] = self.cart
         utc, tz = self._stamp()
         op = self.term.operator["id"] if self.term.operator else ""
         rec = record(kind=kind, method=method, amount=amount, state=state,

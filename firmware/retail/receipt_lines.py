@@ -138,9 +138,10 @@ def itemise(receipt, cart, t, total=True):
     return receipt
 
 
-def itemise_refund(receipt, cart, result, t):
+def itemise_refund(receipt, cart, result, t, total=True):
     """The lines of a refund (firmware.retail.cart.refund's result) of the sold cart:
-    each line's name, what is given back of it and its money, tax per rate, the total."""
+    each line's name, what is given back of it and its money, tax per rate, the total
+    (unless total is False: the caller prints it)."""
     marks = {}
     rates = [group["rate"] for group in result["rates"]]
     if len(rates) > 1:
@@ -169,7 +170,8 @@ def itemise_refund(receipt, cart, result, t):
     if not cart.tax_inclusive:
         for text, amount in taxes:
             pair_wrapped(receipt, text, amount)
-    pair_wrapped(receipt, t("rcpt_total"), _money(cart, -result["total"]), bold=True)
+    if total:
+        pair_wrapped(receipt, t("rcpt_total"), _money(cart, -result["total"]), bold=True)
     if cart.tax_inclusive:
         for text, amount in taxes:
             pair_wrapped(receipt, text, amount)

@@ -73,9 +73,46 @@ def give_back(term, rec, reason="void"):
     return True
 
 
+def refund_movements(cart, part):
+    """[(item_id, delta, "refund")] of a refund part (firmware/retail/refund.py) of the
+    sold cart: what goes back on the shelf, telescoped like the money."""
+    out = []
+    for entry in part.get("lines", []):
+        line = cart.line(entry["line"])
+        if line.item_id is not None and entry.get("stock"):
+            out.append((line.item_id, entry["stock"], "refund"))
+    return out
+
+
+def give_back_refund(term, rec):
+    """An approved refund of items puts what it gave back on the shelf, once
+    (movements referenced "refund #n" with the refund's number; its stocked becomes 1)."""
+    catalogue = term.catalogue
+    if catalogue is None or rec is None or rec.get("kind") != "refund" \
+            or rec.get("state") != "approved" or rec.get("stocked") or not rec.get("original_id"):
+        return False
+    from firmware.retail.refund import part_of, sold_cart
+    part = part_of(rec)
+    original = term.payments.journal.get(rec["original_id"])
+    cart = sold_cart(original)
+    if part is None or cart is None:
+        return False
+    ref = "refund " + _ref(rec)
+    try:
+        moves = refund_movements(cart, part)
+        if moves and not catalogue.has_ref(ref):
+            catalogue.record_movements(moves, rec.get("operator", ""), ref)
+        term.payments.journal.update(rec["id"], stocked=1)
+    except Exception as exc:
+        if not is_fault(exc) and not hasattr(exc, "what"):
+            raise
+        return False
+    return True
+
+
 def catch_up(term):
-    """At start: the last approved item sales whose stock was not taken (a crash, a
-    full card) have it taken now."""
+    """At start: the last approved item sales (and refunds of items) whose stock was not
+    moved (a crash, a full card) have it moved now."""
     journal = term.payments.journal if term.payments is not None else None
     if journal is None or term.catalogue is None:
         return 0
@@ -84,6 +121,11 @@ def catch_up(term):
     recent = latest(CATCH_UP, state="approved") if latest is not None \
         else journal.find(state="approved")[-CATCH_UP:]
     for rec in recent:
-        if rec.get("cart") and not rec.get("stocked") and take(term, rec):
+        if not rec.get("cart") or rec.get("stocked"):
+            continue
+        if rec.get("kind") == "refund":
+            if give_back_refund(term, rec):
+                n += 1
+        elif take(term, rec):
             n += 1
     return n

@@ -1,0 +1,79 @@
+"""A refund of an item sale by its lines: what was sold, what was given back already,
+and what a refund record carries.
+
+The sale's record carries its cart (firmware/retail/cart.py to_dict); a refund record
+carries its part in the same "cart" field, as {"refund": part}, where part is
+firmware.retail.cart.refund's result (the lines with their money, tax and stock, the
+tax per rate, the total) and picks, [[line index, pieces or grams]]. What a sale has
+had refunded is the sum of the picks of its approved refunds: it is never written
+twice, so it cannot disagree with the refunds themselves.
+"""
+import json
+
+from firmware.retail.cart import Cart, CartError, refund as refund_money, refundable
+
+
+def sold_cart(rec):
+    """The cart an approved item sale's record carries, or None (a keyed amount, or a
+    copy this release cannot read)."""
+    if rec is None or not rec.get("cart"):
+        return None
+    try:
+        d = json.loads(rec["cart"])
+    except ValueError:
+        return None
+    if not isinstance(d, dict) or "lines" not in d:
+        return None
+    try:
+        return Cart.from_dict(d)
+    except (KeyError, TypeError, ValueError, CartError):
+        return None
+
+
+def part_of(rec):
+    """The refund part a refund record carries, or None."""
+    if rec is None or not rec.get("cart"):
+        return None
+    try:
+        d = json.loads(rec["cart"])
+    except ValueError:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("refund"), dict):
+        return None
+    return d["refund"]
+
+
+def refunded_lines(journal, original):
+    """{line index: pieces or grams} the approved refunds of original gave back."""
+    done = {}
+    for rec in journal.find(state="approved", kind="refund"):
+        if rec["original_id"] != original["id"]:
+            continue
+        part = part_of(rec)
+        if part is None:
+            continue
+        for index, measure in part.get("picks", []):
+            done[index] = done.get(index, 0) + measure
+    return done
+
+
+def remaining(journal, original, cart=None):
+    """refundable() of original's cart after its approved refunds."""
+    cart = cart if cart is not None else sold_cart(original)
+    if cart is None:
+        return []
+    return refundable(cart, refunded_lines(journal, original))
+
+
+def make_part(cart, picks, refunded):
+    """The part a refund record carries for picks [(line index, measure)] of cart after
+    refunded; CartError("refund", limit=remaining) when a pick is too much."""
+    result = refund_money(cart, picks, refunded)
+    part = {"picks": [[index, measure] for index, measure in picks]}
+    for key in ("lines", "total", "tax", "rates"):
+        part[key] = result[key]
+    return part
+
+
+def part_json(part):
+    return json.dumps({"refund": part})
