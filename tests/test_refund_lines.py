@@ -166,3 +166,39 @@ def test_a_card_item_sale_is_refunded_to_the_same_card(shop, hostsim):
     assert h.term.payments.journal.get(sale["id"])["refunded"] == 149
     h.to_idle()
     assert h.term.payments.journal.get(refund["id"])["stocked"] == 1
+
+
+def test_a_power_cut_after_the_refund_puts_the_goods_back_once_at_start(shop, harness):
+    """The terminal dies while the refund's change is on the screen: the refund is
+    approved, its goods not yet back. The next start puts them back, once."""
+    h = shop()
+    sale = _sell_water_and_three_colas(h)
+    cola = _stock(h, "2")
+    _to_lines(h, sale)
+    h.press("DOWN", "F1", "ENTER", "ENTER")     # all three colas, cash
+    h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy"))
+    refund = h.term.payments.journal.last()
+    assert refund["kind"] == "refund" and refund["state"] == "approved"
+    assert _stock(h, "2") == cola and not refund["stocked"]
+    h.close()                                   # the power cut
+    h = harness()
+    h.boot()
+    assert _stock(h, "2") == cola + 3
+    assert h.term.payments.journal.get(refund["id"])["stocked"] == 1
+    h.close()
+    h = harness()
+    h.boot()
+    assert _stock(h, "2") == cola + 3           # once
+
+
+def test_a_sale_with_a_refund_cannot_be_voided_and_its_refund_is_not_a_sale(shop):
+    h = shop()
+    sale = _sell_water_and_three_colas(h)
+    _to_lines(h, sale)
+    h.press("F1", "ENTER", "ENTER")             # the water back
+    h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy"))
+    h.to_idle()
+    h.press("MENU", "3", *"2580")               # void
+    h.press("ENTER", *str(sale["id"]))
+    h.press("ENTER")
+    assert "Refunded: cannot void" in h.text(), h.text()
