@@ -13,7 +13,8 @@ import pytest
 from tools.bench import BenchError, one_line, run_main, time_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIGURES = ("chip reader:", "key press -> new frame:", "card sale, inside the terminal",
+FIGURES = ("chip reader:", "key press -> new frame:", "-line cart: UP/DOWN -> new frame",
+           "card sale, inside the terminal",
            "cold start:", "idle CPU over", "resident memory, idle:")
 
 

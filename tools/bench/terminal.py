@@ -4,6 +4,9 @@
                10 ms sleep-and-check loop (what "polling" would cost) in the same window
   key->frame   time from a key event written into the keypad's evdev pipe to the new
                frame leaving the display driver (median, p99 over many presses)
+  cart         the same with a 200-line cart on the screen (issue 12): UP/DOWN, a scan
+               through the HID scanner driver (the last quarter of the lines), a
+               quantity (F1, a digit, ENTER: three frames)
   cold start   process start to the first frame and to the login screen (median of 5);
                the login screen includes the boot self-test's deliberate 1.5 s pause
   memory       resident set size of the idle simulator process
@@ -310,6 +313,93 @@ def bench_keys(presses, chip):
             "presses": presses}
 
 
+def _wait_frame(sim, frames, what, i):
+    t0 = time.perf_counter()
+    while sim.frames == frames:
+        sim.reactor.run_once(100)
+        if time.perf_counter() - t0 > KEY_FRAME_S:
+            raise BenchError("%s: no new frame within %.0f s (%d); the screen: %s"
+                             % (what, KEY_FRAME_S, i + 1, _screen(sim.terminal)))
+
+
+def _cart_samples(sim, lines, presses):
+    """A cart of `lines` lines built by scans through the HID scanner driver; then
+    (scan -> frame of the last lines added, UP/DOWN -> frame, F1 quantity -> frame)."""
+    from tools import catalogue_csv
+    from tools.sim.demo_codes import ITEMS
+    term, reactor = sim.terminal, sim.reactor
+    config = term.config
+    sim.start()
+    catalogue_csv.load_demo(config["storage"]["data_dir"], sim.built.datadir.keys.key("data"),
+                            config)
+    term.auth.create("1", "Supervisor 1", "supervisor", "2580")
+    term.login(term.store.get_operator("1"))
+    term.go_home()
+    for _ in range(400):
+        reactor.run_once(5)
+    scans = []
+    for i in range(lines):
+        frames = sim.frames
+        t0 = time.perf_counter()
+        sim.scan(ITEMS[i % len(ITEMS)])
+        _wait_frame(sim, frames, "scan -> new frame (cart line %d)" % (i + 1), i)
+        # the frame after the cart opened is the line's; wait until the line is in
+        while term.current().NAME != "cart" or len(term.current().cart.lines) < i + 1:
+            frames = sim.frames
+            _wait_frame(sim, frames, "scan -> cart line %d" % (i + 1), i)
+        scans.append((time.perf_counter() - t0) * 1000)
+    cart = term.current()
+    if len(cart.cart.active()) != lines:
+        raise BenchError("the cart has %d lines, not %d; the screen: %s"
+                         % (len(cart.cart.active()), lines, _screen(term)))
+    keys = []
+    for i in range(presses):
+        frames = sim.frames
+        key = "UP" if (i // 20) % 2 == 0 else "DOWN"
+        t0 = time.perf_counter()
+        sim.press(key)
+        _wait_frame(sim, frames, "UP/DOWN -> new frame in a %d-line cart" % lines, i)
+        keys.append((time.perf_counter() - t0) * 1000)
+    qty = []
+    for i in range(max(5, presses // 20)):
+        t0 = time.perf_counter()
+        for key in ("F1", str(2 + i % 7), "ENTER"):
+            frames = sim.frames
+            sim.press(key)
+            _wait_frame(sim, frames, "F1, digit, ENTER -> new frame", i)
+        qty.append((time.perf_counter() - t0) * 1000)
+    if term.current().NAME != "cart" or term.current().state != "cart":
+        raise BenchError("the quantity did not take; the screen: %s" % _screen(term))
+    return scans[-max(1, lines // 4):], keys, qty
+
+
+def bench_cart(lines, presses, chip):
+    """In-process, as bench_keys: the key -> frame figures of a cart of `lines` lines."""
+    from board.configfile import load_profile
+    from firmware.core import config as schema
+    from tools.sim.simulator import Simulator
+    with tempfile.TemporaryDirectory() as tmp:
+        config = schema.defaults()
+        config["storage"]["data_dir"] = tmp
+        config["ui"]["menu_timeout_s"] = 3600
+        config["ui"]["idle_logout_s"] = 3600
+        config["retail"]["max_lines"] = max(lines, config["retail"]["max_lines"])
+        profile = load_profile("sim")
+        with chip.for_simulator(profile) as chip_port:
+            sim = Simulator(profile, config, synced=False, auth_iterations=50,
+                            chip_port=chip_port)
+            try:
+                scans, keys, qty = _cart_samples(sim, lines, presses)
+            finally:
+                sim.close()
+    out = {"lines": lines, "presses": presses}
+    for name, samples in (("scan", scans), ("key", keys), ("qty", qty)):
+        samples.sort()
+        out[name + "_median_ms"] = statistics.median(samples)
+        out[name + "_p99_ms"] = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return out
+
+
 def bench_cold_start(runs):
     from tools.sim.control import ControlClient
     first, login = [], []
@@ -454,6 +544,15 @@ def main(argv=None):
             keys = bench_keys(presses, chip)
         print("key press -> new frame: median %.2f ms, p99 %.2f ms (%d presses)"
               % (keys["key_frame_median_ms"], keys["key_frame_p99_ms"], presses))
+        sys.stdout.flush()
+        cart_lines = 40 if args.quick else 200
+        with time_limit(120 + cart_lines + presses * 0.2, "a %d-line cart" % cart_lines):
+            cart = bench_cart(cart_lines, presses // 2, chip)
+        print("a %d-line cart: UP/DOWN -> new frame median %.2f ms, p99 %.2f ms (%d presses); "
+              "scan -> new frame (last quarter of the lines) median %.2f ms, p99 %.2f ms; "
+              "F1, digit, ENTER (a quantity) median %.2f ms"
+              % (cart_lines, cart["key_median_ms"], cart["key_p99_ms"], cart["presses"],
+                 cart["scan_median_ms"], cart["scan_p99_ms"], cart["qty_median_ms"]))
         sys.stdout.flush()
         with time_limit(60 + sales * 3, "card sale"):
             pay = bench_payments(sales, chip)
