@@ -536,3 +536,15 @@ def test_demo_catalogue_uses_the_simulators_codes(tmp_path, currency):
     assert [i["plu"] for i, n in cat.low_stock()] == [12]     # one item low from the start
     assert len(cat.categories()) == 7
     cat.close()
+
+
+def test_a_data_folder_alone_is_a_simulators(terminal, tmp_path, monkeypatch, capsys):
+    """`handpos catalogue import FILE --data DIR` with no configuration named takes the
+    folder as `handpos sim --data DIR` does: the simulator's configuration and key root."""
+    monkeypatch.delenv("HANDPOS_CONFIG", raising=False)
+    capsys.readouterr()
+    assert cli.main(["catalogue", "import", cc.DEMO, "--data", terminal.dir]) == 0
+    out = tmp_path / "back.csv"
+    assert cli.main(["catalogue", "export", str(out), "--data", terminal.dir]) == 0
+    text = out.read_text(encoding="utf-8-sig")
+    assert "Mineral water" in text and len(text.splitlines()) > 20

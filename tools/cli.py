@@ -21,6 +21,20 @@ def _or_exit(load, what, last_line=None):
         sys.exit(2)
 
 
+def _sim_config(args):
+    """The simulator's configuration: --config, $HANDPOS_CONFIG, config/sim.toml, else
+    the defaults with the data in .sim."""
+    if args.config:
+        return _config_or_exit(args.config)
+    if os.environ.get("HANDPOS_CONFIG"):
+        return _config_or_exit(os.environ["HANDPOS_CONFIG"])
+    if os.path.exists(SIM_CONFIG):
+        return _config_or_exit(SIM_CONFIG)
+    config = schema.defaults()
+    config["storage"]["data_dir"] = ".sim"
+    return config
+
+
 def _config_or_exit(path):
     return _or_exit(load_config, path, "refusing to start until the configuration is fixed")
 
@@ -237,15 +251,7 @@ def cmd_sim(args):
             _say("the simulator needs a terminal and %s; %s" % (why, HEADLESS_HINT))
             return 2
     from tools.sim import simulator as simmod
-    if args.config:
-        config = _config_or_exit(args.config)
-    elif os.environ.get("HANDPOS_CONFIG"):
-        config = _config_or_exit(os.environ["HANDPOS_CONFIG"])
-    elif os.path.exists(SIM_CONFIG):
-        config = _config_or_exit(SIM_CONFIG)
-    else:
-        config = schema.defaults()
-        config["storage"]["data_dir"] = ".sim"
+    config = _sim_config(args)
     # --data, else the configuration's own folder (repository-relative): the Chinese
     # simulator keeps its operators and language apart from the English one's
     data_dir = args.data or os.path.join(REPO, config["storage"]["data_dir"] or ".sim")
@@ -469,12 +475,18 @@ def cmd_catalogue(args):
     """Catalogue and stock as CSV (docs/retail.md); an import only while the terminal
     is stopped, since it writes the catalogue under it."""
     from tools import catalogue_csv
-    config = _config_or_exit(config_path(args.config))
+    if args.data and not args.config and not os.environ.get("HANDPOS_CONFIG"):
+        # a data folder alone is a simulator's, as `handpos sim --data DIR` takes it
+        config = _sim_config(args)
+        board = args.board or "sim"
+    else:
+        config = _config_or_exit(config_path(args.config))
+        board = args.board or "pizero2w"
     os.umask(0o077)             # a database file it makes is private, like the terminal's
     data_dir = args.data or config["storage"]["data_dir"]
     if not os.path.isabs(data_dir):
         data_dir = os.path.join(REPO, data_dir)     # as the simulator reads it
-    return catalogue_csv.command(args, config, _profile_or_exit(args.board),
+    return catalogue_csv.command(args, config, _profile_or_exit(board),
                                  os.path.abspath(data_dir), _hold_stopped)
 
 
@@ -553,9 +565,10 @@ def main(argv=None):
                                         "/etc/handpos/handpos.toml)")
         a.add_argument("--data", help="data directory (default: the configuration's "
                                       "storage.data_dir); a simulator's, as handpos sim takes it")
-        a.add_argument("--board", default="pizero2w", help="board profile name or path (its "
-                                                            "key root opens the terminal's "
-                                                            "keys; sim for a simulator's data)")
+        a.add_argument("--board", default=None, help="board profile name or path (its key "
+                                                      "root opens the terminal's keys; default "
+                                                      "pizero2w, or sim when --data is given "
+                                                      "without --config)")
         if action == "import":
             a.add_argument("--partial", action="store_true",
                            help="import the good lines even when some are bad")
