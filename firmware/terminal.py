@@ -356,6 +356,8 @@ class Terminal:
         self.store.audit("storage_recovered", "", "")
         if self.payments is not None:
             self.payments.forwarder.kick()
+            from firmware.retail import stock
+            stock.catch_up(self)            # stock a full card kept from moving
         current = self.current()
         if current is not None and current.NAME == "storage_fault":
             self.go_home()

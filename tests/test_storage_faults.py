@@ -566,3 +566,43 @@ def test_the_control_socket_answers_about_a_damaged_journal(harness, tmp_path):
     server.close()
     reply = json.loads(got.decode())
     assert reply["ok"] is False and reply["error"].startswith("storage:"), reply
+
+
+# -- a full card while an item sale's stock moves (issue 12) ------------------------------
+from tests.test_cart_sale import _scan, _stock, shop  # noqa: E402,F401  (shop: a fixture)
+
+
+def test_full_disk_when_the_stock_moves_says_so_keeps_the_sale_and_moves_it_later(shop, harness, disk):
+    """The card fills between a cash item sale's approval and the stock movement that
+    ends it: STORAGE FULL on the screen, the sale stands (approved, on its receipt), the
+    stock is taken once space is back, and not again at the next start."""
+    from tools.sim import demo_codes
+    h = shop()
+    water = _stock(h, "1")
+    _scan(h, demo_codes.ITEMS[0])
+    h.press("ENTER", "2", "ENTER")              # cash, exact: approved, change on screen
+    h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
+    sale = h.term.payments.journal.last()
+    assert sale["state"] == "approved" and not sale["stocked"]
+    h.run(3000, until=lambda: h.sim.vprinter.receipts)
+    disk.fill()
+    errors = h.reactor.errors
+    for _ in range(3):                          # through the receipts: the cart ends
+        h.press("CANCEL")
+        if "STORAGE FULL" in h.text():
+            break
+    assert "STORAGE FULL" in h.text() and "Nothing lost" in h.text(), h.text()
+    assert h.reactor.errors == errors           # no traceback
+    disk.free()
+    h.advance(30100)                            # the terminal's own retry
+    h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
+    assert h.term.payments.journal.get(sale["id"])["state"] == "approved"
+    assert _stock(h, "1") == water - 1          # moved once the card took writes again
+    h.close()
+    h = harness()
+    h.boot()
+    assert _stock(h, "1") == water - 1
+    h.close()
+    h = harness()
+    h.boot()
+    assert _stock(h, "1") == water - 1          # once
