@@ -25,6 +25,7 @@ from escpos import constants as escpos_const
 
 from firmware.core.events import DEVICE_LOST, PRINTED, PRINTER, Event
 from firmware.core.reactor import POLLIN, POLLOUT
+from firmware.retail.receipt_code import MODULE_DOTS, code128_segments
 from firmware.ui.receipt import display_width
 
 # Printer states, as reported in Event(PRINTER, state=...).
@@ -63,6 +64,16 @@ FEED = ESC + b"d"                                             # ESC d n
 PARTIAL_CUT = GS + b"V" + bytes((66, 0))                      # feed to the cutter, partial cut
 # Pin 2, 50 ms on, 500 ms off: long enough for the common 24 V drawer solenoids.
 DRAWER_KICK = escpos_const.CD_KICK_DEC_SEQUENCE(27, 112, 0, 25, 250)
+
+# Barcodes (GS k m=73, Code 128): bars this many dots high, modules MODULE_DOTS wide
+# (0.25 mm: what scanners read well off thermal paper), no HRI from the printer (the
+# receipt prints its own text line under the bars, in the receipt's font).
+BARCODE_HEIGHT = 64
+BARCODE_CODE128 = 73
+# DLE then EOT, ENQ or DC4 is a real-time command to the printer wherever it appears,
+# even inside another command's data: a set C pair 16 (0x10) followed by one of these
+# pairs is sent from set B instead.
+_REALTIME_SECOND = (4, 5, 20)
 
 # Real-time status requests and the fixed bits every answer byte carries
 # (bit 1 and bit 4 set, bit 0 and bit 7 clear).
@@ -151,6 +162,31 @@ def _encode_text(text, columns, kanji):
             out += KANJI_ON if kanji else KANJI_OFF
         out += code
     return out, kanji
+
+
+def code128_command(data):
+    """GS h, GS w, GS H and GS k m=73 for a Code 128 symbol of data (printable ASCII):
+    code set selectors "{B" and "{C", set B text with "{" doubled, set C digits packed
+    two to a byte. ValueError for data the command cannot carry (over 255 bytes)."""
+    payload = b""
+    current = None
+    for kind, text in code128_segments(data):
+        if kind == "B":
+            payload += (b"{B" if current != "B" else b"") + text.encode("ascii").replace(b"{", b"{{")
+            current = "B"
+            continue
+        pairs = [int(text[j:j + 2]) for j in range(0, len(text), 2)]
+        for index, pair in enumerate(pairs):
+            after = pairs[index + 1] if index + 1 < len(pairs) else None
+            wanted = "B" if pair == 16 and after in _REALTIME_SECOND else "C"
+            if wanted != current:
+                payload += b"{" + wanted.encode("ascii")
+                current = wanted
+            payload += b"16" if wanted == "B" else bytes((pair,))
+    if len(payload) > 255:
+        raise ValueError("barcode data too long for GS k: %r" % data)
+    return (GS + b"h" + bytes((BARCODE_HEIGHT,)) + GS + b"w" + bytes((MODULE_DOTS,))
+            + GS + b"H\x00" + GS + b"k" + bytes((BARCODE_CODE128, len(payload))) + payload)
 
 
 class _Job:
@@ -297,6 +333,13 @@ class EscPosPrinter:
             out = b""
             line_size = min(8, max(1, int(line.size)))
             text = _clean(line.text)
+            barcode = getattr(line, "kind", "text") == "barcode"
+            if barcode:
+                # bars centred, then the text under them as an ordinary line; a
+                # barcode command starts on a fresh line, which every part ends with
+                out += ALIGN["center"] if align != "center" else b""
+                align = "center"
+                out += code128_command(line.data)
             if line.align in ALIGN and line.align != align:
                 align = line.align
                 out += ALIGN[align]

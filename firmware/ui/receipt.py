@@ -36,6 +36,8 @@ def fit(text, width):
 
 
 class Line:
+    kind = "text"
+
     def __init__(self, text, align="left", bold=False, size=1):
         self.text = text
         self.align = align      # left | center | right
@@ -54,6 +56,17 @@ class Line:
         elif self.align == "right":
             text = " " * pad + text
         return text
+
+
+class BarcodeLine(Line):
+    """A Code 128 symbol of data, centred, with its human-readable text under it.
+    render() gives that text, so the receipt's text() still reads it; the printer
+    driver prints the bars (kind "barcode")."""
+    kind = "barcode"
+
+    def __init__(self, data, text=None):
+        Line.__init__(self, data if text is None else text, "center")
+        self.data = data
 
 
 class Receipt:
@@ -75,6 +88,12 @@ class Receipt:
         left = fit(left, max(0, room))
         gap = self.width - display_width(left) - display_width(right)
         self.lines.append(Line(left + " " * max(1, gap) + right, "left", bold, 1))
+        return self
+
+    def barcode(self, data, text=None):
+        """A Code 128 barcode of data (printable ASCII), text under it (data itself
+        when None)."""
+        self.lines.append(BarcodeLine(data, text))
         return self
 
     def rule(self, ch="-"):

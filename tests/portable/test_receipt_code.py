@@ -175,3 +175,14 @@ def test_receipt_codes_fit_the_paper_at_a_module_of_two_dots():
         assert symbol_width(code) * MODULE_DOTS <= PAPER_DOTS, (number, symbol_width(code))
         assert sum(code128_modules(code)) + 2 * QUIET == symbol_width(code)
     assert symbol_width(encode(TID, 999999)) * MODULE_DOTS == 264
+
+
+# -- the receipt model's barcode line -------------------------------------------------
+
+def test_a_receipt_barcode_line_reads_as_its_text_centred():
+    from firmware.ui.receipt import Receipt
+    code = encode(TID, 7)
+    r = Receipt().add("TOTAL").barcode(code).barcode(code, text="Sale #7")
+    assert [line.kind for line in r.lines] == ["text", "barcode", "barcode"]
+    assert r.lines[1].data == code and r.lines[2].data == code
+    assert r.text().split("\n")[1:] == [" " * 10 + code, " " * 12 + "Sale #7"]

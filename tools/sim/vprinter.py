@@ -27,11 +27,17 @@ How it behaves, modelled on common Epson-compatible 58 mm printers:
   LF when it is empty); text wider than 384 dots wraps onto the next line.
 - Paper fed by ESC d with nothing printed after it, before a cut, is the receipt's
   .feed, not lines: .text() then reads like firmware Receipt.text().
+- Barcodes: GS k m=73 (Code 128) is drawn as bars (GS h height, GS w module width,
+  ESC a alignment), not as text, and GS H prints its text above or below. The printer
+  reads back what it drew (code128_decode over the bar widths) into .barcodes, so a
+  wrong encoder or a wrong bar drawing shows there; a symbol wider than the paper is
+  not printed, as a real printer refuses it. Other GS k symbologies are skipped.
 """
 import os
 import tty
 
 from firmware.core.reactor import POLLIN, POLLOUT
+from firmware.retail.receipt_code import PATTERNS, code128_decode
 from firmware.ui.receipt import Line, display_width
 
 ESC, GS, FS, DLE = 0x1B, 0x1D, 0x1C, 0x10
@@ -99,6 +105,9 @@ class PaperReceipt:
         self.drawer_kicked = False
         self.cut = None             # None until cut, then "partial" or "full"
         self.feed = 0               # blank lines fed after the last printed line
+        self.barcodes = []          # the data read back from each symbol drawn (None
+                                    # when its bars do not decode)
+        self.graphics = []          # (index of the line they come before, Bars)
 
     def text(self, width=32):
         out = []
@@ -110,6 +119,90 @@ class PaperReceipt:
     def __repr__(self):
         return "PaperReceipt(%d lines, cut=%r, drawer=%r)" % (
             len(self.lines), self.cut, self.drawer_kicked)
+
+
+class Bars:
+    """A barcode as drawn: dark runs (x, width) in dots across a band height dots high."""
+
+    def __init__(self, runs, height):
+        self.runs = runs
+        self.height = height
+
+    def widths(self):
+        """Bar and space widths in dots, from the first bar to the last."""
+        out = []
+        for i, (x, w) in enumerate(self.runs):
+            if i:
+                out.append(x - (self.runs[i - 1][0] + self.runs[i - 1][1]))
+            out.append(w)
+        return out
+
+
+def code128_values(payload):
+    """Symbol values (start first, no check or stop) of a GS k m=73 payload, read the
+    way the printer reads it: it starts with "{A", "{B" or "{C"; "{" then A/B/C
+    switches set, "{S" shifts, "{1".."{4" are FNC1-4, "{{" is "{"; in set C each byte
+    is a pair 0-99. ValueError for anything else."""
+    if len(payload) < 2 or payload[0] != 0x7B or payload[1] not in b"ABC":
+        raise ValueError("Code 128 data must start with {A, {B or {C")
+    sets = {0x41: ("A", 103), 0x42: ("B", 104), 0x43: ("C", 105)}
+    current, start = sets[payload[1]]
+    values = [start]
+    switch = {"A": {0x42: 100, 0x43: 99}, "B": {0x41: 101, 0x43: 99},
+              "C": {0x41: 101, 0x42: 100}}
+    fnc = {"A": {0x31: 102, 0x32: 97, 0x33: 96, 0x34: 101},
+           "B": {0x31: 102, 0x32: 97, 0x33: 96, 0x34: 100}, "C": {0x31: 102}}
+    i = 2
+    while i < len(payload):
+        byte = payload[i]
+        if byte == 0x7B:
+            if i + 1 >= len(payload):
+                raise ValueError("{ at the end of the data")
+            code = payload[i + 1]
+            i += 2
+            if code in switch[current]:
+                values.append(switch[current][code])
+                current = chr(code)
+            elif code in fnc[current]:
+                values.append(fnc[current][code])
+            elif code == 0x53 and current != "C":       # {S: shift
+                values.append(98)
+            elif code == 0x7B and current != "C":       # {{: the character {
+                values.append(0x7B - 32)
+            else:
+                raise ValueError("bad code set selector {%s" % chr(code))
+            continue
+        if current == "C" and byte <= 99:
+            values.append(byte)
+        elif current == "B" and 32 <= byte <= 127:
+            values.append(byte - 32)
+        elif current == "A" and byte < 96:
+            values.append(byte + 64 if byte < 32 else byte - 32)
+        else:
+            raise ValueError("bad byte %d in set %s" % (byte, current))
+        i += 1
+    return values
+
+
+def draw_code128(values, module, align="left", dots=DOTS):
+    """Bars (dark runs in dots) of the symbol whose values are given (start first): the
+    mod-103 check and the stop are added, as the printer adds them. None when the
+    symbol is wider than the paper."""
+    total = values[0]
+    for position in range(1, len(values)):
+        total += values[position] * position
+    symbol = list(values) + [total % 103, 106]
+    widths = [(ord(ch) - 48) * module for value in symbol for ch in PATTERNS[value]]
+    width = sum(widths)
+    if width > dots:
+        return None
+    x = {"center": (dots - width) // 2, "right": dots - width}.get(align, 0)
+    runs = []
+    for i, w in enumerate(widths):
+        if i % 2 == 0:
+            runs.append((x, w))
+        x += w
+    return runs
 
 
 class VirtualPrinter:
@@ -130,6 +223,7 @@ class VirtualPrinter:
         self.status_queries = 0
         self.replies = bytearray()      # every status byte sent back
         self.dead_reason = None
+        self.barcodes_refused = 0       # GS k symbols not printed (too wide, bad data)
         self.reactor = None
         self._rt = bytearray()          # a real-time command being received
         self._buffer = bytearray()      # receive buffer
@@ -301,6 +395,9 @@ class VirtualPrinter:
         self.width_mul = 1
         self.height_mul = 1
         self.kanji = self.kanji_default
+        self.barcode_height = 162       # GS h, dots
+        self.module = 3                 # GS w, dots
+        self.hri = 0                    # GS H: 0 none, 1 above, 2 below, 3 both
 
     def _run(self):
         buf = self._buffer
@@ -445,7 +542,13 @@ class VirtualPrinter:
                 return 3
             if i + 4 > len(buf):
                 return 0
-            self._skip = buf[i + 3]
+            n = buf[i + 3]
+            if buf[i + 2] == 73:                # Code 128: drawn
+                if i + 4 + n > len(buf):
+                    return 0
+                self._barcode(bytes(buf[i + 4:i + 4 + n]))
+                return 4 + n
+            self._skip = n
             return 4
         if cmd == 0x28:                         # GS ( fn pL pH d...
             return self._with_length(buf, i, 3)
@@ -465,6 +568,13 @@ class VirtualPrinter:
             arg = buf[i + 2]
             self.width_mul = (arg >> 4 & 7) + 1
             self.height_mul = (arg & 7) + 1
+        elif used and cmd == 0x68:              # GS h n: barcode height
+            self.barcode_height = buf[i + 2] or self.barcode_height
+        elif used and cmd == 0x77:              # GS w n: module width
+            if 1 <= buf[i + 2] <= 6:
+                self.module = buf[i + 2]
+        elif used and cmd == 0x48:              # GS H n: HRI position
+            self.hri = buf[i + 2] & 3
         return used
 
     def _fs(self, buf, i, cmd):
@@ -518,12 +628,41 @@ class VirtualPrinter:
     def _print_line(self):
         style = self._line_style or self._style()
         lines = self.current.lines
-        lines.extend([("", "left", False, 1)] * self._pending_feed)
-        self._pending_feed = 0
+        self._flush_feed()
         lines.append(("".join(self._chars),) + style)
         self._chars = []
         self._line_dots = 0
         self._line_style = None
+
+    def _flush_feed(self):
+        self.current.lines.extend([("", "left", False, 1)] * self._pending_feed)
+        self._pending_feed = 0
+
+    def _barcode(self, payload):
+        """GS k 73: draw the Code 128 symbol, then read it back from the bars."""
+        if self._chars:
+            self._print_line()
+        try:
+            runs = draw_code128(code128_values(payload), self.module, self.align)
+        except ValueError:
+            runs = None
+        if runs is None:
+            self.barcodes_refused += 1
+            return
+        bars = Bars(runs, self.barcode_height)
+        try:
+            data = code128_decode(bars.widths(), self.module)
+        except ValueError:
+            data = None
+        receipt = self.current
+        self._flush_feed()
+        hri = (data if data is not None else "?", self.align, False, 1)
+        if self.hri & 1:
+            receipt.lines.append(hri)
+        receipt.graphics.append((len(receipt.lines), bars))
+        receipt.barcodes.append(data)
+        if self.hri & 2:
+            receipt.lines.append(hri)
 
     def _feed(self, n):
         if self._chars:
@@ -578,13 +717,63 @@ def _glyph(ch):
     return glyph
 
 
+def _bar_rows(graphics, index, width):
+    """The bands of the barcodes that come before line index (1 = ink)."""
+    from PIL import Image
+    rows = []
+    for at, bars in graphics:
+        if at == index:
+            row = Image.new("1", (width, bars.height), 0)
+            for x, w in bars.runs:
+                row.paste(1, (x, 0, x + w, bars.height))
+            rows.append(row)
+    return rows
+
+
+def read_barcodes(path):
+    """What a scanner reads off a receipt PNG: the data of each Code 128 symbol found
+    on its pixel rows, top to bottom, once each. Decodes the pixels alone (the module
+    is the narrowest element), so a bar drawn wrong is not read."""
+    from PIL import Image
+    image = Image.open(path).convert("L")
+    width, height = image.size
+    pixels = image.load()
+    found = []
+    last = None
+    for y in range(height):
+        runs = []                       # (dark, length) across the row
+        for x in range(width):
+            dark = pixels[x, y] < 128
+            if runs and runs[-1][0] == dark:
+                runs[-1][1] += 1
+            else:
+                runs.append([dark, 1])
+        if runs and not runs[0][0]:
+            runs = runs[1:]
+        if runs and not runs[-1][0]:
+            runs = runs[:-1]
+        data = None
+        if len(runs) >= 25:
+            widths = [n for _, n in runs]
+            try:
+                data = code128_decode(widths, min(widths))
+            except ValueError:
+                data = None
+        if data is not None and data != last:
+            found.append(data)
+        last = data
+    return found
+
+
 def render_png(receipt, path, width=DOTS):
     """Draw the receipt's paper, 384 dots wide, each glyph in the printer's
     12x24 (Kanji 24x24) cell at twice the bitmap font's size."""
     from PIL import Image, ImageChops
 
     rows = []
-    for text, align, bold, size in receipt.lines:
+    graphics = list(getattr(receipt, "graphics", []))
+    for index, (text, align, bold, size) in enumerate(receipt.lines):
+        rows.extend(_bar_rows(graphics, index, width))
         wmul, hmul = (size, size) if isinstance(size, int) else size
         height = ROW * hmul
         row = Image.new("1", (width, height), 0)
@@ -609,6 +798,7 @@ def render_png(receipt, path, width=DOTS):
                 row.paste(1, (x + (cell - gw) // 2, 0), scaled)
             x += cell
         rows.append(row)
+    rows.extend(_bar_rows(graphics, len(receipt.lines), width))
     top = ROW // 2
     feed = ROW * (receipt.feed if getattr(receipt, "feed", 0) else 1)
     height = top + sum(r.height for r in rows) + feed + 8
