@@ -10,6 +10,9 @@ A seeded random walk throws at it, at random moments:
     an amount whose cents pick the host's answer, a card PIN, a supervisor's PIN, a
     receipt number);
   - cards: swiped stripes, inserted chips, taps, removals;
+  - scans through the HID scanner driver (the demo catalogue's items and scale labels, a
+    bad check digit, a code in no item, a misread), and the keys of the cart and of a
+    refund by lines;
   - the host's answers (approve, decline, silence, late, garbage: by the amount's cents,
     tools/host/hostsim.py) and the network (cut, black hole, delay, garbled, split and
     duplicated frames: tools/host/faultproxy.py);
@@ -76,6 +79,10 @@ CHIPS = ("online_pin", "offline_pin", "dda", "sda", "declines_aac", "blocked_app
 TAPS = ("no_cvm", "online_pin", "declines_aac")
 # the host's outcomes by the cents of the amount (tools/host/hostsim.py), and ordinary ones
 CENTS = (0, 5, 51, 54, 55, 91, 97, 98, 99, 10, 25, 50, 75)
+# scans: the demo catalogue's items, its scale labels, a bad check digit, a code in no
+# item, a Code 128 that is not an item (tools/sim/demo_codes.py)
+SCANS = ("ITEM", "ITEM", "ITEM", "SCALE_PRICE", "SCALE_WEIGHT", "BAD_CHECK", "6901234599992",
+         "ABC-123", "GARBLED")
 NET = ("pass", "pass", "pass", "reset", "reset_existing", "drop", "delay", "garble",
        "split", "duplicate", "refuse", "half_open")
 KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "00", ".", "CLEAR", "BKSP",
@@ -240,6 +247,18 @@ class Storm:
             self.chip.insert(ev[1], tap=True)
         elif kind == "remove":
             self.chip.remove()
+        elif kind == "scan":
+            from tools.sim import demo_codes
+            from tools.sim.control import _pending_bytes
+            code = ev[1]
+            if code in ("ITEM", "SCALE_PRICE", "SCALE_WEIGHT", "BAD_CHECK"):
+                code = demo_codes.ITEMS[ev[2] % len(demo_codes.ITEMS)] if code == "ITEM" \
+                    else getattr(demo_codes, code)
+            if code == "GARBLED":
+                h.sim.scan(demo_codes.ITEMS[0], garbled=True)
+            else:
+                h.sim.scan(code)
+            h.run(300, until=lambda: _pending_bytes(h.sim.scanner_device.fileno()) == 0)
         elif kind == "paper":
             h.sim.vprinter.set_paper(ev[1])
         elif kind == "unplug_printer":
@@ -299,6 +318,10 @@ class Storm:
         self.h.first_supervisor(SUPERVISOR_ID, SUPERVISOR_PIN)
         self.h.login(SUPERVISOR_ID, SUPERVISOR_PIN)
         self.h.run(2000, until=lambda: self.h.term.link_state == "up")
+        from tools import catalogue_csv     # goods to scan, as `handpos sim` has
+        config = self.h.term.config
+        catalogue_csv.load_demo(config["storage"]["data_dir"],
+                                self.h.sim.built.datadir.keys.key("data"), config)
         if self.errors:
             raise AssertionError("an exception reached the reactor before the storm began")
 
@@ -347,6 +370,8 @@ class Storm:
             return [("tap", r.choice(TAPS))]
         if x < 0.38:
             return [("remove",)]
+        if x < 0.42:
+            return [self.scan()]
         if x < 0.55:
             return [("key", r.choice(KEYS))]
         # what a person would type where the terminal is
@@ -362,6 +387,8 @@ class Storm:
             keys = list(SUPERVISOR_PIN) + ["ENTER"]
         elif name == "supervisor":
             keys = (list(SUPERVISOR_ID) if state == "id" else list(SUPERVISOR_PIN)) + ["ENTER"]
+        elif name == "idle" and r.random() < 0.35:
+            return [("scan", "ITEM", r.randrange(100))]     # an item sale begins
         elif name == "idle" or (name in ("sale", "refund") and state == "amount"):
             keys = list(self.amount()) + ["ENTER"]
             if r.random() < 0.8:
@@ -373,6 +400,19 @@ class Storm:
         elif name in ("sale", "refund") and state == "card":
             return [r.choice((("swipe", r.choice(STRIPES)), ("insert", r.choice(CHIPS)),
                               ("tap", r.choice(TAPS))))]
+        elif name == "cart" and state == "cart":
+            x = r.random()
+            if x < 0.3:
+                return [self.scan()]
+            keys = r.choice((["F1", r.choice("1234"), "ENTER"], ["F2", "ENTER"], ["UP"],
+                             ["DOWN"], ["F3"] + list(self.amount()) + ["ENTER"],
+                             list(r.choice(("1", "2", "102", "999"))) + ["ENTER"],
+                             ["ENTER", "2", "ENTER"], ["ENTER", "1"], ["ENTER"],
+                             ["CANCEL"], ["MENU"]))
+        elif name == "cart" and state == "weight":
+            keys = list(str(r.randint(0, 3000))) + ["ENTER"]
+        elif name == "refund_lines":
+            keys = [r.choice(("UP", "DOWN", "F1", "F1", "ENTER", "ENTER", "1", "2", "CANCEL"))]
         elif name == "pick":
             keys = list(str(r.randint(1, 12))) + ["ENTER", "ENTER"]
         elif name in ("home", "menu", "settings", "diagnostics", "offline"):
@@ -381,6 +421,10 @@ class Storm:
         else:
             keys = [r.choice(("ENTER", "CANCEL", "1", "2", "MENU"))]
         return [("key", k) for k in keys]
+
+    def scan(self):
+        r = self.rng
+        return ("scan", r.choice(SCANS), r.randrange(100))
 
     def amount(self):
         r = self.rng
@@ -522,11 +566,13 @@ def run_storm(workdir, seed, events, replay=None):
         except AssertionError as exc:
             raise StormFailed(storm, str(exc), "exception")
         storm.took = time.monotonic() - storm.t0
-        storm.summary = "%d APDUs, %d receipts, journal %s" % (
+        records = storm.h.term.payments.journal.find()
+        storm.summary = "%d APDUs, %d receipts, %d records with items, journal %s" % (
             storm.chip.exchanges, len(storm.h.sim.vprinter.receipts),
+            len([r for r in records if r["cart"]]),
             ", ".join("%s %s" % kv for kv in sorted(collections.Counter(
                 "%s %s" % (r["method"], r["state"])
-                for r in storm.h.term.payments.journal.find()).items())))
+                for r in records).items())))
         return storm
     finally:
         if storm is not None:
