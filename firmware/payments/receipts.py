@@ -135,6 +135,11 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     if rec["method"] == "card" and rec["state"] == "approved" and rec["cvm"] == "pin":
         r.add(t("rcpt_pin_verified"), "center")
     r.blank()
+    if rec["kind"] == "sale" and rec["state"] == "approved":
+        # what a refund scans to pick this sale (online or offline approved; see
+        # retail/receipt_code.py): never on a sale that took no money or was voided
+        from firmware.retail.receipt_code import encode
+        r.barcode(encode(term["id"], rec["id"]))
     r.add(t("rcpt_merchant_copy") if copy == "merchant" else t("rcpt_customer_copy"), "center")
     if reprint:
         r.add(t("rcpt_reprint"), "center", bold=True)
