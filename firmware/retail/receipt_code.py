@@ -21,7 +21,9 @@ reads well off thermal paper) that is 192 modules, and the symbol wants a quiet 
 of 10 modules each side. Code 128 costs 11 modules a symbol plus 35 for start, check
 and stop, so at most 12 data symbols fit. "R" is one set B symbol, the switch to set
 C one more, then one symbol per digit pair: record numbers up to 999999 take 7 data
-symbols, 112 modules, 224 dots (264 with the quiet zones).
+symbols, 112 modules, 224 dots (264 with the quiet zones). The printer driver sends a
+pair 16 that comes before 04, 05 or 20 in set B instead (3 symbols more; a DLE there
+would be a real-time command to the printer): still on the paper.
 
 Binding. The whole TID (8 characters, letters allowed) would take 8 more set B
 symbols and overflow the paper, so the code carries a 2-digit check of it instead.
@@ -30,7 +32,7 @@ TIDs share the check: 1 chance in 97 for two unrelated TIDs. A shop's terminals
 numbered in a row (T0000001 to T0000097) never share it, nor do two TIDs that differ
 in one digit, or one capital letter, only: 10 and 100 are prime to 97. A code that
 passes the check on the wrong terminal finds a record with that number there, so the
-refund screen shows the sale (amount, date, card) for the operator to confirm.
+refund screen shows the sale it found (number, amount) before paying anything back.
 
 Code 128 (ISO/IEC 15417) is written here from the standard's table of 107 symbol
 patterns, with the segmentation the printer's GS k command takes (code128_segments),
