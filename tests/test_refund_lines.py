@@ -202,3 +202,37 @@ def test_a_sale_with_a_refund_cannot_be_voided_and_its_refund_is_not_a_sale(shop
     h.press("ENTER", *str(sale["id"]))
     h.press("ENTER")
     assert "Refunded: cannot void" in h.text(), h.text()
+
+
+def test_the_receipts_barcode_picks_the_sale(shop):
+    """The customer brings the receipt back: its barcode, read off the paper the
+    virtual printer drew, is scanned on the refund's pick screen; another terminal's
+    receipt, a misread and an item's code are named and pick nothing."""
+    from firmware.retail import receipt_code
+    h = shop()
+    sale = _sell_water_and_three_colas(h)
+    h.run(3000, until=lambda: any(r.barcodes for r in h.sim.vprinter.receipts))
+    code = [r for r in h.sim.vprinter.receipts if r.barcodes][0].barcodes[0]
+    assert receipt_code.parse(code, h.term.config["terminal"]["id"]) == sale["id"]
+    h.press("MENU", "2", *"2580")
+    h.press("ENTER")
+    assert h.flow() == ("pick", "number"), h.text()
+    other = receipt_code.encode("ZZ999999", sale["id"])
+    _scan_on(h, other)
+    assert "Another terminal" in h.text() and h.flow() == ("pick", "number"), h.text()
+    _scan_on(h, code[:-1] + str((int(code[-1]) + 1) % 10))     # one digit misread
+    assert "Scan again" in h.text(), h.text()
+    _scan_on(h, WATER)                                          # an item, not a receipt
+    assert "Not a receipt code" in h.text(), h.text()
+    _scan_on(h, code)
+    assert h.flow() == ("pick", "confirm"), h.text()
+    assert "#%d" % sale["id"] in h.text() and "5.76" in h.text()
+    h.press("ENTER")
+    assert h.flow() == ("refund_lines", "lines"), h.text()
+
+
+def _scan_on(h, code):
+    from tools.sim.control import _pending_bytes
+    assert h.sim.scan(code) == code
+    h.run(1000, until=lambda: _pending_bytes(h.sim.scanner_device.fileno()) == 0)
+    h.run(100)

@@ -1,5 +1,6 @@
-"""Choosing a past transaction by the number printed on its receipt (ENTER alone:
-the latest one that fits, or the one the caller proposes)."""
+"""Choosing a past transaction by the number printed on its receipt, typed or its
+receipt's barcode scanned (ENTER alone: the latest one that fits, or the one the caller
+proposes)."""
 from firmware.core import keys
 from firmware.flows.common import Field
 from firmware.core.fsm import Flow
@@ -12,7 +13,8 @@ class PickFlow(Flow):
     STATES = {
         "number": {"timeout": "entry_timeout_s",
                    "on": {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type",
-                          keys.ENTER: "number_done", keys.CANCEL: "cancel"}},
+                          keys.ENTER: "number_done", keys.CANCEL: "cancel",
+                          "scan": "scanned", "scan_error": "scan_failed"}},
         "confirm": {"timeout": "entry_timeout_s",
                     "on": {keys.ENTER: "confirm", keys.CANCEL: "again"}},
     }
@@ -30,17 +32,46 @@ class PickFlow(Flow):
         self.error = None
         self.field.key(ev.get("key"))
 
+    def scanned(self, ev):
+        """The receipt's barcode (firmware/retail/receipt_code.py): its number, as if
+        typed; another terminal's receipt, a misread or an item's code are named."""
+        from firmware.retail import receipt_code
+        self.field.clear()
+        try:
+            number = receipt_code.parse(ev.get("code"), self.term.config["terminal"]["id"])
+        except receipt_code.OtherTerminal:
+            return self._refuse("pick_other_tid")
+        except receipt_code.Misread:
+            return self._refuse("scan_again")
+        except receipt_code.ReceiptCodeError:
+            return self._refuse("pick_not_receipt")
+        return self._pick(number)
+
+    def scan_failed(self, ev):
+        self.error = "scan_again"       # the terminal gave the error tone already
+
+    def _refuse(self, msg_id):
+        self.error = msg_id
+        self.term.beep("error")
+        return None
+
+    def _pick(self, number):
+        rec = self.term.payments.journal.get(number)
+        if rec is None:
+            self.error = "err_no_such_txn"
+            return None
+        why = self.eligible(rec)
+        if why:
+            self.error = why
+            return None
+        self.error = None
+        self.rec = rec
+        return "confirm"
+
     def number_done(self, ev):
         journal = self.term.payments.journal
         if self.field.value:
-            rec = journal.get(int(self.field.value))
-            if rec is None:
-                self.error = "err_no_such_txn"
-                return None
-            why = self.eligible(rec)
-            if why:
-                self.error = why
-                return None
+            return self._pick(int(self.field.value))
         elif self.proposed is not None:
             rec = self.proposed
         else:
