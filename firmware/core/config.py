@@ -201,6 +201,13 @@ def scale_rules(given, currency):
     return out
 
 
+def _percent_limit(value):
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100000:
+        return None
+    return ("must be a whole number of thousandths of a percent from 0 to 100000 "
+            "(10 % is 10000, 100 % is 100000)")
+
+
 def _path(value):
     if isinstance(value, str) and value:
         return None
@@ -271,6 +278,17 @@ SCHEMA = {
         # a sale, a damage or a loss may take an item's stock below zero (the goods are
         # in the customer's hand whatever the books say); false refuses the movement
         "allow_negative_stock": (True, _boolean),
+        # what a cashier may give on the cart without a supervisor (firmware/flows/cart.py):
+        # a discount of more than this percent of what it comes off (thousandths of a
+        # percent, 10000 = 10 %; 0: every discount needs a supervisor)...
+        "max_discount_percent": (10000, _percent_limit),
+        # ...or of more than this amount (minor units; 0: every discount)
+        "max_discount_amount": (1000, _int_range(0, 99999999999)),
+        # true: a price changed below the item's own needs a supervisor
+        "override_needs_supervisor": (True, _boolean),
+        # true: the cashier may key a price for an unknown barcode (a misc line named by
+        # the code); false: only a supervisor adding the item sells it
+        "keyed_unknown": (False, _boolean),
     },
 }
 
