@@ -209,3 +209,21 @@ def test_a_late_printer_answer_does_not_draw_the_self_test_over_the_next_screen(
     assert "handpos" in h.text()
     h.run(4000)                                   # the printer's answer, or its time, passes
     assert "handpos" in h.text() and "Printer:" not in h.text()
+
+
+def test_a_menu_does_not_time_out_under_the_flow_it_opened(harness):
+    """Settings open from the home menu for longer than the menu's own time: the home
+    menu is still under it and CANCEL comes back to it (it used to end under Settings,
+    which then went back to the idle screen)."""
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "6")
+    assert h.flow() == ("settings", "menu")
+    for _ in range(3):                            # 50 s steps: keys keep Settings alive
+        h.advance(50000)
+        h.press("DOWN")
+    assert h.flow() == ("settings", "menu"), h.text()
+    assert [f.NAME for f in h.term.flows][-2:] == ["home", "settings"]
+    h.press("CANCEL")
+    assert h.flow() == ("home", "menu"), h.text()

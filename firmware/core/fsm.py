@@ -60,6 +60,11 @@ class Flow:
         self._timer = None
         if self.state != state or self.finished:
             return
+        if not self.on_top():
+            # a flow it opened has the person (Settings over the home menu): this one
+            # waits its full time again rather than ending under it
+            self.restart_timer()
+            return
         self.dispatch(events.Event(events.TIMEOUT))
 
     def _cancel_timer(self):
