@@ -289,6 +289,9 @@ SCHEMA = {
         # true: the cashier may key a price for an unknown barcode (a misc line named by
         # the code); false: only a supervisor adding the item sells it
         "keyed_unknown": (False, _boolean),
+        # the tax rate of an item a supervisor adds on the terminal (thousandths of a
+        # percent: 13000 is 13 %), until the catalogue import gives it its own
+        "default_tax_rate": (0, _int_range(0, 100000)),
     },
 }
 

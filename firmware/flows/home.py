@@ -12,6 +12,7 @@ ENTRIES = (
     ("menu_diagnostics", "diagnostics", ("supervisor", "technician")),
     ("menu_logout", "logout", None),
     ("menu_offline", "offline", None),    # upload now for everyone; export asks a supervisor
+    ("menu_stock", "stock", None),        # looking is for everyone; changes ask a supervisor
 )
 
 
@@ -94,6 +95,11 @@ class HomeFlow(MenuFlow):
         if child.NAME == "pick" and result is not None:
             return self._reprint_picked(result)
         return "menu"
+
+    def stock(self):
+        from firmware.flows.inventory import StockFlow
+        self.term.push(StockFlow(self.term))
+        return None
 
     def offline(self):
         from firmware.flows.offline import OfflineFlow

@@ -103,6 +103,10 @@ class IdleFlow(Flow):
             lines.append(t("printer_" + term.printer_state))
         if not term.system.clock_synced():
             lines.append(t("clock_unsynced_hint"))
+        from firmware.flows.inventory import low_stock_count
+        low = low_stock_count(term)     # a kept count: drawing never reads the catalogue
+        if low:
+            lines.append(t("inv_idle_low", n=low))
         if term.config.get("lab", {}).get("enabled"):
             lines.append(t("idle_lab"))       # test keys may be live: never in the field
         return lines

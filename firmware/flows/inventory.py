@@ -895,7 +895,7 @@ class AddItemFlow(ItemStep):
     the catalogue does not know, from the cart. Unit (each / kg), price, confirm; it is
     named "Item <code>" in English ("商品 <code>" in Chinese), since a keypad types no
     names (the merchant names it later by CSV export and import), with the next free
-    PLU, the barcode, the [retail] default_tax_rate (0 without one) and no stock.
+    PLU, the barcode, the [retail] default_tax_rate and no stock.
     Finishes with the new item (the catalogue's dict), or None: cancelled or refused
     (a code that is no valid barcode, a scale label, no catalogue). A code found by
     then (the same barcode added meanwhile) is offered as it is: ENTER returns it."""
@@ -1018,7 +1018,7 @@ class AddItemFlow(ItemStep):
         unit = self.UNITS[self.unit][1]
         try:
             item_id = cat.add_item(None, name_en, self.amount.value, name_zh=name_zh,
-                                   tax_rate=self.term.config["retail"].get("default_tax_rate", 0),
+                                   tax_rate=self.term.config["retail"]["default_tax_rate"],
                                    unit=unit, barcodes=[self.key], operator=self.operator_id())
             item = cat.get(item_id)
         except Exception as exc:
