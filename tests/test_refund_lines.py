@@ -236,3 +236,23 @@ def _scan_on(h, code):
     assert h.sim.scan(code) == code
     h.run(1000, until=lambda: _pending_bytes(h.sim.scanner_device.fileno()) == 0)
     h.run(100)
+
+
+def test_a_receipt_scanned_on_the_idle_screen_opens_its_refund_and_is_no_item(shop):
+    from firmware.retail import receipt_code
+    h = shop()
+    sale = _sell_water_and_three_colas(h)
+    code = receipt_code.encode(h.term.config["terminal"]["id"], sale["id"])
+    _scan_on(h, code)                           # the customer's receipt, on the idle screen
+    assert h.flow() == ("supervisor", "pin"), h.text()
+    h.press(*"2580")
+    h.press("ENTER")
+    assert h.flow() == ("pick", "confirm"), h.text()   # the sale, to confirm
+    assert "#%d" % sale["id"] in h.text() and "5.76" in h.text()
+    h.press("ENTER")
+    assert h.flow() == ("refund_lines", "lines"), h.text()
+    h.press("CANCEL")
+    h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
+    _scan(h, WATER)                             # in a cart the receipt is no item
+    _scan_on(h, code)
+    assert "A receipt: Refund" in h.text() and "Cart 1" in h.text(), h.text()

@@ -29,7 +29,9 @@ OPERATOR = "import"             # the operator of the stock counts an import rec
 TRUE = ("1", "yes", "y", "true")
 FALSE = ("0", "no", "n", "false")
 BARCODE_REASONS = {"check_digit": "wrong check digit", "length": "wrong length",
-                   "chars": "characters no barcode has"}
+                   "chars": "characters no barcode has",
+                   "receipt": "the shape of a receipt's code (R and digits), which the "
+                              "terminal keeps for refunds"}
 
 
 class FileRefused(Exception):

@@ -132,6 +132,8 @@ class CartFlow(Flow):
                 return self._add(item, price=label["price"], barcode=code)
             return self._add(item, grams=label["grams"], barcode=code)
         found = barcode.classify(code, symbology)
+        if found.kind == "receipt":     # a receipt brought back: refunds are elsewhere
+            return self._refuse("ct_receipt", {})
         if not found.ok:
             return self._refuse("ct_bad_barcode", {})
         item = catalogue.find_by_barcode(found.key)

@@ -38,7 +38,13 @@ class IdleFlow(Flow):
         return "menu"
 
     def scan_sale(self, ev):
-        """A scan on the idle screen starts a sale of items with that item."""
+        """A scan on the idle screen starts a sale of items with that item; a receipt's
+        barcode (a customer bringing goods back) starts its refund."""
+        from firmware.retail import receipt_code
+        if receipt_code.is_receipt_code(ev.get("code")):
+            from firmware.flows.void import RefundStartFlow
+            self.term.push(RefundStartFlow(self.term, scan=ev))
+            return "menu"
         from firmware.flows.cart import CartFlow
         self.term.push(CartFlow(self.term, scan=ev.get("code"), symbology=ev.get("symbology")))
         return "menu"

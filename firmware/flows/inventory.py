@@ -152,6 +152,8 @@ def find_by_code(term, code, symbology=None):
             return None, [("ct_not_found", {}), ("inv_label_plu", {"plu": label["plu"]})]
         return item, None
     found = barcode.classify(code, symbology)
+    if found.kind == "receipt":
+        return None, [("ct_receipt", {})]
     if not found.ok:
         return None, [("ct_bad_barcode", {}), ("scan_again", {})]
     for key in [found.key] + list(found.alt_keys or ()):
@@ -945,6 +947,9 @@ class AddItemFlow(ItemStep):
             self.error = [("inv_scale_label", {}), ("inv_label_plu", {"plu": label["plu"]})]
             return "refused"
         found = barcode.classify(self.code, self.symbology)
+        if found.kind == "receipt":
+            self.error = [("ct_receipt", {})]
+            return "refused"
         if not found.ok:
             self.error = [("ct_bad_barcode", {}), ("scan_again", {})]
             return "refused"

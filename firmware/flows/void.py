@@ -99,9 +99,10 @@ class RefundStartFlow(Flow):
         "refund": {"enter": "start_refund", "timeout": None, "on": {}},
     }
 
-    def __init__(self, term):
+    def __init__(self, term, scan=None):
         Flow.__init__(self, term)
         self.original = None
+        self.scan = scan                # a receipt's barcode scanned on the idle screen
 
     def ask_supervisor(self):
         self.term.push(SupervisorFlow(self.term, "menu_refund"))
@@ -120,7 +121,11 @@ class RefundStartFlow(Flow):
         return None
 
     def ask_pick(self):
-        self.term.push(PickFlow(self.term, "menu_refund", self.eligible))
+        pick = PickFlow(self.term, "menu_refund", self.eligible)
+        self.term.push(pick)
+        if self.scan is not None and not pick.finished:
+            scan, self.scan = self.scan, None
+            pick.dispatch(scan)         # the receipt scanned before: its sale, to confirm
 
     def start_refund(self):
         """An item sale is refunded by its lines; a keyed amount, by an amount."""

@@ -35,12 +35,13 @@ AIM_KINDS = {
 class Barcode:
     """A classified code.
 
-    kind:     "ean13" | "ean8" | "upca" | "upce" | "code128" | None (None: not a code
-              this terminal reads, see reason)
+    kind:     "ean13" | "ean8" | "upca" | "upce" | "code128" | "receipt" (a receipt's own
+              code, firmware/retail/receipt_code.py: never an item's) | None (None: not a
+              code this terminal reads, see reason)
     key:      the catalogue lookup key, or None when ok is False
     alt_keys: other keys to try, in order, when key finds nothing (see module doc)
     ok:       False for a bad barcode: the screen says "Bad barcode, scan again"
-    reason:   None, or "check_digit" | "length" | "chars"
+    reason:   None, or "check_digit" | "length" | "chars" | "receipt"
     code:     the code as given
     """
 
@@ -153,6 +154,11 @@ def classify(code, symbology=None):
     for ch in code:
         if not " " <= ch <= "~":
             return _bad(code, None, "chars")
+    from firmware.retail import receipt_code
+    if receipt_code.is_receipt_code(code):
+        # the terminal's receipts print it: a refund finds the sale by it, a cart or
+        # the catalogue must never take it for an item
+        return Barcode(code, "receipt", None, ok=False, reason="receipt")
     if hint == "code128":
         return Barcode(code, "code128", code)
     digits = is_digits(code)

@@ -229,6 +229,7 @@ MESSAGES = {
     "footer_rf_lines": "ENTER ok F1 all",
     "pick_other_tid": "Another terminal's",
     "pick_not_receipt": "Not a receipt code",
+    "ct_receipt": "A receipt: Refund",
     "err_nothing_to_print": "Nothing to reprint",
     "reprinting": "Reprinting #{n}",
     "unprinted_n": "Unprinted: {n}",

@@ -221,6 +221,7 @@ MESSAGES = {
     "footer_rf_lines": "确认继续 F1全部",
     "pick_other_tid": "其他终端的凭证",
     "pick_not_receipt": "不是凭证条码",
+    "ct_receipt": "凭证码:请用退货",
     "err_nothing_to_print": "没有可重打的凭证",
     "reprinting": "重打印 #{n}",
     "unprinted_n": "{n} 张凭证未打印",

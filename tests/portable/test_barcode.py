@@ -279,3 +279,13 @@ def test_retail_limits_are_checked():
                                             "tax_inclusive": "yes"}})
     assert len(errors) == 3
     assert any(e.startswith("retail.max_lines = 0: ") for e in errors)
+
+
+def test_a_receipts_own_code_is_never_an_item():
+    from firmware.retail import receipt_code
+    code = receipt_code.encode("HP000001", 42)
+    got = classify(code)
+    assert (got.kind, got.ok, got.reason, got.key) == ("receipt", False, "receipt", None)
+    assert classify(code, "]C0").kind == "receipt"     # whatever the scanner says
+    assert classify("R12").kind == "code128"            # too short for a receipt
+    assert classify("RX0000014200").kind == "code128"
