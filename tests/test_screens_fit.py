@@ -168,3 +168,27 @@ def test_every_title_fits_beside_the_marks_that_never_give_way(panel, catalogue)
         panel.render(Screen(title=text, status=status, alert="warn"))
         cut += [str(loss) for loss in panel.losses]
     assert not cut, "\n" + "\n".join(cut)
+
+
+def test_every_message_a_flow_names_is_in_both_catalogues():
+    """A literal t("id") in firmware/ whose id no catalogue has would show the id itself
+    on the panel ("footer_yes_no" did, under the cart's void question). Ids built by
+    adding a suffix (t("rc_" + rc)) are the tests of their own screens."""
+    import os
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "firmware")
+    literal = re.compile(r'\bt\(\s*"([a-z0-9_]+)"')
+    missing = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                text = f.read()
+            for found in literal.finditer(text):
+                msg = found.group(1)
+                if msg.endswith("_"):
+                    continue
+                for lang, catalogue in (("en", messages_en.MESSAGES), ("zh", messages_zh.MESSAGES)):
+                    if msg not in catalogue:
+                        missing.append("%s: %s (%s)" % (name, msg, lang))
+    assert missing == []

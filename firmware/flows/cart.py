@@ -467,7 +467,7 @@ class CartFlow(Flow):
             return
         if s == "void_q":
             self.term.show(t("ct_void_title"), [self._row(self.cart.line(self.selected)),
-                           t("ct_void_q")], t("footer_yes_no"))
+                           t("ct_void_q")], t("footer_confirm"))
             return
         if s == "misc":
             self.term.show(t("ct_misc_title"), self._error_rows(), t("footer_entry"),
@@ -492,7 +492,7 @@ class CartFlow(Flow):
             return
         if s == "abandon_q":
             self.term.show(t("ct_abandon_title"), [total, t("ct_abandon_q")],
-                           t("footer_yes_no"))
+                           t("footer_confirm"))
             return
         if s != "cart":
             return
