@@ -47,5 +47,7 @@ SCALE_LABELS = (
 # ITEMS[0] with its last digit off by one: the check digit fails ("Bad barcode").
 BAD_CHECK = "6901234567893"
 
-# What the simulator's scan key scans, one after the other, round and round.
-SCAN_ORDER = ITEMS + (SCALE_PRICE, SCALE_WEIGHT, BAD_CHECK)
+# What the simulator's scan key scans, one after the other, round and round: a price
+# label third and a weight label soon after, so a few presses show both kinds, then a
+# bad check digit, then the rest of the items.
+SCAN_ORDER = ITEMS[:2] + (SCALE_PRICE,) + ITEMS[2:4] + (SCALE_WEIGHT, BAD_CHECK) + ITEMS[4:]
