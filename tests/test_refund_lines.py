@@ -256,3 +256,20 @@ def test_a_receipt_scanned_on_the_idle_screen_opens_its_refund_and_is_no_item(sh
     _scan(h, WATER)                             # in a cart the receipt is no item
     _scan_on(h, code)
     assert "A receipt: Refund" in h.text() and "Cart 1" in h.text(), h.text()
+
+
+def test_the_simulators_receipt_scan_opens_the_refund_of_the_last_receipt(shop):
+    """The simulator's R key: the barcode the virtual printer last drew."""
+    h = shop()
+    assert h.sim.scan_receipt() is None         # nothing printed yet
+    sale = _sell_water_and_three_colas(h)
+    h.run(3000, until=lambda: any(r.barcodes for r in h.sim.vprinter.receipts))
+    code = h.sim.scan_receipt()
+    from tools.sim.control import _pending_bytes
+    h.run(1000, until=lambda: _pending_bytes(h.sim.scanner_device.fileno()) == 0)
+    h.run(100)
+    assert code and code.startswith("R")
+    assert h.flow() == ("supervisor", "pin"), h.text()
+    h.press(*"2580")
+    h.press("ENTER")
+    assert h.flow() == ("pick", "confirm") and "#%d" % sale["id"] in h.text(), h.text()

@@ -37,6 +37,7 @@ SIM_QUIT = ord("Q")
 SIM_NETWORK = ord("N")
 SIM_SCAN = ord("s")             # the next demo barcode (tools/sim/demo_codes.py)
 SIM_SCAN_GARBLED = ord("S")     # a misread: a code with a key no US layout types
+SIM_SCAN_RECEIPT = ord("R")     # the barcode of the last receipt on the paper (a refund)
 
 HELP = ("keys: 0-9  z=00  .  Enter=ENTER  Esc/x=CANCEL  Bksp=BKSP  c/Del=CLEAR  "
         "F1-F4  Up/Down  m=MENU   P=paper in/out  N=network cut/back  Q=quit")
@@ -50,7 +51,8 @@ CARD_KEYS = {ord("!"): "visa_pin", ord("@"): "mc_signature", ord("#"): "visa_chi
 CHIP_KEYS = {ord("i"): ("insert", "online_pin"), ord("o"): ("insert", "offline_pin"),
              ord("a"): ("insert", "declines_aac"), ord("k"): ("insert", "blocked_app"),
              ord("d"): ("insert", "dda"), ord("t"): ("tap", "no_cvm"), ord("r"): ("remove", None)}
-HELP_SCAN = "scan: s=next demo barcode (items, scale labels, a bad check digit)  S=garbled read"
+HELP_SCAN = ("scan: s=next demo barcode (items, scale labels, a bad check digit)  S=garbled read  "
+             "R=the last receipt's barcode")
 HELP_CHIP = ("chip: i=insert (online PIN)  o=offline PIN  a=card declines  k=blocked  d=DDA  "
              "t=tap  r=remove")
 
@@ -210,6 +212,16 @@ class Simulator:
         self.last_scan = code + (" (garbled)" if garbled else "")
         return code
 
+    def scan_receipt(self):
+        """Scan the barcode the virtual printer last drew (the customer's receipt, brought
+        back for a refund): the code, or None when no receipt on the paper has one."""
+        for receipt in reversed(self.vprinter.receipts):
+            codes = [c for c in receipt.barcodes if c]
+            if codes:
+                return self.scan(codes[-1])
+        self.last_scan = "(no receipt with a barcode yet)"
+        return None
+
     def press_code(self, code_name):
         code = evdev.ecodes.ecodes.get(code_name)
         if code is not None:
@@ -287,6 +299,9 @@ class CursesUI:
                 continue
             if ch in (SIM_SCAN, SIM_SCAN_GARBLED):
                 self.sim.scan(garbled=ch == SIM_SCAN_GARBLED)
+                continue
+            if ch == SIM_SCAN_RECEIPT:
+                self.sim.scan_receipt()
                 continue
             if ch in CARD_KEYS:
                 self.sim.swipe(card=CARD_KEYS[ch])
