@@ -61,7 +61,7 @@ def test_refund_two_of_three_colas_in_cash_then_never_more_than_is_left(shop):
     h.press("ENTER")                            # the refund's total, how it goes back
     text = h.text()
     assert h.flow() == ("refund_lines", "confirm"), text
-    assert "2 items back" in text and "Refund 2.98" in text and "cash" in text, text
+    assert "Items back: 2" in text and "Refund 2.98" in text and "cash" in text, text
     h.press("ENTER")                            # paid back in cash: the drawer opens
     h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy"))
     assert "Pay back" in h.text() and h.term.screen.big == "2.98", h.text()

@@ -222,7 +222,7 @@ MESSAGES = {
     "rf_grams": "Grams {n} of {max}",
     "rf_max": "At most {n}",
     "rf_none": "Choose a line",
-    "rf_items": "{n} items back",
+    "rf_items": "Items back: {n}",
     "rf_to_card": "To card *{last4}",
     "rf_cash": "Pay back in cash",
     "rf_not_done": "Not refunded",
