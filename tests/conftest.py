@@ -137,6 +137,30 @@ class SimHarness:
         self.term.payments.forwarder.upload_now()
         return self.run(ms, until=lambda: not self.term.payments.queue.pending())
 
+    # -- selling items ----------------------------------------------------------------
+    def load_demo_catalogue(self):
+        """The simulator's demo catalogue (config/demo_catalogue.csv) into this
+        terminal's catalogue.db, as `handpos sim` loads it on a fresh data folder."""
+        from tools import catalogue_csv
+        config = self.term.config
+        catalogue_csv.load_demo(config["storage"]["data_dir"],
+                                self.sim.built.datadir.keys.key("data"), config)
+        self.run(100)
+
+    def scan(self, code):
+        """A barcode through the HID scanner driver, as a scanner types it; the screen
+        once the terminal has taken it."""
+        from tools.sim.control import _pending_bytes
+        assert self.sim.scan(code) == code
+        self.run(1000, until=lambda: _pending_bytes(self.sim.scanner_device.fileno()) == 0)
+        self.run(100)
+        return self.text()
+
+    def stock(self, plu):
+        """What the catalogue has on hand of the item with this PLU."""
+        item = self.term.catalogue.find_by_plu(plu)
+        return self.term.catalogue.stock(item["id"])
+
     def login(self, op_id="1", pin="2580"):
         if self.term.current() is not None and self.term.current().NAME == "boot":
             self.boot()
@@ -157,6 +181,20 @@ def harness(tmp_path):
     yield make
     for h in made:
         h.close()
+
+
+@pytest.fixture
+def shop(harness):
+    """shop(**harness options): a terminal with the demo catalogue (tools/sim/demo_codes.py,
+    config/demo_catalogue.csv: USD prices, 13 % VAT included), supervisor 1 (PIN 2580)
+    logged in."""
+    def make(**kw):
+        h = harness(**kw)
+        h.first_supervisor()
+        h.login()
+        h.load_demo_catalogue()
+        return h
+    return make
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ import os
 import pytest
 
 from firmware.core import config as schema
-from tests.test_cart_sale import COLA, WATER, _scan, shop  # noqa: F401 (shop: a fixture)
+from tools.sim import demo_codes
+
+WATER, COLA = demo_codes.ITEMS[0], demo_codes.ITEMS[1]
 
 UNKNOWN = "6901234599992"           # a good check digit, in no catalogue
 INVENTORY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -63,8 +65,8 @@ def _cart(h):
 def test_a_cashier_gives_a_5_percent_line_discount_within_the_limit(shop):
     h = shop()
     _cashier(h)
-    _scan(h, WATER)
-    _scan(h, COLA)                              # the newest line is the chosen one
+    h.scan(WATER)
+    h.scan(COLA)                              # the newest line is the chosen one
     text = h.press("MENU")
     assert "Cart menu" in text and "1 Line discount" in text and "4 Browse" in text, text
     text = h.press("1")
@@ -90,8 +92,8 @@ def test_a_cashier_gives_a_5_percent_line_discount_within_the_limit(shop):
 def test_a_50_percent_cart_discount_needs_a_supervisor_and_prints(shop):
     h = shop()
     _cashier(h)
-    _scan(h, WATER)
-    _scan(h, COLA)                              # 1.29 + 1.49 = 2.78
+    h.scan(WATER)
+    h.scan(COLA)                              # 1.29 + 1.49 = 2.78
     h.press("MENU", "2", "1", "5", "0")
     text = h.press("ENTER")
     assert "Subtotal" in text and "Off 50%" in text and "-1.39" in text, text
@@ -124,7 +126,7 @@ def test_a_50_percent_cart_discount_needs_a_supervisor_and_prints(shop):
 def test_a_cashier_lowering_a_price_needs_a_supervisor_raising_it_not(shop):
     h = shop()
     _cashier(h)
-    _scan(h, COLA)
+    h.scan(COLA)
     text = h.press("MENU", "3")
     assert "Change price" in text and "Was" in text and "1.49" in text, text
     text = h.press("1", "5", "9", "ENTER")      # up: the cashier's own call
@@ -146,8 +148,8 @@ def test_overrides_and_discounts_print_and_the_journal_agrees_to_the_cent(shop):
     1.00 instead of 1.49, an apple label, then 1.00 off the cart: the receipt shows
     each and its total is the journal's amount."""
     h = shop()
-    _scan(h, WATER)
-    _scan(h, COLA)
+    h.scan(WATER)
+    h.scan(COLA)
     h.press("MENU", "3", "1", "0", "0", "ENTER")
     text = h.press("ENTER")                     # no supervisor screen
     assert h.flow() == ("cart", "cart"), text
@@ -174,7 +176,7 @@ def test_overrides_and_discounts_print_and_the_journal_agrees_to_the_cent(shop):
 def test_discounts_and_prices_past_the_cart_limits_are_refused_with_the_limit(shop):
     h = shop()
     h.term.config["retail"]["max_line_amount"] = 5000       # 50.00 a line
-    _scan(h, WATER)
+    h.scan(WATER)
     h.press("MENU", "1", "1", "1", "5", "0")
     text = h.press("ENTER")                     # 150 %
     assert h.flow() == ("cart_discount", "value") and "At most 100%" in text, text
@@ -240,8 +242,8 @@ def test_browse_in_chinese_shows_the_chinese_names(shop):
 def test_an_unknown_barcode_sells_at_a_keyed_price_when_the_merchant_allows_it(shop):
     h = shop()
     h.term.config["retail"]["keyed_unknown"] = True
-    _scan(h, WATER)
-    text = _scan(h, UNKNOWN)
+    h.scan(WATER)
+    text = h.scan(UNKNOWN)
     assert "Not found" in text and UNKNOWN in text and "ENTER: key a price" in text, text
     assert "F4 add" in text
     text = h.press("ENTER")
@@ -263,14 +265,14 @@ def test_an_unknown_barcode_sells_at_a_keyed_price_when_the_merchant_allows_it(s
 def test_an_unknown_barcode_offers_no_keyed_price_by_default(shop):
     h = shop()
     assert h.term.config["retail"]["keyed_unknown"] is False
-    _scan(h, WATER)
-    text = _scan(h, UNKNOWN)
+    h.scan(WATER)
+    text = h.scan(UNKNOWN)
     assert "Not found" in text and UNKNOWN in text, text
     assert "key a price" not in text and "Total 1.29" in text, text
     text = h.press("ENTER")                     # puts the notice away; never pays
     assert h.flow() == ("cart", "cart") and "Not found" not in text, text
     assert _cart(h).totals["lines"] == 1
-    _scan(h, UNKNOWN)
+    h.scan(UNKNOWN)
     text = h.press("4")                         # a digit: on with a PLU
     assert h.flow() == ("cart", "cart") and "PLU 4" in text, text
 
@@ -283,8 +285,8 @@ def test_f4_adds_an_unknown_item_through_a_supervisor_and_sells_it(shop):
     catalogue and on the cart as its scan would have put it."""
     h = shop()
     _cashier(h)
-    _scan(h, WATER)
-    _scan(h, UNKNOWN)
+    h.scan(WATER)
+    h.scan(UNKNOWN)
     text = h.press("F4")
     assert h.flow()[0] == "supervisor", text
     h.press("1", "ENTER", "2", "5", "8", "0", "ENTER")
@@ -297,14 +299,14 @@ def test_f4_adds_an_unknown_item_through_a_supervisor_and_sells_it(shop):
     assert item is not None and item["price"] == 250
     line = _cart(h).line(1)
     assert (line.kind, line.item_id, line.barcode) == ("item", item["id"], UNKNOWN)
-    text = _scan(h, UNKNOWN)                    # known from now on
+    text = h.scan(UNKNOWN)                    # known from now on
     assert "Total 6.29" in text, text
 
 
 def test_f4_cancelled_leaves_the_code_on_screen(shop):
     h = shop()
-    _scan(h, WATER)
-    _scan(h, UNKNOWN)
+    h.scan(WATER)
+    h.scan(UNKNOWN)
     h.press("F4")
     if not os.path.exists(INVENTORY):
         assert "Cannot add items" in h.text(), h.text()
@@ -319,8 +321,8 @@ def test_f4_says_so_when_items_cannot_be_added_here(shop, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "firmware.flows.inventory", None)   # ImportError
     h = shop()
-    _scan(h, WATER)
-    _scan(h, UNKNOWN)
+    h.scan(WATER)
+    h.scan(UNKNOWN)
     text = h.press("F4")
     assert h.flow() == ("cart", "unknown") and "Cannot add items" in text, text
 

@@ -14,44 +14,16 @@ from tools.sim import demo_codes
 WATER, COLA = demo_codes.ITEMS[0], demo_codes.ITEMS[1]
 
 
-@pytest.fixture
-def shop(harness):
-    """A logged-in terminal with the demo catalogue (USD prices, 13% VAT included)."""
-    def make(**kw):
-        h = harness(**kw)
-        h.first_supervisor()
-        h.login()
-        from tools import catalogue_csv
-        config = h.term.config
-        catalogue_csv.load_demo(config["storage"]["data_dir"],
-                                h.sim.built.datadir.keys.key("data"), config)
-        return h
-    return make
-
-
-def _scan(h, code):
-    assert h.sim.scan(code) == code
-    h.run(1000, until=lambda: h.flow() is not None and h.flow()[0] == "cart"
-          and not h._pending())
-    h.run(100)
-    return h.text()
-
-
-def _stock(h, plu):
-    item = h.term.catalogue.find_by_plu(plu)
-    return h.term.catalogue.stock(item["id"])
-
-
 def test_scan_change_void_pay_cash_itemised_receipt_and_stock(shop):
     h = shop()
-    water0, cola0 = _stock(h, "1"), _stock(h, "2")
-    apples0 = _stock(h, "00101")
-    text = _scan(h, WATER)                      # from the idle screen: the cart opens
+    water0, cola0 = h.stock("1"), h.stock("2")
+    apples0 = h.stock("00101")
+    text = h.scan(WATER)                      # from the idle screen: the cart opens
     assert h.flow() == ("cart", "cart"), text
     assert "Mineral water" in text and "1.29" in text
-    _scan(h, COLA)
-    _scan(h, COLA)                              # the same item again: a line of its own
-    text = _scan(h, demo_codes.SCALE_PRICE)    # a price-embedded scale label: 3.50
+    h.scan(COLA)
+    h.scan(COLA)                              # the same item again: a line of its own
+    text = h.scan(demo_codes.SCALE_PRICE)    # a price-embedded scale label: 3.50
     assert "3.50" in text, text
     assert "Cart 4" in text
     h.press("UP")                               # the second cola: quantity 3
@@ -81,18 +53,18 @@ def test_scan_change_void_pay_cash_itemised_receipt_and_stock(shop):
         assert words in paper, paper
     h.to_idle()
     assert h.flow() == ("idle", "idle")
-    assert _stock(h, "1") == water0 - 1
-    assert _stock(h, "2") == cola0 - 3          # the voided line took nothing
-    assert _stock(h, "00101") < apples0         # grams worked back from the label's price
+    assert h.stock("1") == water0 - 1
+    assert h.stock("2") == cola0 - 3          # the voided line took nothing
+    assert h.stock("00101") < apples0         # grams worked back from the label's price
     assert h.term.payments.journal.get(rec["id"])["stocked"] == 1
 
 
 def test_unknown_and_bad_barcodes_are_named_and_the_sale_goes_on(shop):
     h = shop()
-    text = _scan(h, WATER)
-    text = _scan(h, "6901234599992")            # valid check digit, no such item
+    text = h.scan(WATER)
+    text = h.scan("6901234599992")            # valid check digit, no such item
     assert "Not found" in text and "6901234599992" in text, text
-    text = _scan(h, demo_codes.BAD_CHECK)
+    text = h.scan(demo_codes.BAD_CHECK)
     assert "Bad barcode" in text and "Scan again" in text, text
     h.press("1")                                # the error goes with the next key
     h.press("BKSP")
@@ -117,7 +89,7 @@ def test_typed_plu_and_a_weighed_item(shop):
 def test_a_declined_card_keeps_the_cart(shop, hostsim):
     h = shop(host=(hostsim.address, hostsim.ca_file))
     h.run(3000, until=lambda: h.term.link_state == "up")
-    _scan(h, WATER)
+    h.scan(WATER)
     h.press("ENTER")
     h.press("1")                                # card
     h.sim.swipe(card="visa_pin")
@@ -143,36 +115,36 @@ def test_a_power_cut_after_the_approval_takes_the_stock_once_at_start(shop, harn
     receipts): the record is approved, the stock not yet taken. The next start takes
     it, once; a further start does not take it again."""
     h = shop()
-    water0 = _stock(h, "1")
-    _scan(h, WATER)
+    water0 = h.stock("1")
+    h.scan(WATER)
     h.press("ENTER", "2", "ENTER")              # cash: approved, the change on screen
     h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "approved" and rec["cart"] and not rec["stocked"]
-    assert _stock(h, "1") == water0             # not yet: the sale flow had not ended
+    assert h.stock("1") == water0             # not yet: the sale flow had not ended
     h.close()                                   # the power cut
     h = harness()
     h.boot()
-    assert _stock(h, "1") == water0 - 1
+    assert h.stock("1") == water0 - 1
     assert h.term.payments.journal.get(rec["id"])["stocked"] == 1
     h.close()
     h = harness()
     h.boot()
-    assert _stock(h, "1") == water0 - 1         # once
+    assert h.stock("1") == water0 - 1         # once
 
 
 def test_a_voided_item_sale_puts_its_items_back(shop):
     h = shop()
-    water0, cola0 = _stock(h, "1"), _stock(h, "2")
-    _scan(h, WATER)
-    _scan(h, COLA)
+    water0, cola0 = h.stock("1"), h.stock("2")
+    h.scan(WATER)
+    h.scan(COLA)
     h.press("ENTER", "2", "ENTER", "ENTER", "CANCEL")     # cash, merchant copy, no customer copy
     h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
-    assert (_stock(h, "1"), _stock(h, "2")) == (water0 - 1, cola0 - 1)
+    assert (h.stock("1"), h.stock("2")) == (water0 - 1, cola0 - 1)
     h.press("MENU", "3", "2", "5", "8", "0", "ENTER")     # void: the supervisor's PIN
     h.press("ENTER", "ENTER")                             # the latest sale
     h.wait_for("VOIDED")
-    assert (_stock(h, "1"), _stock(h, "2")) == (water0, cola0)
+    assert (h.stock("1"), h.stock("2")) == (water0, cola0)
     sale = h.term.payments.journal.find(kind="sale")[-1]
     assert sale["state"] == "voided" and sale["stocked"] == 2
     water = h.term.catalogue.find_by_plu("1")
@@ -185,8 +157,8 @@ def test_no_sale_below_zero_when_the_merchant_refuses_negative_stock(shop):
     cat.allow_negative_stock = False            # [retail] allow_negative_stock = false
     water = cat.find_by_plu("1")
     cat.count(water["id"], 1, "1", "test")      # one bottle left
-    _scan(h, WATER)
-    text = _scan(h, WATER)
+    h.scan(WATER)
+    text = h.scan(WATER)
     assert "In stock 1" in text and "Cart 1" in text, text
     h.press("UP", "F1")
     h.press("2", "ENTER")                       # nor by the quantity
@@ -206,10 +178,10 @@ def test_with_the_host_gone_an_item_sale_is_approved_offline_itemised_and_stocke
     config = h.term.config
     catalogue_csv.load_demo(config["storage"]["data_dir"],
                             h.sim.built.datadir.keys.key("data"), config)
-    water0 = _stock(h, "1")
+    water0 = h.stock("1")
     net.set("reset", existing=True, new=True)           # the host is gone
-    _scan(h, WATER)
-    _scan(h, COLA)
+    h.scan(WATER)
+    h.scan(COLA)
     h.press("ENTER", "1")
     h.sim.swipe(card="visa_pin")
     h.run(2000, until=lambda: h.flow()[1] != "card")
@@ -222,5 +194,5 @@ def test_with_the_host_gone_an_item_sale_is_approved_offline_itemised_and_stocke
     paper = h.sim.vprinter.receipts[0].text()
     assert "Mineral water" in paper and "Cola" in paper and "OFFLINE" in paper, paper
     h.to_idle()
-    assert _stock(h, "1") == water0 - 1
+    assert h.stock("1") == water0 - 1
     assert [q["amount"] for q in h.term.payments.queue.pending()] == [278]

@@ -15,35 +15,8 @@ NOODLES = demo_codes.ITEMS[10]                              # PLU 12: 3 on hand,
 UNKNOWN = "6901234599992"       # a good EAN-13 check digit, in no catalogue
 
 
-@pytest.fixture
-def shop(harness):
-    """A terminal with the demo catalogue, supervisor 1 (PIN 2580) logged in."""
-    def make(**kw):
-        h = harness(**kw)
-        h.first_supervisor()
-        h.login()
-        from tools import catalogue_csv
-        config = h.term.config
-        catalogue_csv.load_demo(config["storage"]["data_dir"],
-                                h.sim.built.datadir.keys.key("data"), config)
-        h.run(100)
-        return h
-    return make
-
-
 def _item(h, plu):
     return h.term.catalogue.find_by_plu(plu)
-
-
-def _stock(h, plu):
-    return h.term.catalogue.stock(_item(h, plu)["id"])
-
-
-def _scan(h, code):
-    assert h.sim.scan(code) == code
-    h.run(1000, until=lambda: not h._pending())
-    h.run(100)
-    return h.text()
 
 
 def _settle(h):
@@ -80,35 +53,35 @@ def _cashier(h, op_id="7", pin="1357"):
 
 def test_receive_as_supervisor_raises_stock_and_records_the_supervisor(shop):
     h = shop()
-    water0 = _stock(h, "1")
+    water0 = h.stock("1")
     text = _stock_menu(h)
     assert "Receive stock" in text and "Low stock list" in text
     h.press("2")                                # Receive: no PIN for a supervisor
     assert h.flow() == ("stock_move", "item"), h.text()
     assert "Scan or type PLU" in h.text()
-    _scan(h, WATER)
+    h.scan(WATER)
     assert h.flow() == ("stock_move", "qty"), h.text()
     assert "Mineral water" in h.text() and "Qty received" in h.text()
     h.press("2", "4", "ENTER")
     text = h.text()
     assert "Received +24" in text and "%d -> %d" % (water0, water0 + 24) in text, text
-    assert _stock(h, "1") == water0             # nothing written before ENTER
+    assert h.stock("1") == water0             # nothing written before ENTER
     h.press("ENTER")
     text = h.text()
     assert "Saved" in text and "On hand %d" % (water0 + 24) in text, text
-    assert _stock(h, "1") == water0 + 24
+    assert h.stock("1") == water0 + 24
     last = h.term.catalogue.movements(_item(h, "1")["id"])[-1]
     assert (last["reason"], last["delta"], last["operator"]) == ("received", 24, "1")
     assert _audit(h)[0] == ("stock_received", "1", "PLU 1 +24 -> %d" % (water0 + 24))
     # the next item straight away: a kg item by PLU, in grams
-    apples0 = _stock(h, "101")
+    apples0 = h.stock("101")
     h.press("1", "0", "1", "ENTER")
     assert "Grams received" in h.text(), h.text()
     h.press("1", "2", "5", "0", "ENTER")
     assert "+1.250 kg" in h.text() and "12.500 -> 13.750" in h.text(), h.text()
     h.press("ENTER")
     assert "On hand 13.750 kg" in h.text(), h.text()
-    assert _stock(h, "101") == apples0 + 1250
+    assert h.stock("101") == apples0 + 1250
     h.press("CANCEL")
     assert h.flow() == ("stock", "menu")
 
@@ -121,7 +94,7 @@ def _audit(h):
 def test_a_cashier_is_asked_for_a_supervisor_and_the_supervisor_is_recorded(shop):
     h = shop()
     _cashier(h)
-    cola0 = _stock(h, "2")
+    cola0 = h.stock("2")
     _stock_menu(h)
     h.press("1")                                # looking needs no supervisor
     assert h.flow() == ("stock_lookup", "item"), h.text()
@@ -133,7 +106,7 @@ def test_a_cashier_is_asked_for_a_supervisor_and_the_supervisor_is_recorded(shop
     assert "Wrong" in h.text() and h.flow() == ("supervisor", "id"), h.text()
     h.press("1", "ENTER", "2", "5", "8", "0", "ENTER")
     assert h.flow() == ("stock_move", "item"), h.text()
-    _scan(h, COLA)
+    h.scan(COLA)
     h.press("6", "ENTER", "ENTER")
     assert "On hand %d" % (cola0 + 6) in h.text(), h.text()
     last = h.term.catalogue.movements(_item(h, "2")["id"])[-1]
@@ -159,7 +132,7 @@ def test_a_count_sets_what_is_on_hand(shop):
     assert "Counted -6" in h.text() and "36 -> 30" in h.text(), h.text()
     h.press("ENTER")
     assert "Saved" in h.text() and "On hand 30" in h.text()
-    assert _stock(h, "2") == 30
+    assert h.stock("2") == 30
     last = h.term.catalogue.movements(_item(h, "2")["id"])[-1]
     assert (last["reason"], last["delta"], last["on_hand"]) == ("counted", -6, 30)
     h.press("2", "ENTER", "3", "0", "ENTER", "ENTER")     # counted again: the same
@@ -167,7 +140,7 @@ def test_a_count_sets_what_is_on_hand(shop):
     assert h.term.catalogue.movements(_item(h, "2")["id"])[-1]["id"] == last["id"]
     assert _audit(h)[0] == ("stock_counted", "1", "PLU 2 +0 -> 30")
     h.press("2", "ENTER", "0", "ENTER", "ENTER")          # an empty shelf is a count too
-    assert _stock(h, "2") == 0
+    assert h.stock("2") == 0
 
 
 def test_a_write_off_below_zero_is_refused_in_words_when_negative_stock_is_off(shop):
@@ -182,7 +155,7 @@ def test_a_write_off_below_zero_is_refused_in_words_when_negative_stock_is_off(s
     assert "1 Damaged" in text and "2 Lost" in text and "3 To supplier" in text, text
     h.press("1")
     assert "Damaged" in h.text() and h.flow() == ("stock_move", "item")
-    _scan(h, NOODLES)
+    h.scan(NOODLES)
     assert "Qty to take off" in h.text()
     h.press("5", "ENTER")                       # 3 on hand
     text = h.text()
@@ -213,16 +186,16 @@ def test_bad_input_is_named_on_the_screen(shop):
     h.press("2")                                # Receive
     h.press("9", "9", "9", "ENTER")
     assert "No PLU 999" in h.text(), h.text()
-    _scan(h, UNKNOWN)
+    h.scan(UNKNOWN)
     assert "Not found" in h.text() and UNKNOWN in h.text(), h.text()
-    _scan(h, demo_codes.BAD_CHECK)
+    h.scan(demo_codes.BAD_CHECK)
     assert "Bad barcode" in h.text() and "Scan again" in h.text()
     h.press("1", "ENTER")
     h.press("0", "ENTER")
     assert "Quantity above 0" in h.text(), h.text()
     h.press("CLEAR", *"9999999999")
     h.press("ENTER")
-    assert "Max %d" % (999999999 - _stock(h, "1")) in h.text(), h.text()
+    assert "Max %d" % (999999999 - h.stock("1")) in h.text(), h.text()
     h.press("CANCEL", "1", "0", "1", "ENTER", "ENTER")   # a kg item: grams
     assert "Type a quantity" in h.text()
     h.press("0", "ENTER")
@@ -238,7 +211,7 @@ def test_a_new_price_is_what_the_next_scan_sells_at(shop):
     h = shop()
     _stock_menu(h)
     h.press("5")                                # Change price
-    _scan(h, WATER)
+    h.scan(WATER)
     text = h.text()
     assert "Now 1.29" in text and "Mineral water" in text, text
     h.press("ENTER")
@@ -253,7 +226,7 @@ def test_a_new_price_is_what_the_next_scan_sells_at(shop):
     assert (change["old"], change["new"], change["operator"]) == (129, 159, "1")
     assert _audit(h)[0] == ("price_changed", "1", "PLU 1 129 -> 159")
     _to_idle(h)
-    text = _scan(h, WATER)                      # a new cart sells it at 1.59
+    text = h.scan(WATER)                      # a new cart sells it at 1.59
     assert h.flow()[0] == "cart" and "1.59" in text and "1.29" not in text, text
 
 
@@ -264,10 +237,10 @@ def test_the_idle_mark_and_the_list_follow_the_stock(shop):
     assert "Low stock: 1" in text, text        # the demo's instant noodles: 3, low at 5
     cat = h.term.catalogue
     cat.count(_item(h, "1")["id"], 13, "1", "test")   # water: one above its level (12)
-    _scan(h, WATER)                             # a cash sale takes it to 12
+    h.scan(WATER)                             # a cash sale takes it to 12
     h.press("ENTER", "2", "ENTER", "ENTER", "CANCEL")
     h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
-    assert _stock(h, "1") == 12
+    assert h.stock("1") == 12
     text = _settle(h)
     assert "Low stock: 2" in text, text
     _stock_menu(h)
@@ -323,7 +296,7 @@ def test_an_item_a_scan_did_not_find_is_added_and_then_found(shop):
     assert h.term.catalogue.stock(item["id"]) == 0
     assert _audit(h)[0] == ("item_added", "1", "PLU 103 code %s price 250 each at 7" % UNKNOWN)
     assert h.flow() == ("idle", "idle")
-    text = _scan(h, UNKNOWN)                    # now the catalogue knows it
+    text = h.scan(UNKNOWN)                    # now the catalogue knows it
     assert h.flow()[0] == "cart" and "Item %s" % UNKNOWN[:6] in text and "2.50" in text, text
 
 
@@ -331,7 +304,7 @@ def test_f4_on_a_barcode_the_cart_did_not_find_adds_it_and_sells_it(shop):
     """The cart's way in (firmware/flows/cart.py): Not found, F4, the questions, and the
     new item is the cart's first line."""
     h = shop()
-    text = _scan(h, UNKNOWN)
+    text = h.scan(UNKNOWN)
     assert "Not found" in text and UNKNOWN in text, text
     h.press("F4")
     assert h.flow() == ("add_item", "unit"), h.text()
@@ -376,7 +349,7 @@ def test_look_up_shows_the_item_and_scrolls_its_movements(shop):
     water = _item(h, "1")
     cat.record_movement(water["id"], -2, "damaged", "4", "")
     _stock_menu(h)
-    _scan(h, WATER)                             # a scan on the menu looks it up
+    h.scan(WATER)                             # a scan on the menu looks it up
     assert h.flow() == ("stock_lookup", "show"), h.text()
     assert h.term.screen.lines[:3] == ["Mineral water", "550ml", "Price 1.29"], h.text()
     assert "PLU 1" in h.term.screen.title
@@ -450,7 +423,7 @@ def test_the_stock_screens_lose_no_text(shop, language):
     h.press("MENU", "UP", "ENTER")
     assert h.flow() == ("stock", "menu")
     h.press("1")
-    _scan(h, WATER)
+    h.scan(WATER)
     for _ in range(30):
         h.press("DOWN")
     h.press("ENTER", "9", "0", "0", "ENTER")

@@ -4,7 +4,6 @@ itemised, the goods back on the shelf, never more than was sold and not yet refu
 """
 import json
 
-from tests.test_cart_sale import _scan, _stock, shop  # noqa: F401  (shop is a fixture)
 from tools.sim import demo_codes
 
 WATER, COLA = demo_codes.ITEMS[0], demo_codes.ITEMS[1]
@@ -12,8 +11,8 @@ WATER, COLA = demo_codes.ITEMS[0], demo_codes.ITEMS[1]
 
 def _sell_water_and_three_colas(h):
     """Water 1.29 and 3 x cola 1.49 = 5.76, cash; the sale's record."""
-    _scan(h, WATER)
-    _scan(h, COLA)
+    h.scan(WATER)
+    h.scan(COLA)
     h.press("F1", "3", "ENTER")
     assert "3x Cola" in h.text() and "Total 5.76" in h.text(), h.text()
     h.press("ENTER", "2", "ENTER")
@@ -48,7 +47,7 @@ def _refund_paper(h):
 def test_refund_two_of_three_colas_in_cash_then_never_more_than_is_left(shop):
     h = shop()
     sale = _sell_water_and_three_colas(h)
-    cola_after_sale = _stock(h, "2")
+    cola_after_sale = h.stock("2")
     text = _to_lines(h, sale)
     assert "Mineral water" in text and "0/1" in text and "0/3" in text, text
     assert "Refund 0.00" in text
@@ -75,7 +74,7 @@ def test_refund_two_of_three_colas_in_cash_then_never_more_than_is_left(shop):
         assert words in paper, paper
     assert "Mineral water" not in paper, paper
     h.to_idle()
-    assert _stock(h, "2") == cola_after_sale + 2                # back on the shelf
+    assert h.stock("2") == cola_after_sale + 2                # back on the shelf
     assert h.term.payments.journal.get(refund["id"])["stocked"] == 1
     moves = h.term.catalogue.movements(h.term.catalogue.find_by_plu("2")["id"])
     assert moves[-1]["reason"] == "refund" and moves[-1]["ref"] == "refund #%d" % refund["id"]
@@ -103,7 +102,7 @@ def test_refund_two_of_three_colas_in_cash_then_never_more_than_is_left(shop):
 def test_cancel_on_the_lines_refunds_nothing(shop):
     h = shop()
     sale = _sell_water_and_three_colas(h)
-    water = _stock(h, "1")
+    water = h.stock("1")
     _to_lines(h, sale)
     h.press("ENTER")                            # nothing chosen
     assert "Choose a line" in h.text()
@@ -113,7 +112,7 @@ def test_cancel_on_the_lines_refunds_nothing(shop):
     h.press("CANCEL")
     h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
     assert h.term.payments.journal.last()["id"] == sale["id"]      # nothing recorded
-    assert _stock(h, "1") == water
+    assert h.stock("1") == water
 
 
 def test_a_weighed_line_is_refunded_in_grams(shop):
@@ -123,7 +122,7 @@ def test_a_weighed_line_is_refunded_in_grams(shop):
     h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
     sale = h.term.payments.journal.last()
     h.to_idle()
-    bananas = _stock(h, "102")
+    bananas = h.stock("102")
     _to_lines(h, sale)
     h.press("8", "0", "0", "ENTER")             # 800 g of 750
     assert "At most 0.750 kg" in h.text(), h.text()
@@ -136,14 +135,14 @@ def test_a_weighed_line_is_refunded_in_grams(shop):
     # a third of the line's money, rounded once: F(250) - F(0) of the sold total
     line = json.loads(sale["cart"])["lines"][0]
     assert refund["amount"] == (line["total"] * 250 * 2 + 750) // (750 * 2)
-    assert _stock(h, "102") == bananas + 250
+    assert h.stock("102") == bananas + 250
 
 
 def test_a_card_item_sale_is_refunded_to_the_same_card(shop, hostsim):
     h = shop(host=(hostsim.address, hostsim.ca_file))
     h.run(3000, until=lambda: h.term.link_state == "up")
-    _scan(h, WATER)
-    _scan(h, COLA)
+    h.scan(WATER)
+    h.scan(COLA)
     h.press("ENTER", "1")
     h.sim.swipe(card="visa_pin")
     h.run(2000, until=lambda: h.flow()[1] != "card")
@@ -173,22 +172,22 @@ def test_a_power_cut_after_the_refund_puts_the_goods_back_once_at_start(shop, ha
     approved, its goods not yet back. The next start puts them back, once."""
     h = shop()
     sale = _sell_water_and_three_colas(h)
-    cola = _stock(h, "2")
+    cola = h.stock("2")
     _to_lines(h, sale)
     h.press("DOWN", "F1", "ENTER", "ENTER")     # all three colas, cash
     h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy"))
     refund = h.term.payments.journal.last()
     assert refund["kind"] == "refund" and refund["state"] == "approved"
-    assert _stock(h, "2") == cola and not refund["stocked"]
+    assert h.stock("2") == cola and not refund["stocked"]
     h.close()                                   # the power cut
     h = harness()
     h.boot()
-    assert _stock(h, "2") == cola + 3
+    assert h.stock("2") == cola + 3
     assert h.term.payments.journal.get(refund["id"])["stocked"] == 1
     h.close()
     h = harness()
     h.boot()
-    assert _stock(h, "2") == cola + 3           # once
+    assert h.stock("2") == cola + 3           # once
 
 
 def test_a_sale_with_a_refund_cannot_be_voided_and_its_refund_is_not_a_sale(shop):
@@ -218,24 +217,17 @@ def test_the_receipts_barcode_picks_the_sale(shop):
     h.press("ENTER")
     assert h.flow() == ("pick", "number"), h.text()
     other = receipt_code.encode("ZZ999999", sale["id"])
-    _scan_on(h, other)
+    h.scan(other)
     assert "Another terminal" in h.text() and h.flow() == ("pick", "number"), h.text()
-    _scan_on(h, code[:-1] + str((int(code[-1]) + 1) % 10))     # one digit misread
+    h.scan(code[:-1] + str((int(code[-1]) + 1) % 10))     # one digit misread
     assert "Scan again" in h.text(), h.text()
-    _scan_on(h, WATER)                                          # an item, not a receipt
+    h.scan(WATER)                                          # an item, not a receipt
     assert "Not a receipt code" in h.text(), h.text()
-    _scan_on(h, code)
+    h.scan(code)
     assert h.flow() == ("pick", "confirm"), h.text()
     assert "#%d" % sale["id"] in h.text() and "5.76" in h.text()
     h.press("ENTER")
     assert h.flow() == ("refund_lines", "lines"), h.text()
-
-
-def _scan_on(h, code):
-    from tools.sim.control import _pending_bytes
-    assert h.sim.scan(code) == code
-    h.run(1000, until=lambda: _pending_bytes(h.sim.scanner_device.fileno()) == 0)
-    h.run(100)
 
 
 def test_a_receipt_scanned_on_the_idle_screen_opens_its_refund_and_is_no_item(shop):
@@ -243,7 +235,7 @@ def test_a_receipt_scanned_on_the_idle_screen_opens_its_refund_and_is_no_item(sh
     h = shop()
     sale = _sell_water_and_three_colas(h)
     code = receipt_code.encode(h.term.config["terminal"]["id"], sale["id"])
-    _scan_on(h, code)                           # the customer's receipt, on the idle screen
+    h.scan(code)                           # the customer's receipt, on the idle screen
     assert h.flow() == ("supervisor", "pin"), h.text()
     h.press(*"2580")
     h.press("ENTER")
@@ -253,8 +245,8 @@ def test_a_receipt_scanned_on_the_idle_screen_opens_its_refund_and_is_no_item(sh
     assert h.flow() == ("refund_lines", "lines"), h.text()
     h.press("CANCEL")
     h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
-    _scan(h, WATER)                             # in a cart the receipt is no item
-    _scan_on(h, code)
+    h.scan(WATER)                             # in a cart the receipt is no item
+    h.scan(code)
     assert "A receipt: Refund" in h.text() and "Cart 1" in h.text(), h.text()
 
 

@@ -569,7 +569,6 @@ def test_the_control_socket_answers_about_a_damaged_journal(harness, tmp_path):
 
 
 # -- a full card while an item sale's stock moves (issue 12) ------------------------------
-from tests.test_cart_sale import _scan, _stock, shop  # noqa: E402,F401  (shop: a fixture)
 
 
 def test_full_disk_when_the_stock_moves_says_so_keeps_the_sale_and_moves_it_later(shop, harness, disk):
@@ -578,8 +577,8 @@ def test_full_disk_when_the_stock_moves_says_so_keeps_the_sale_and_moves_it_late
     stock is taken once space is back, and not again at the next start."""
     from tools.sim import demo_codes
     h = shop()
-    water = _stock(h, "1")
-    _scan(h, demo_codes.ITEMS[0])
+    water = h.stock("1")
+    h.scan(demo_codes.ITEMS[0])
     h.press("ENTER", "2", "ENTER")              # cash, exact: approved, change on screen
     h.run(3000, until=lambda: h.flow() and h.flow()[1] in ("change", "copy", "result"))
     sale = h.term.payments.journal.last()
@@ -597,12 +596,12 @@ def test_full_disk_when_the_stock_moves_says_so_keeps_the_sale_and_moves_it_late
     h.advance(30100)                            # the terminal's own retry
     h.run(3000, until=lambda: h.flow() == ("idle", "idle"))
     assert h.term.payments.journal.get(sale["id"])["state"] == "approved"
-    assert _stock(h, "1") == water - 1          # moved once the card took writes again
+    assert h.stock("1") == water - 1          # moved once the card took writes again
     h.close()
     h = harness()
     h.boot()
-    assert _stock(h, "1") == water - 1
+    assert h.stock("1") == water - 1
     h.close()
     h = harness()
     h.boot()
-    assert _stock(h, "1") == water - 1          # once
+    assert h.stock("1") == water - 1          # once

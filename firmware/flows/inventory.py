@@ -760,7 +760,26 @@ class MoveFlow(ItemStep):
 
 
 # -- change a price ----------------------------------------------------------------------
-class PriceFlow(ItemStep):
+class PriceEntry:
+    """A price typed on the keypad (PriceFlow, AddItemFlow): self.amount, self.currency."""
+
+    def most(self):
+        """The highest price: the catalogue's, and [retail] max_line_amount (the highest
+        a line may be, and so a unit price)."""
+        return min(PRICE_MAX, self.term.config["retail"]["max_line_amount"])
+
+    def to_price(self, ev):
+        self.error = None
+        return "price"
+
+    def type_price(self, ev):
+        self.error = None
+        self.amount.key(ev.get("key"))
+        if self.amount.too_big:         # refused as it is typed, with the limit
+            self.refuse([("cart_price", {"limit": format_amount(self.most(), self.currency)})])
+
+
+class PriceFlow(PriceEntry, ItemStep):
     """A supervisor changes an item's price: the new price, old -> new, ENTER."""
     NAME = "stock_price"
     INITIAL = "supervisor"
@@ -779,11 +798,6 @@ class PriceFlow(ItemStep):
         self.currency = term.config["money"]["currency"]
         self.amount = None
 
-    def most(self):
-        """The highest price: the catalogue's, and [retail] max_line_amount (the highest
-        a line may be, and so a unit price)."""
-        return min(PRICE_MAX, self.term.config["retail"]["max_line_amount"])
-
     def chosen(self, item):
         self.item = item
         self.error = None
@@ -793,16 +807,6 @@ class PriceFlow(ItemStep):
     def to_item(self, ev):
         self.error = None
         return "item"
-
-    def to_price(self, ev):
-        self.error = None
-        return "price"
-
-    def type_price(self, ev):
-        self.error = None
-        self.amount.key(ev.get("key"))
-        if self.amount.too_big:         # refused as it is typed, with the limit
-            self.refuse([("cart_price", {"limit": format_amount(self.most(), self.currency)})])
 
     def price_done(self, ev):
         if self.amount.value <= 0:
@@ -892,7 +896,7 @@ class LowStockFlow(ItemStep):
 
 
 # -- an item a scan did not find ---------------------------------------------------------
-class AddItemFlow(ItemStep):
+class AddItemFlow(PriceEntry, ItemStep):
     """AddItemFlow(term, code, symbology=None): a supervisor adds the item of a barcode
     the catalogue does not know, from the cart. Unit (each / kg), price, confirm; it is
     named "Item <code>" in English ("商品 <code>" in Chinese), since a keypad types no
@@ -932,9 +936,6 @@ class AddItemFlow(ItemStep):
         self.currency = term.config["money"]["currency"]
         self.amount = AmountField(self.currency, self.most())
         self.plu = None
-
-    def most(self):
-        return min(PRICE_MAX, self.term.config["retail"]["max_line_amount"])
 
     def check(self):
         cat = self.term.catalogue
@@ -983,16 +984,6 @@ class AddItemFlow(ItemStep):
     def to_unit(self, ev):
         self.error = None
         return "unit"
-
-    def to_price(self, ev):
-        self.error = None
-        return "price"
-
-    def type_price(self, ev):
-        self.error = None
-        self.amount.key(ev.get("key"))
-        if self.amount.too_big:
-            self.refuse([("cart_price", {"limit": format_amount(self.most(), self.currency)})])
 
     def price_done(self, ev):
         if self.amount.value <= 0:

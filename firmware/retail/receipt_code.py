@@ -80,15 +80,6 @@ class OtherTerminal(ReceiptCodeError):
         self.number = number
 
 
-def _digits(text):
-    if not text:
-        return False
-    for ch in text:
-        if not "0" <= ch <= "9":
-            return False
-    return True
-
-
 def tid_check(tid):
     """The terminal's 2-digit check, 0 to 96: the TID as a number, IBAN-style (a digit
     as itself, A to Z as 10 to 35, any other character as its code point), modulo 97."""
@@ -139,7 +130,8 @@ def is_receipt_code(code):
     if not code or code[0] != PREFIX:
         return False
     body = code[1:]
-    return _digits(body) and 4 + MIN_DIGITS <= len(body) <= 4 + MAX_DIGITS
+    from firmware.retail.barcode import is_digits
+    return is_digits(body) and 4 + MIN_DIGITS <= len(body) <= 4 + MAX_DIGITS
 
 
 def parse(code, tid):
