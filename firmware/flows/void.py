@@ -103,6 +103,7 @@ class RefundStartFlow(Flow):
         Flow.__init__(self, term)
         self.original = None
         self.scan = scan                # a receipt's barcode scanned on the idle screen
+        self.by_sale = None
 
     def ask_supervisor(self):
         self.term.push(SupervisorFlow(self.term, "menu_refund"))
@@ -116,11 +117,15 @@ class RefundStartFlow(Flow):
             from firmware.retail import refund as refunds
             if refunds.sold_cart(rec) is None:
                 return "err_refund_cart"        # a copy this release cannot read
-            if not refunds.remaining(self.term.payments.journal, rec):
+            if not refunds.remaining(self.term.payments.journal, rec, by_sale=self.by_sale):
                 return "err_refund_used"
         return None
 
     def ask_pick(self):
+        from firmware.retail.refund import refunded_by_sale
+        # what every sale had back, read once: the pick looks at many sales (ENTER
+        # alone: the latest that can still be refunded)
+        self.by_sale = refunded_by_sale(self.term.payments.journal)
         pick = PickFlow(self.term, "menu_refund", self.eligible)
         self.term.push(pick)
         if self.scan is not None and not pick.finished:

@@ -43,26 +43,34 @@ def part_of(rec):
     return d["refund"]
 
 
-def refunded_lines(journal, original):
-    """{line index: pieces or grams} the approved refunds of original gave back."""
-    done = {}
+def refunded_by_sale(journal):
+    """{sale id: {line index: pieces or grams}} of every approved refund of items: one
+    read of the journal's refunds, for a screen that looks at many sales."""
+    out = {}
     for rec in journal.find(state="approved", kind="refund"):
-        if rec["original_id"] != original["id"]:
-            continue
         part = part_of(rec)
-        if part is None:
+        if part is None or not rec["original_id"]:
             continue
+        done = out.setdefault(rec["original_id"], {})
         for index, measure in part.get("picks", []):
             done[index] = done.get(index, 0) + measure
-    return done
+    return out
 
 
-def remaining(journal, original, cart=None):
+def refunded_lines(journal, original, by_sale=None):
+    """{line index: pieces or grams} the approved refunds of original gave back
+    (by_sale: refunded_by_sale()'s answer, when the caller has it)."""
+    if by_sale is None:
+        by_sale = refunded_by_sale(journal)
+    return dict(by_sale.get(original["id"], {}))
+
+
+def remaining(journal, original, cart=None, by_sale=None):
     """refundable() of original's cart after its approved refunds."""
     cart = cart if cart is not None else sold_cart(original)
     if cart is None:
         return []
-    return refundable(cart, refunded_lines(journal, original))
+    return refundable(cart, refunded_lines(journal, original, by_sale))
 
 
 def make_part(cart, picks, refunded):
