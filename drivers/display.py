@@ -8,8 +8,10 @@ vector glyphs turn to mush on a 128x64 monochrome panel, bitmap glyphs stay cris
 Row geometry comes from the font's measured ink, so a 13 px or 16 px font or a taller
 panel lays itself out without new numbers here.
 """
+import logging
 import os
 
+import segno
 from PIL import Image, ImageDraw, ImageFont
 
 from firmware.ui.screen import BODY_ROWS, Screen
@@ -36,6 +38,36 @@ KNOWN_FONTS = {
     15: ("wenquanyi_11pt.pcf", "wqy-zenhei.ttc"),
     16: ("wenquanyi_12pt.pcf", "unifont.otf", "unifont.ttf", "wqy-zenhei.ttc"),
 }
+
+log = logging.getLogger("handpos.display")
+
+# -- QR screens -------------------------------------------------------------------------
+# The symbol is drawn dark modules on lit pixels (a phone reads dark-on-light; inverted
+# codes are not read by every scanner app), at a whole number of pixels a module, with
+# a lit quiet zone of QR_QUIET modules on every side, as large as the panel's height
+# allows. Error level L: a lit panel under glass is never torn, creased or smudged the
+# way paper is, so the symbol spends its modules on data; L keeps it one version
+# smaller, hence larger modules, than M would (segno raises the level when that costs
+# no extra module). Never a Micro QR: phone cameras do not read those.
+# On 64 px with a 2-module quiet zone: up to version 2 (25 modules, QR_SCALE2_CHARS
+# bytes at L) gets 2 px a module; versions 3-10 (up to QR_MAX_CHARS bytes) only 1 px,
+# which is logged, since small phones struggle with it; longer text is not drawn.
+QR_ERROR = "L"
+QR_QUIET = 2
+QR_SCALE2_CHARS = 32
+QR_MAX_CHARS = 271
+
+
+def qr_symbol(text):
+    """The segno QR code the display draws for text (model 2, level L or better)."""
+    return segno.make(text, error=QR_ERROR.lower(), micro=False, boost_error=True)
+
+
+def qr_scale(modules, height, quiet=QR_QUIET):
+    """Pixels a module for a symbol of modules a side on a panel height px high
+    (0: it does not fit even at one pixel)."""
+    return height // (modules + 2 * quiet)
+
 
 # What a frame looks like in a PNG: lit pixels in the pale blue-white of an OLED.
 PNG_ON = (225, 240, 255)
@@ -373,6 +405,10 @@ class LumaDisplay:
         image = Image.new("1", self.size, 0)
         draw = ImageDraw.Draw(image)
         draw.fontmode = "1"
+        if getattr(screen, "qr", ""):
+            self._draw_qr_screen(image, draw, screen)
+            self.losses, self._losses = self._losses, None
+            return image
         self._draw_title(image, draw, screen)
         if lay.rows:
             self._draw_body(image, draw, screen)
@@ -560,6 +596,85 @@ class LumaDisplay:
             scale = 2 if (slots >= 2 and self.text_width(screen.masked) * 2 <= w - 4) else 1
             self._draw_text(image, (0, y, w, y + scale * pitch), screen.masked, 1,
                             align="center", scale=scale, part="entry")
+
+    # -- QR screens -----------------------------------------------------------------
+    qr_scale = 0          # pixels a module of the last QR drawn (0: not drawn)
+    qr_box = None         # (x0, y0, x1, y1) of its lit square, quiet zone included
+    _qr_cache = (None, None)
+    _qr_logged = None
+
+    def _qr(self, text):
+        if self._qr_cache[0] != text:
+            try:
+                symbol = qr_symbol(text)
+            except segno.DataOverflowError:
+                symbol = None
+            self._qr_cache = (text, symbol)
+        return self._qr_cache[1]
+
+    def _draw_qr_screen(self, image, draw, screen):
+        """The QR symbol on the left, as tall as the panel lets it be; the title (a lit
+        band), big line, body lines and footer in the column on its right."""
+        lay = self.layout
+        w, h = lay.width, lay.height
+        symbol = self._qr(screen.qr)
+        modules = symbol.symbol_size(border=0)[0] if symbol is not None else 0
+        scale = qr_scale(modules, h) if symbol is not None else 0
+        self.qr_scale, self.qr_box = scale, None
+        if scale < 2 and self._qr_logged != screen.qr:
+            # once per code, not at every redraw of the clock
+            self._qr_logged = screen.qr
+            if scale:
+                log.warning("display: QR code of %d characters needs version %s (%d "
+                            "modules): drawn at 1 px a module, hard for a phone to read; "
+                            "code URLs up to %d characters get 2 px", len(screen.qr),
+                            symbol.version, modules, QR_SCALE2_CHARS)
+            else:
+                log.error("display: QR code of %d characters does not fit the %d px "
+                          "panel (at most %d characters): not drawn", len(screen.qr), h,
+                          QR_MAX_CHARS)
+        left = 0
+        if scale:
+            side = (modules + 2 * QR_QUIET) * scale
+            y0 = (h - side) // 2
+            draw.rectangle((0, y0, side - 1, y0 + side - 1), fill=1)
+            origin_x, origin_y = QR_QUIET * scale, y0 + QR_QUIET * scale
+            for r, row in enumerate(symbol.matrix):
+                for c, dark in enumerate(row):
+                    if dark:
+                        x = origin_x + c * scale
+                        y = origin_y + r * scale
+                        draw.rectangle((x, y, x + scale - 1, y + scale - 1), fill=0)
+            self.qr_box = (0, y0, side, y0 + side)
+            left = side + 2
+        else:
+            self._lost("qr", screen.qr, "")
+        # The column: the title in a lit band, the rest spread evenly below it.
+        line_h = self.line_h
+        top = 0
+        if screen.title:
+            top = line_h + 1
+            draw.rectangle((left, 0, w - 1, top - 1), fill=1)
+            self._draw_text(image, (left, 0, w, top), screen.title, 0, align="center",
+                            part="title")
+            top += 1
+        rows = [("big", screen.big)] if screen.big else []
+        rows += [("line %d" % (i + 1), line) for i, line in enumerate(screen.lines)]
+        if screen.masked:
+            rows.append(("entry", screen.masked))
+        footer = [("footer", screen.footer)] if screen.footer else []
+        room = max(0, (h - top) // line_h - len(footer))
+        for part, text in rows[room:]:
+            self._lost(part, text, "")
+        rows = rows[:room] + footer
+        if not rows:
+            return
+        gap = (h - top - len(rows) * line_h) // (len(rows) + 1)
+        y = top + gap
+        for part, text in rows:
+            self._draw_text(image, (left, y, w, y + line_h), text, 1, align="center",
+                            part=part)
+            y += line_h + gap
 
     def _scrollbar(self, draw, top, bottom, first, rows, n):
         # A dotted track with a solid 2 px thumb at the right edge.

@@ -20,6 +20,7 @@ is held it sends nothing at all, so an idle terminal costs no CPU.
 """
 import os
 
+import segno
 import serial
 from escpos import constants as escpos_const
 
@@ -70,6 +71,17 @@ DRAWER_KICK = escpos_const.CD_KICK_DEC_SEQUENCE(27, 112, 0, 25, 250)
 # receipt prints its own text line under the bars, in the receipt's font).
 BARCODE_HEIGHT = 64
 BARCODE_CODE128 = 73
+# QR codes: GS ( k, function 165 (model 2), 167 (module size), 169 (error level M:
+# paper creases, fades and smudges, and 15% recovery is what survives a pocket), 180
+# (store the data), 181 (print the stored symbol), at the alignment ESC a sets.
+# The printer's store takes QR_STORE_MAX bytes, but the symbol must also fit the
+# paper: at 6 dots a module a 384-dot head prints up to version 11 (61 modules),
+# 251 bytes of a URL at level M. Anything longer is refused before a byte is sent.
+QR_PREFIX = GS + b"(k"
+QR_ERROR = "M"
+QR_ERROR_BYTES = {"L": 48, "M": 49, "Q": 50, "H": 51}
+QR_STORE_MAX = 7089
+DOTS = 384                       # printable width of the 58 mm head at 203 dpi
 # DLE then EOT, ENQ or DC4 is a real-time command to the printer wherever it appears,
 # even inside another command's data: a set C pair 16 (0x10) followed by one of these
 # pairs is sent from set B instead.
@@ -187,6 +199,43 @@ def code128_command(data):
         raise ValueError("barcode data too long for GS k: %r" % data)
     return (GS + b"h" + bytes((BARCODE_HEIGHT,)) + GS + b"w" + bytes((MODULE_DOTS,))
             + GS + b"H\x00" + GS + b"k" + bytes((BARCODE_CODE128, len(payload))) + payload)
+
+
+def qr_command(data, module=6, error=QR_ERROR, dots=DOTS):
+    """GS ( k functions 165, 167, 169, 180 and 181: a model 2 QR code of data (text,
+    sent as UTF-8) with modules of module dots at error level error. ValueError, in
+    words, for data the printer cannot store or whose symbol is wider than dots."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if not raw:
+        raise ValueError("QR code with no data: nothing to print")
+    if any(b < 0x20 or b == 0x7F for b in raw):
+        # a DLE EOT inside the data would be taken as a status request
+        raise ValueError("QR data has control characters: a code URL is printable text")
+    if not 1 <= module <= 16:
+        raise ValueError("QR module size %d dots: the printer takes 1 to 16" % module)
+    if len(raw) > QR_STORE_MAX:
+        raise ValueError("QR data of %d bytes is more than the printer stores (%d)"
+                         % (len(raw), QR_STORE_MAX))
+    most = (dots // module - 17) // 4          # the largest version that fits across
+    try:
+        symbol = segno.make(raw, error=error.lower(), micro=False, boost_error=False)
+        version = symbol.version
+    except segno.DataOverflowError:
+        version = 41
+    if version > most:
+        raise ValueError(
+            "QR data of %d bytes too long for the paper: it needs version %s, %s dots "
+            "wide at %d dots a module, and the %d-dot head prints up to version %d; "
+            "shorten the code URL or use smaller modules"
+            % (len(raw), version if version <= 40 else ">40",
+               (17 + 4 * version) * module if version <= 40 else "over %d" % dots,
+               module, dots, most))
+    store = len(raw) + 3
+    return (QR_PREFIX + b"\x04\x00\x31\x41\x32\x00"                  # fn 165: model 2
+            + QR_PREFIX + b"\x03\x00\x31\x43" + bytes((module,))       # fn 167: module
+            + QR_PREFIX + b"\x03\x00\x31\x45" + bytes((QR_ERROR_BYTES[error.upper()],))
+            + QR_PREFIX + bytes((store & 0xFF, store >> 8)) + b"\x31\x50\x30" + raw
+            + QR_PREFIX + b"\x03\x00\x31\x51\x30")                    # fn 181: print
 
 
 class _Job:
@@ -340,6 +389,11 @@ class EscPosPrinter:
                 out += ALIGN["center"] if align != "center" else b""
                 align = "center"
                 out += code128_command(line.data)
+            elif getattr(line, "kind", "text") == "qr":
+                # the symbol centred, then the line's own (blank) text: the feed after it
+                out += ALIGN["center"] if align != "center" else b""
+                align = "center"
+                out += qr_command(line.data, line.module, dots=self.width * 12)
             if line.align in ALIGN and line.align != align:
                 align = line.align
                 out += ALIGN[align]

@@ -5,6 +5,11 @@ into text. Strings in a Screen are already translated (firmware.ui.i18n).
 
 Layout on a 128x64 panel with a 12 px font: a title bar with the status icons on its
 right, three body rows (or one big line, e.g. an amount), and a footer of key hints.
+
+A QR screen (qr set: the text to encode, e.g. a code URL) is laid out differently: the
+symbol fills the panel's height on the left and the title, big line, body lines and
+footer stand in a narrow column on its right, with no status bar. The model carries
+only the text; the display driver makes the symbol.
 """
 
 BODY_ROWS = 3
@@ -50,7 +55,7 @@ class Status:
 
 class Screen:
     def __init__(self, title="", lines=None, footer="", selected=-1, big="",
-                 alert=None, status=None, masked="", top=-1):
+                 alert=None, status=None, masked="", top=-1, qr=""):
         self.title = title
         self.lines = list(lines or ())
         self.footer = footer
@@ -61,6 +66,7 @@ class Screen:
         self.masked = masked        # the entry field under the prompt (stars for a PIN)
         self.top = top              # >= 0: the body is a text scrolled by UP/DOWN, this
                                     # its first row shown (a scroll bar marks the rest)
+        self.qr = qr                # text drawn as a QR code left of the rest, "" none
 
     def first_visible(self, rows=BODY_ROWS):
         """The first body row shown: the scrolled text's top, or so that the selected
@@ -89,11 +95,14 @@ class Screen:
             rows.append(self.masked)
         if self.footer:
             rows.append(self.footer)
+        if self.qr:
+            rows.append("[QR] " + self.qr)
         return "\n".join(rows)
 
     def key(self):
         return (self.title, tuple(self.lines), self.footer, self.selected, self.big,
-                self.alert, self.masked, self.top, self.status.key() if self.status else None)
+                self.alert, self.masked, self.top, self.status.key() if self.status else None,
+                self.qr)
 
     def __eq__(self, other):
         return isinstance(other, Screen) and self.key() == other.key()

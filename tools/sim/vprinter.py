@@ -32,6 +32,11 @@ How it behaves, modelled on common Epson-compatible 58 mm printers:
   reads back what it drew (code128_decode over the bar widths) into .barcodes, so a
   wrong encoder or a wrong bar drawing shows there; a symbol wider than the paper is
   not printed, as a real printer refuses it. Other GS k symbologies are skipped.
+- QR codes: GS ( k cn=49 functions 165 (model), 167 (module size), 169 (error level),
+  180 (store data) and 181 (print the stored data) are obeyed; the symbol is made with
+  segno at that model 2 error level and module size and drawn at the ESC a alignment,
+  its data kept in .qr_codes. A symbol wider than the paper, or data no QR holds, is
+  not printed (.qr_refused counts them); other GS ( k symbols are skipped.
 """
 import os
 import tty
@@ -107,7 +112,8 @@ class PaperReceipt:
         self.feed = 0               # blank lines fed after the last printed line
         self.barcodes = []          # the data read back from each symbol drawn (None
                                     # when its bars do not decode)
-        self.graphics = []          # (index of the line they come before, Bars)
+        self.graphics = []          # (index of the line they come before, Bars or QrSymbol)
+        self.qr_codes = []          # the data of each QR code printed (text)
 
     def text(self, width=32):
         out = []
@@ -128,6 +134,14 @@ class Bars:
         self.runs = runs
         self.height = height
 
+    def row(self, width):
+        """The band as a 1-bit image width dots wide (1 = ink)."""
+        from PIL import Image
+        row = Image.new("1", (width, self.height), 0)
+        for x, w in self.runs:
+            row.paste(1, (x, 0, x + w, self.height))
+        return row
+
     def widths(self):
         """Bar and space widths in dots, from the first bar to the last."""
         out = []
@@ -136,6 +150,32 @@ class Bars:
                 out.append(x - (self.runs[i - 1][0] + self.runs[i - 1][1]))
             out.append(w)
         return out
+
+
+class QrSymbol:
+    """A QR code as printed: segno's matrix at module dots a module, x dots from the
+    left edge of the paper."""
+
+    def __init__(self, data, matrix, module, x, error):
+        self.data = data            # the text stored (UTF-8 decoded)
+        self.matrix = matrix        # rows of 0/1, no quiet zone
+        self.module = module
+        self.x = x
+        self.error = error          # "L", "M", "Q" or "H"
+        self.height = len(matrix) * module
+
+    def row(self, width):
+        from PIL import Image
+        row = Image.new("1", (width, self.height), 0)
+        m = self.module
+        for r, cells in enumerate(self.matrix):
+            for c, dark in enumerate(cells):
+                if dark:
+                    row.paste(1, (self.x + c * m, r * m, self.x + (c + 1) * m, (r + 1) * m))
+        return row
+
+
+QR_LEVELS = {48: "L", 49: "M", 50: "Q", 51: "H"}
 
 
 def code128_values(payload):
@@ -224,6 +264,7 @@ class VirtualPrinter:
         self.replies = bytearray()      # every status byte sent back
         self.dead_reason = None
         self.barcodes_refused = 0       # GS k symbols not printed (too wide, bad data)
+        self.qr_refused = 0             # GS ( k QR symbols not printed (too wide, no data)
         self.reactor = None
         self._rt = bytearray()          # a real-time command being received
         self._buffer = bytearray()      # receive buffer
@@ -398,6 +439,10 @@ class VirtualPrinter:
         self.barcode_height = 162       # GS h, dots
         self.module = 3                 # GS w, dots
         self.hri = 0                    # GS H: 0 none, 1 above, 2 below, 3 both
+        self.qr_model = 50              # GS ( k fn 165: 49 model 1, 50 model 2
+        self.qr_module = 3              # GS ( k fn 167: dots a module
+        self.qr_error = "L"             # GS ( k fn 169
+        self.qr_data = None             # GS ( k fn 180: the symbol storage area
 
     def _run(self):
         buf = self._buffer
@@ -551,6 +596,8 @@ class VirtualPrinter:
             self._skip = n
             return 4
         if cmd == 0x28:                         # GS ( fn pL pH d...
+            if i + 2 < len(buf) and buf[i + 2] == 0x6B:
+                return self._qr_function(buf, i)
             return self._with_length(buf, i, 3)
         if cmd == 0x38:                         # GS 8 L p1 p2 p3 p4 d...
             if i + 7 > len(buf):
@@ -593,6 +640,55 @@ class VirtualPrinter:
             return 0
         self._skip = buf[i + 3] | buf[i + 4] << 8
         return 5
+
+    def _qr_function(self, buf, i):
+        """GS ( k pL pH cn fn [parameters]: the 2D symbol functions, QR (cn 49) only."""
+        if i + 5 > len(buf):
+            return 0
+        n = buf[i + 3] | buf[i + 4] << 8
+        if i + 5 + n > len(buf):
+            return 0            # wait for the whole command: function 180 holds the data
+        args = bytes(buf[i + 5:i + 5 + n])
+        if len(args) >= 2 and args[0] == 49:
+            fn = args[1]
+            if fn == 65 and len(args) >= 3:                 # 165: model
+                self.qr_model = args[2]
+            elif fn == 67 and len(args) >= 3:               # 167: module size
+                if 1 <= args[2] <= 16:
+                    self.qr_module = args[2]
+            elif fn == 69 and len(args) >= 3:               # 169: error level
+                self.qr_error = QR_LEVELS.get(args[2], self.qr_error)
+            elif fn == 80 and len(args) >= 3:               # 180: store (m = 48)
+                self.qr_data = args[3:]
+            elif fn == 81:                                  # 181: print
+                self._qr_print()
+        return 5 + n
+
+    def _qr_print(self):
+        import segno
+        if self._chars:
+            self._print_line()
+        data = self.qr_data
+        try:
+            if not data or self.qr_model != 50:
+                raise ValueError("no data, or not model 2")
+            symbol = segno.make(data, error=self.qr_error.lower(), micro=False,
+                                boost_error=False)
+        except (ValueError, segno.DataOverflowError):
+            self.qr_refused += 1
+            return
+        matrix = [list(row) for row in symbol.matrix]
+        width = len(matrix) * self.qr_module
+        if width > DOTS:
+            self.qr_refused += 1            # a real printer does not print it either
+            return
+        x = {"center": (DOTS - width) // 2, "right": DOTS - width}.get(self.align, 0)
+        text = data.decode("utf-8", "replace")
+        receipt = self.current
+        self._flush_feed()
+        receipt.graphics.append((len(receipt.lines),
+                                 QrSymbol(text, matrix, self.qr_module, x, self.qr_error)))
+        receipt.qr_codes.append(text)
 
     def _user_glyphs(self, buf, i):
         if i + 5 > len(buf):
@@ -718,16 +814,8 @@ def _glyph(ch):
 
 
 def _bar_rows(graphics, index, width):
-    """The bands of the barcodes that come before line index (1 = ink)."""
-    from PIL import Image
-    rows = []
-    for at, bars in graphics:
-        if at == index:
-            row = Image.new("1", (width, bars.height), 0)
-            for x, w in bars.runs:
-                row.paste(1, (x, 0, x + w, bars.height))
-            rows.append(row)
-    return rows
+    """The bands of the barcodes and QR codes that come before line index (1 = ink)."""
+    return [graphic.row(width) for at, graphic in graphics if at == index]
 
 
 def read_barcodes(path):
