@@ -218,7 +218,6 @@ def test_virtual_printer_draws_the_code_and_it_scans(lang, tmp_path):
     side = len(symbol.matrix) * 6
     assert symbol.x == (DOTS - side) // 2                  # centred
     png = render_png(paper, str(tmp_path / ("receipt_qr_%s.png" % lang)))
-    assert decode(Image.open(png)) == [LONG_URL]
     # the matrix read off the paper's pixels, module by module
     image = Image.open(png).convert("L")
     top = next(y for y in range(image.height)
@@ -226,6 +225,7 @@ def test_virtual_printer_draws_the_code_and_it_scans(lang, tmp_path):
     read = [[1 if image.getpixel((symbol.x + c * 6 + 3, top + rr * 6 + 3)) < 128 else 0
              for c in range(len(symbol.matrix))] for rr in range(len(symbol.matrix))]
     assert read == symbol.matrix
+    assert decode(Image.open(png)) == [LONG_URL]      # last: skips without zxing-cpp
 
 
 def test_virtual_printer_refuses_a_symbol_wider_than_the_paper():
