@@ -447,9 +447,11 @@ class Terminal:
                       printer=self.printer_state)
 
     def show(self, title="", lines=None, footer="", selected=-1, big="", alert=None,
-             masked="", status=True, top=-1):
+             masked="", status=True, top=-1, qr=""):
+        """qr: a text (a merchant's code URL) drawn as a QR code beside the rows
+        (drivers/display.py; docs/hardware.md gives its limits)."""
         screen = Screen(title, lines, footer, selected, big, alert,
-                        self.status() if status else None, masked, top)
+                        self.status() if status else None, masked, top, qr=qr)
         self.screen = screen
         if self.display is not None:
             self.display.show(screen)

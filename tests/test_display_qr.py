@@ -266,3 +266,19 @@ def test_through_the_driver_on_a_pty():
         port.close()
         vp.close()
         reactor.close()
+
+
+def test_a_flow_shows_a_qr_through_the_terminal_onto_the_simulators_panel(harness):
+    """term.show(..., qr=url) reaches the display driver of the simulated board, and
+    the frame it draws scans back to the url."""
+    zxingcpp = pytest.importorskip("zxingcpp")
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    url = "https://qr.example.test/p/8F3K2"
+    screen = h.term.show("Scan to pay", ["12.50"], "CANCEL", qr=url)
+    h.run(50)
+    assert screen.qr == url and "[QR] " + url in h.text()
+    image = h.sim.last_image.convert("L")
+    big = image.resize((image.width * 4, image.height * 4), Image.NEAREST)
+    assert [b.text for b in zxingcpp.read_barcodes(big)] == [url]
