@@ -197,13 +197,18 @@ class QrLink:
 
     # -- the queue --------------------------------------------------------------------
     def _next(self):
-        if self._current is None:
-            if not self._queue:
-                self._maybe_idle()
-                return
-            self._current = self._queue.popleft()
-            self._response = None
-            self._answer_bytes = False
+        """Start the next queued request, if none is under way."""
+        if self._current is not None:
+            # under way already (connecting, sending or waiting for its answer)
+            if self.phase == IDLE:
+                self._connect()
+            return
+        if not self._queue:
+            self._maybe_idle()
+            return
+        self._current = self._queue.popleft()
+        self._response = None
+        self._answer_bytes = False
         if self.phase == OPEN:
             if self._used and not self._still_open():
                 self._quiet_close()

@@ -66,6 +66,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif action == "ok_then_close":       # answer, then close without saying so
             self.answer(200, {"code": "SUCCESS", "path": self.path})
             self.close_connection = True
+        elif action == "ok_close_header":     # answer with Connection: close
+            text = b'{"code": "SUCCESS"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(text)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(text)
+            self.close_connection = True
         elif action == "drop":                # close without answering
             self.close_connection = True
         elif action == "silent":              # hold the connection until the client goes
@@ -229,6 +237,30 @@ def test_server_closes_between_requests(server_factory, terminals, tls):
     assert term.wait(term.send())["status"] == 200
     assert server.connections == 4 and term.link.connections == 4
     assert term.links == ["up"]                     # a kept connection closing is no failure
+
+
+def test_connection_close_header_and_idle_close(server_factory, terminals, tls):
+    server = server_factory(lambda conn, n, path: "ok_close_header" if conn == 1 else "ok")
+    term = terminals(server.address, tls["ca"], idle_close_ms=200)
+    assert term.wait(term.send())["json"] == {"code": "SUCCESS"}
+    assert term.link.phase == "idle"                # closed at once, as the server said
+    assert term.wait(term.send())["status"] == 200
+    assert term.link.phase == "open"
+    assert pump(term.reactor, lambda: term.link.phase == "idle", 1000)   # idle_close_ms
+    assert term.wait(term.send())["status"] == 200
+    assert server.connections == 3 and term.links == ["up"]
+
+
+def test_a_queued_request_times_out_unsent(server_factory, terminals, tls):
+    server = server_factory(lambda conn, n, path: "silent" if n == 1 else "ok")
+    term = terminals(server.address, tls["ca"])
+    first = term.send("pay", timeout_ms=600)
+    second = term.send("query", timeout_ms=300)
+    result = term.wait(second)
+    assert result["kind"] == "timeout" and result["sent"] is False
+    assert "waited behind" in result["reason"]
+    assert term.wait(first)["sent"] is True
+    assert [p for _, _, p, _ in server.log] == ["/v1/pay"]
 
 
 def test_server_drops_a_kept_connection_as_the_request_arrives(server_factory, terminals, tls):

@@ -24,7 +24,7 @@ cancels), it never takes it for a refusal or a payment:
     "not_json"       not a JSON object (bytes/str that do not parse, or None)
     "bad_sign"       sign missing, not a string, or not the merchant key's signature
     "wrong_order"    out_trade_no (or out_refund_no) differs from the request's, or a
-                     SUCCESS answer lacks out_trade_no
+                     SUCCESS answer lacks one the request carried
     "wrong_amount"   total_fee (or refund_fee) differs from the request's, or is not an
                      integer
 
@@ -326,7 +326,7 @@ def check_response(request, response, key):
             continue
         got = fields.get(name)
         if got is None:
-            if success and name == "out_trade_no":
+            if success:             # a SUCCESS answer echoes the order (and refund) number
                 return WRONG_ORDER
             continue
         if got != request[name]:

@@ -245,6 +245,9 @@ def test_check_response_error_codes_carry_no_order_fields():
     assert m.check_response(refund, ok) is None
     assert m.check_response(refund, signed(_copy(ok, out_refund_no="R2"), KEY)) == WRONG_ORDER
     assert m.check_response(refund, signed(_copy(ok, refund_fee=300), KEY)) == WRONG_AMOUNT
+    no_refund_no = _copy(ok)
+    del no_refund_no["out_refund_no"]
+    assert m.check_response(refund, signed(no_refund_no, KEY)) == WRONG_ORDER
 
 
 # -- payment codes ----------------------------------------------------------------------
