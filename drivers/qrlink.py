@@ -222,7 +222,7 @@ class QrLink:
         """Has the server closed the kept connection? A non-blocking read says so: it
         would block on a live idle connection; EOF, an error or stray bytes say no."""
         try:
-            chunk = self._sock.recv(1)
+            self._sock.recv(1)
         except _WOULD_BLOCK:
             return True
         except (OSError, ValueError):

@@ -399,6 +399,13 @@ def test_unbuildable_requests_are_refused_without_touching_the_link(terminals, t
     assert term.links == [] and term.link.phase == "idle"
 
 
+def test_a_host_name_is_looked_up_off_the_loop(server_factory, terminals, tls):
+    server = server_factory()
+    term = terminals(("localhost", server.address[1]), tls["ca"])
+    result = term.wait(term.send("query"))
+    assert result["kind"] == "response" and result["status"] == 200, result
+
+
 def test_needs_a_ca_file():
     with pytest.raises(ValueError):
         QrLink(Reactor(), ("127.0.0.1", 1), None)

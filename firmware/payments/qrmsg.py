@@ -250,6 +250,8 @@ class QrMessages:
 
     def pay(self, out_trade_no, auth_code, total_fee, currency="CNY", body=""):
         _need_text("out_trade_no", out_trade_no)
+        if isinstance(auth_code, str):
+            auth_code = auth_code.strip()       # a scanner's line end, as classify_code
         if not isinstance(auth_code, str) or not auth_code or not _all_digits(auth_code):
             raise ValueError("auth_code must be the payment code's digits")
         _need_amount("total_fee", total_fee)

@@ -188,6 +188,12 @@ def test_builder_reproduces_example_1():
     assert body == PAY
 
 
+def test_pay_takes_a_scanned_code_with_its_line_end():
+    m = _messages()
+    assert m.pay("HP000001-000123", "134567890123456789\r\n", 100)["auth_code"] == \
+        "134567890123456789"
+
+
 def test_builders_refuse_what_cannot_be_sent():
     m = _messages()
     assert _raises(m.pay, "HP000001-1", "1345 6789", 100)
