@@ -90,6 +90,8 @@ class Built:
     def close(self):
         if self.terminal is not None:
             self.terminal.stop()
+        if getattr(self, "qr_link", None) is not None:
+            self.qr_link.close("the terminal stops")
         if self.keypad is not None:
             try:
                 self.keypad.stop()
@@ -435,11 +437,41 @@ def _build_payments(b, profile, config, tr, console):
     term.payments = Payments(term, b.journal, b.host, key, card_readers=readers,
                              chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)),
                              queue=b.queue)
+    term.payments.qr = build_qr(b, config, console, term)
     if isinstance(b.queue, Unavailable) or hasattr(b.queue, "export"):
         term.payments.exporter = lambda target, valid_h: export_queue(
             term.payments.queue, config, term.system, target, valid_h)
     check_storage(b, config, console)
     term.probe_storage = lambda: probe_storage(b, config, console)
+
+
+def build_qr(b, config, console, term):
+    """The QR payments service over the acquirer's HTTPS link (firmware/payments/qr.py,
+    drivers/qrlink.py), or None when [qr] is off or incomplete (the sale's QR entries
+    then say "QR not set up")."""
+    cfg = config["qr"]
+    if not cfg["enabled"]:
+        return None
+    missing = [name for name in ("address", "mch_id", "key") if not cfg[name]]
+    if missing:
+        console("qr: [qr] %s not set: QR payments are off" % ", ".join(missing))
+        return None
+    import time
+    from drivers.qrlink import QrLink
+    from firmware.payments.qr import QrPayments
+    from firmware.payments.qrmsg import QrMessages, nonce_from_bytes
+    try:
+        host, port = cfg["address"].rsplit(":", 1)
+        link = QrLink(b.reactor, (host, int(port)), cfg["ca_file"] or None,
+                      on_untrusted=lambda kind, reason: term.store.audit(
+                          "qr_untrusted", "", "%s %s" % (kind, reason)))
+    except Exception as exc:   # a missing or unreadable CA file
+        console("qr: %s" % exc)
+        return None
+    b.qr_link = link
+    messages = QrMessages(cfg["mch_id"], config["terminal"]["id"], cfg["key"],
+                          lambda: nonce_from_bytes(os.urandom(16)), time.time)
+    return QrPayments(term, term.payments, link, messages, config)
 
 
 def open_payments_storage(config, console, term, dd):

@@ -14,7 +14,7 @@ class SimHarness:
     """The whole simulated board in this process: real drivers on stand-in transports."""
 
     def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, offline=None,
-                 **ui):
+                 qr=None, **ui):
         from board.configfile import load_profile
         from tools.sim.simulator import Simulator
         config = schema.defaults()
@@ -25,6 +25,8 @@ class SimHarness:
         config["lab"]["enabled"] = True
         if offline:
             config["offline"].update(offline)
+        if qr is not None:              # the [qr] section: the QR acquirer (tests/test_qr_pay.py)
+            config["qr"].update(qr)
         if host is not None:            # (address, ca_file or None for plain TCP)
             config["host"].update(address=host[0], tls=host[1] is not None,
                                   ca_file=host[1] or "", response_timeout_s=5)

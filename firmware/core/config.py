@@ -39,6 +39,14 @@ def _text(max_len):
     return check
 
 
+def _optional_text(max_len):
+    def check(value):
+        if value == "":
+            return None
+        return _text(max_len)(value)
+    return check
+
+
 def _int_range(low, high):
     def check(value):
         if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
@@ -230,6 +238,19 @@ SCHEMA = {
         # how PINs travel to this host (docs/host-protocol.md, DE52/DE53/DE61)
         "pin_security": ("tdes-dukpt", _pin_security),
     },
+    # QR payments through an aggregated-payment acquirer (docs/qr-protocol.md)
+    "qr": {
+        "enabled": (False, _boolean),
+        "address": ("", _host_address),             # host:port of its HTTPS API
+        "ca_file": ("", _optional_path),            # the pinned CA of its certificate
+        "mch_id": ("", _optional_text(32)),         # the merchant's number there
+        # the merchant's signing key in the configuration: the lab's only ([lab]
+        # enabled); a field terminal's comes sealed in its key store
+        "key": ("", _optional_text(128)),
+        "poll_s": (5, _int_range(1, 30)),           # a waiting order is queried this often
+        "pay_timeout_s": (45, _int_range(15, 300)), # then cancelled
+        "request_timeout_s": (10, _int_range(3, 60)),
+    },
     "security": {
         # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)
         "test_keys": (False, _boolean),
@@ -374,6 +395,9 @@ def lab_problems(config):
         problems.append("security.test_keys = true: the published test keys are for the lab "
                         "only; load the acquirer's keys, or set [lab] enabled = true on a lab "
                         "terminal")
+    if config["qr"]["key"]:
+        problems.append("qr.key: a merchant key in the configuration file is for the lab "
+                        "only; remove it, or set [lab] enabled = true on a lab terminal")
     return problems
 
 

@@ -100,7 +100,10 @@ class PickFlow(Flow):
                            masked=self.field.shown() if self.field.value else hint)
             return
         rec = self.rec
-        what = t("rcpt_card") + " *" + rec["last4"] if rec["method"] == "card" else t("rcpt_cash")
+        if rec["method"] in ("card", "qr"):
+            what = t("rcpt_" + rec["method"]) + " *" + rec["last4"]
+        else:
+            what = t("rcpt_cash")
         self.term.show(t(self.purpose), ["#%d %s" % (rec["id"], what),
                                          "%s %s" % (rec["currency"], format_amount(rec["amount"], rec["currency"])),
                                          rec["utc"][:16].replace("T", " ")],

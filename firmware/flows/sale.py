@@ -28,7 +28,10 @@ class SaleFlow(PinEntry, Flow):
                           keys.ENTER: "amount_done", keys.CANCEL: "cancel"}},
         "method": {"timeout": ENTRY,
                    "on": {"1": "pick_card", "2": "pick_cash", keys.F1: "pick_card",
-                          keys.F2: "pick_cash", keys.CANCEL: "back_to_amount"}},
+                          keys.F2: "pick_cash", "3": "pick_qr", keys.F3: "pick_qr",
+                          keys.CANCEL: "back_to_amount"}},
+        # the customer's payment code is being paid (flows.qr runs above this state)
+        "qr": {"timeout": None, "on": {}},
         "tendered": {"timeout": ENTRY,
                      "on": {"digit": "type_tendered", keys.BKSP: "type_tendered",
                             keys.CLEAR: "type_tendered", keys.ENTER: "tendered_done",
@@ -158,6 +161,22 @@ class SaleFlow(PinEntry, Flow):
             return None
         return "card"
 
+    def pick_qr(self, ev):
+        """The customer's payment code: never offline (the acquirer must say yes)."""
+        if self.original is not None or self.term.payments.qr is None:
+            self.error = "qr_off"
+            self.term.beep("error")
+            return None
+        if self.term.link_state == "down":
+            self.error = "qr_needs_network"
+            self.term.beep("error")
+            return None
+        from firmware.flows.qr import QrPayFlow
+        self.error = None
+        self.goto("qr")
+        self.term.push(QrPayFlow(self.term, self.KIND, self.amount.value))
+        return None
+
     def back_to_method(self, ev):
         self.error = None
         self.term.set_cl_lights(0)
@@ -234,6 +253,11 @@ class SaleFlow(PinEntry, Flow):
         return None
 
     def child_done(self, child, result):
+        if child.NAME == "qr":
+            if result is None:          # nothing sent: another way to pay
+                return "method"
+            self.rec = result
+            return self.answered(None)
         if child.NAME != "chip":
             return None         # a notice over this flow (offline payment, device lost)
         self.BUSY = False
@@ -366,8 +390,13 @@ class SaleFlow(PinEntry, Flow):
                  masked=self.currency + " " + self.amount.shown())
         elif s == "method":
             # three rows: what went wrong, when something did, takes the amount's place
-            show(self.title(), (err or ["%s %s" % (self.currency, fmt(self.amount.value))])
-                 + ["1 " + t("pay_card"), "2 " + t("pay_cash")], t("footer_back"))
+            first = err or ["%s %s" % (self.currency, fmt(self.amount.value))]
+            if self.term.payments.qr is not None and self.original is None:
+                show(self.title(), first + ["1 %s  2 %s" % (t("pay_card"), t("pay_cash")),
+                                            "3 " + t("pay_qr")], t("footer_back"))
+            else:
+                show(self.title(), first + ["1 " + t("pay_card"), "2 " + t("pay_cash")],
+                     t("footer_back"))
         elif s == "tendered":
             show(t("pay_cash"), [t("total_is", amount=fmt(self.amount.value))] + (err or [t("enter_tendered")]),
                  t("footer_tendered"), masked=self.tendered.shown())
@@ -422,6 +451,8 @@ class SaleFlow(PinEntry, Flow):
             second = [t("offline_line")] if rec["offline"] else \
                 [t("auth_code_is", code=rec["auth_code"])] if rec["auth_code"] else []
             lines = [amount] + (second or note)
+        elif rec["state"] == "declined" and rec["method"] == "qr" and rec["reason"]:
+            lines = [t(rec["reason"])] + note       # the acquirer's refusal, in words
         elif rec["state"] == "declined":
             lines = [t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"]
                      else t("rc_other", rc=rec["rc"])] + note

@@ -32,6 +32,8 @@ class VoidFlow(Flow):
     def eligible(self, rec):
         if rec["kind"] != "sale":
             return "err_void_not_sale"
+        if rec["method"] == "qr":
+            return "qr_no_refund_yet"
         if rec["state"] != "approved":
             return "err_void_state"
         if rec["batch"] != self.term.payments.batch():
@@ -111,6 +113,8 @@ class RefundStartFlow(Flow):
     def eligible(self, rec):
         if rec["kind"] != "sale" or rec["state"] != "approved":
             return "err_refund_not_sale"
+        if rec["method"] == "qr":
+            return "qr_no_refund_yet"
         if rec["amount"] - rec["refunded"] <= 0:
             return "err_refund_used"
         if rec.get("cart"):

@@ -9,7 +9,7 @@ from firmware.ui.receipt import Receipt
 KIND_IDS = {"sale": "rcpt_sale", "refund": "rcpt_refund", "void": "rcpt_void"}
 ENTRY_IDS = {"swipe": "entry_swipe", "fallback": "entry_fallback", "chip": "entry_chip",
              "tap": "entry_tap", "manual": "entry_manual"}
-
+METHOD_IDS = {"card": "rcpt_card", "cash": "rcpt_cash", "qr": "rcpt_qr"}
 
 def _local(rec):
     """The record's local date and time from its UTC stamp and offset."""
@@ -75,7 +75,9 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
         r.add(t("rcpt_time_unverified"), "center")
     r.rule()
     r.add(t(KIND_IDS.get(rec["kind"], "rcpt_sale")) + " - " +
-          (t("rcpt_card") if rec["method"] == "card" else t("rcpt_cash")), "center", bold=True)
+          t(METHOD_IDS.get(rec["method"], "rcpt_cash")), "center", bold=True)
+    if rec["method"] == "qr":           # the channel and the code, masked as stored
+        r.pair(rec["card_label"] or t("rcpt_qr"), rec["pan_masked"])
     if rec["method"] == "card":
         r.pair(rec["card_label"] or t("rcpt_card"), "**** " + rec["last4"])
         r.pair(t("rcpt_entry"), t(ENTRY_IDS.get(rec["entry"], "entry_swipe")))
@@ -86,7 +88,10 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
             r.pair(t("rcpt_cryptogram"), rec["cryptogram"])
     if rec["stan"]:                     # cash never goes to the host: no STAN
         r.pair(t("rcpt_stan"), rec["stan"])
-    if rec["rrn"]:
+    if rec["rrn"] and rec["method"] == "qr":
+        r.add(t("rcpt_qr_txn"))            # the acquirer's transaction id: long
+        r.add(rec["rrn"], "right")
+    elif rec["rrn"]:
         r.pair(t("rcpt_rrn"), rec["rrn"])
     if rec["auth_code"]:
         r.pair(t("rcpt_auth"), rec["auth_code"])
@@ -124,6 +129,9 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
         r.add(t("rcpt_approved"), "center", bold=True, size=2)
         if rec["state"] == "voided":
             r.add(t("rcpt_voided_later"), "center")
+    elif rec["state"] == "declined" and rec["method"] == "qr" and rec["reason"]:
+        r.add(t("rcpt_declined"), "center", bold=True, size=2)
+        r.add(t(rec["reason"]), "center")
     elif rec["state"] == "declined":
         r.add(t("rcpt_declined"), "center", bold=True, size=2)
         r.add(t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"] else

@@ -85,6 +85,7 @@ class Payments:
         # the JSON of the cart the running sale pays for (firmware/flows/cart.py sets it
         # through the sale flow): each record the sale makes carries it
         self.cart = None
+        self.qr = None                  # firmware/payments/qr.py QrPayments, when [qr] is on
         self.exporter = None         # callable(target, valid_h) -> (paths, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
@@ -482,7 +483,8 @@ class Payments:
             self._queue_reversal(rec, "void" if rec["reason"] == "reason_voided" else "reversal")
 
     def pending_reversals(self):
-        return self.journal.find(state="reversal_pending")
+        """Card reversals waiting for the host (a QR order's cancel is the QR service's)."""
+        return [r for r in self.journal.find(state="reversal_pending") if r["method"] != "qr"]
 
     def kick_reversals(self, delay_ms=0):
         self.forwarder.kick(delay_ms)
@@ -717,6 +719,8 @@ class Payments:
         answer; return approvals whose receipt never printed (the idle screen offers
         a reprint)."""
         for rec in self.journal.find(state="sending"):
+            if rec["method"] == "qr":
+                continue                # the QR acquirer's own: firmware/payments/qr.py
             if rec["kind"] == "void" and rec["method"] == "card":
                 self._recover_void(rec)
                 continue

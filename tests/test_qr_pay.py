@@ -1,0 +1,213 @@
+"""Paying by the customer's payment code (issue 13 item 1) on the whole simulated board:
+the sale's method 3, the code scanned through the HID scanner driver, the payment over
+HTTPS to the QR acquirer simulator (tools/host/qrsim.py, its own test CA) through
+drivers/qrlink.py, signed both ways; waiting for the customer with the time left on
+screen, giving up, CANCEL, a timeout, a restart in the middle.
+
+The acquirer's clock is the test's (qrsim's outcomes by the amount's cents: .11 waits
+for the customer then pays, .12 the customer gives up, .51 not enough balance); the
+terminal's is the harness's virtual one.
+"""
+import os
+
+import pytest
+
+WECHAT = "134567890123456789"       # 18 digits, 10-15: a WeChat Pay code (made up)
+ALIPAY = "2845678901234567"         # 16 digits, 25-30: an Alipay code (made up)
+
+
+class Clock:
+    def __init__(self):
+        import time
+        self.now = time.time()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def acquirer(tmp_path):
+    from tools.host.qrsim import QrSim
+    clock = Clock()
+    sim = QrSim(str(tmp_path / "qrsim"), clock=clock, wait_ms=10000)
+    sim.start()
+    sim.test_clock = clock
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def qr_shop(harness, acquirer):
+    def make(**kw):
+        from tools.host.qrsim import DEFAULT_KEY
+        h = harness(qr={"enabled": True, "address": acquirer.address if isinstance(
+            acquirer.address, str) else "%s:%d" % tuple(acquirer.address[:2]),
+            "ca_file": acquirer.ca_file, "mch_id": "100000000001",
+            "key": DEFAULT_KEY.decode()}, **kw)
+        h.first_supervisor()
+        h.login()
+        return h
+    return make
+
+
+def _to_code_screen(h, digits):
+    h.press(*digits)
+    h.press("ENTER")
+    assert "3 Customer code" in h.text(), h.text()
+    h.press("3")
+    assert h.flow() == ("qr", "code"), h.text()
+    assert "Scan customer code" in h.text()
+
+
+def _wait_for(h, flows, ms=8000):
+    h.run(ms, until=lambda: h.flow() in flows)
+    assert h.flow() in flows, (h.flow(), h.text())
+
+
+def _order(acquirer, rec):
+    number = "%s-%06d" % ("HP000001", rec["id"])
+    return acquirer.ledger.order("100000000001", number)
+
+
+def test_a_wechat_code_paid_at_once_is_approved_and_printed_masked(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1250")
+    h.scan(WECHAT)
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["method"] == "qr" and rec["state"] == "approved" and rec["amount"] == 1250
+    assert rec["pan_masked"] == "1345**********6789" and rec["card_label"] == "WeChat Pay"
+    assert rec["rrn"]                                   # the acquirer's transaction id
+    assert "APPROVED" in h.text() or h.term.screen.big == "APPROVED", h.text()
+    h.run(3000, until=lambda: h.sim.vprinter.receipts)
+    paper = h.sim.vprinter.receipts[0].text()
+    for words in ("SALE - QR", "WeChat Pay", "1345**********6789", "Transaction ID",
+                  rec["rrn"], "USD 12.50"):
+        assert words in paper, paper
+    assert WECHAT not in paper
+    # the code whole is nowhere on the card: journal, audit, anything in the data folder
+    folder = h.term.config["storage"]["data_dir"]
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                assert WECHAT.encode() not in f.read(), name
+    order = _order(acquirer, rec)
+    assert order["state"] == "SUCCESS" and order["total_fee"] == 1250
+
+
+def test_waiting_for_the_customer_shows_the_time_left_then_pays(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1211")                          # .11: the customer confirms later
+    h.scan(WECHAT)
+    _wait_for(h, (("qr", "paying"),))
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    text = h.text()
+    assert "Confirm on phone" in text and " s left" in text, text
+    acquirer.test_clock.now += 11                       # the customer confirms
+    h.advance(5100)                                     # the next query
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved", rec
+
+
+def test_the_customer_gives_up_and_nothing_is_charged(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1212")                          # .12: the customer gives up
+    h.scan(ALIPAY)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    acquirer.test_clock.now += 21
+    h.advance(5100)
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "declined" and rec["card_label"] == "Alipay"
+    assert "Customer gave up" in h.text(), h.text()
+
+
+def test_cancel_while_waiting_cancels_the_order_at_the_acquirer(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1311")
+    h.scan(WECHAT)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    h.press("CANCEL")
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "reversed" and rec["reason"] == "reason_cancelled"
+    assert "NOT CHARGED" in h.text() or h.term.screen.big == "NOT CHARGED", h.text()
+    assert _order(acquirer, rec)["state"] == "REVOKED"
+    acquirer.test_clock.now += 11                       # too late: the phone says no
+    assert _order(acquirer, rec)["state"] == "REVOKED"
+
+
+def test_no_answer_within_the_time_cancels_the_order(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1411")                          # waits, and the customer never does
+    h.scan(WECHAT)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    for _ in range(10):                                 # 45 s of queries, 5 s apart
+        h.advance(5100)
+        if h.flow() == ("sale", "result"):
+            break
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "reversed" and rec["reason"] == "qr_timed_out"
+    assert _order(acquirer, rec)["state"] == "REVOKED"
+
+
+def test_bad_codes_and_no_network_are_named_and_nothing_is_recorded(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "500")
+    h.scan("6901234567892")                             # an item's EAN-13
+    assert "Not a payment code" in h.text(), h.text()
+    h.press("1", "2", "3", "ENTER")                     # typed, too short
+    assert "Not a payment code" in h.text(), h.text()
+    assert h.term.payments.journal.find() == []
+    h.press("CANCEL")
+    assert h.flow() == ("sale", "method"), h.text()
+    h.term.link_state = "down"                          # the network is gone
+    h.press("3")
+    assert "QR needs network" in h.text(), h.text()
+    assert h.flow() == ("sale", "method")
+
+
+def test_not_enough_balance_is_declined_in_words(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1251")                          # .51
+    h.scan(WECHAT)
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "declined" and rec["rc"] == "NOTENOUGH"
+    assert "Not enough balance" in h.text(), h.text()
+
+
+def test_a_restart_in_the_middle_queries_the_order_and_keeps_the_payment(qr_shop, harness, acquirer):
+    """The terminal dies while the customer confirms: the record says "sending". The
+    next start queries the order: paid meanwhile, the payment is kept (approved)."""
+    h = qr_shop()
+    _to_code_screen(h, "1511")
+    h.scan(WECHAT)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "sending"
+    qr = dict(h.term.config["qr"])
+    h.close()                                           # the power cut
+    acquirer.test_clock.now += 11                       # the customer confirmed anyway
+    h = harness(qr=qr)
+    h.boot()
+    h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] != "sending")
+    assert h.term.payments.journal.get(rec["id"])["state"] == "approved"
+
+
+def test_a_restart_in_the_middle_cancels_an_order_still_unpaid(qr_shop, harness, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1611")
+    h.scan(ALIPAY)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    rec = h.term.payments.journal.last()
+    qr = dict(h.term.config["qr"])
+    h.close()
+    h = harness(qr=qr)
+    h.boot()
+    h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] == "reversed")
+    assert h.term.payments.journal.get(rec["id"])["state"] == "reversed"
+    assert _order(acquirer, rec)["state"] == "REVOKED"
