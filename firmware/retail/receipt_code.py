@@ -130,8 +130,10 @@ def is_receipt_code(code):
     if not code or code[0] != PREFIX:
         return False
     body = code[1:]
-    from firmware.retail.barcode import is_digits
-    return is_digits(body) and 4 + MIN_DIGITS <= len(body) <= 4 + MAX_DIGITS
+    for ch in body:
+        if not "0" <= ch <= "9":
+            return False
+    return 4 + MIN_DIGITS <= len(body) <= 4 + MAX_DIGITS
 
 
 def parse(code, tid):
