@@ -211,3 +211,40 @@ def test_a_restart_in_the_middle_cancels_an_order_still_unpaid(qr_shop, harness,
     h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] == "reversed")
     assert h.term.payments.journal.get(rec["id"])["state"] == "reversed"
     assert _order(acquirer, rec)["state"] == "REVOKED"
+
+
+def test_the_seconds_left_count_down_between_queries(qr_shop, acquirer):
+    h = qr_shop()
+    _to_code_screen(h, "1711")
+    h.scan(WECHAT)
+    h.run(3000, until=lambda: "Confirm on phone" in h.text())
+    first = [r for r in h.term.screen.lines if r.endswith(" s left")][0]
+    h.advance(2000)                                     # no query yet: the screen still counts
+    second = [r for r in h.term.screen.lines if r.endswith(" s left")][0]
+    assert int(second.split()[0]) <= int(first.split()[0]) - 2, (first, second)
+
+
+def test_handpos_sim_starts_its_qr_acquirer_and_a_payment_goes_through_it(harness, tmp_path):
+    """What `handpos sim` runs beside the terminal: the simulator in a process of its
+    own on a free port, its CA, the lab's merchant key; a code paid through it."""
+    from tools.cli import start_qrsim
+    from tools.host.qrsim import DEFAULT_KEY
+    proc, address, ca = start_qrsim(str(tmp_path / "data-qr"))
+    assert proc is not None, address
+    try:
+        h = harness(qr={"enabled": True, "address": address, "ca_file": ca,
+                        "mch_id": "100000000001", "key": DEFAULT_KEY.decode()})
+        h.first_supervisor()
+        h.login()
+        _to_code_screen(h, "800")
+        from tools.sim.simulator import payment_code
+        code = payment_code("alipay")
+        assert len(code) == 18 and code.startswith("28")
+        h.scan(code)
+        _wait_for(h, (("sale", "result"),))
+        assert h.term.payments.journal.last()["state"] == "approved"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    with open(str(tmp_path / "data-qr" / "qrsim.log"), encoding="utf-8") as f:
+        assert "listening on https://127.0.0.1:" in f.read()

@@ -155,6 +155,36 @@ def start_hostsim(address, data_dir, timeout=20):
     return None, "it did not open %s within %d s; see %s" % (address, timeout, log_path)
 
 
+def start_qrsim(data_dir, timeout=20):
+    """Start the QR acquirer simulator (tools/host/qrsim.py) on a free loopback port
+    beside the simulated terminal; returns (process, address, CA path) or (None, why, None)."""
+    import re
+    import subprocess
+    import time
+    os.makedirs(data_dir, exist_ok=True)
+    log_path = os.path.join(data_dir, "qrsim.log")
+    log_from = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tools.host.qrsim", "--dir", data_dir,
+                                 "--host", "127.0.0.1", "--port", "0", "--quiet"], cwd=REPO,
+                                stdout=log, stderr=log, preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exited = proc.poll() is not None
+        with open(log_path, "rb") as f:
+            f.seek(log_from)
+            text = f.read().decode("utf-8", "replace")
+        found = re.search(r"qrsim: listening on https://([0-9.]+:[0-9]+)", text)
+        if found and "ledger" in text:
+            return proc, found.group(1), os.path.join(data_dir, "tls", "ca.pem")
+        if exited:
+            return None, "it exited; see %s" % log_path, None
+        time.sleep(0.05)
+    proc.terminate()
+    proc.wait(10)
+    return None, "it did not start within %d s; see %s" % (timeout, log_path), None
+
+
 HEADLESS_HINT = ("to run it without a screen: .venv/bin/handpos sim --headless --control "
                  "/tmp/pos.sock (docs/simulator.md)")
 
@@ -289,8 +319,18 @@ def cmd_sim(args):
              "does only with --host auto and a host.address on 127.0.0.1 (here: %s, --host %s)"
              % (address or '""', args.host))
         return 2
-    hostsim = proxy = pcscd = sim = None
+    hostsim = proxy = pcscd = sim = qrsim = None
     try:
+        if local_host and not config["qr"]["address"]:
+            # the QR acquirer simulator beside the card host: QR payments in `make run`
+            qrsim, qr_address, qr_ca = start_qrsim(data_dir + "-qr")
+            if qrsim is None:
+                _say("the QR acquirer simulator did not start (%s): QR payments are off"
+                     % qr_address)
+            else:
+                from tools.host.qrsim import DEFAULT_KEY
+                config["qr"].update(enabled=True, address=qr_address, ca_file=qr_ca,
+                                    mch_id="100000000001", key=DEFAULT_KEY.decode())
         if local_host:
             host, port = address.rsplit(":", 1)
             if args.host_port is not None:
@@ -364,6 +404,9 @@ def cmd_sim(args):
         if hostsim is not None:
             hostsim.terminate()
             hostsim.wait(10)
+        if qrsim is not None:
+            qrsim.terminate()
+            qrsim.wait(10)
         if pcscd is not None:
             pcscd.stop()
         lock.close()

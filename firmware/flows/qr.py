@@ -39,6 +39,8 @@ class QrPayFlow(Flow):
         self.rec = None
         self.phase = "sending"          # sending | waiting | cancelling
         self.left_s = 0
+        self.deadline = None            # reactor ms when the order is given up
+        self._tick = None
 
     # -- the code ---------------------------------------------------------------------
     def type(self, ev):
@@ -91,11 +93,42 @@ class QrPayFlow(Flow):
         if event == "waiting":
             self.phase = "waiting"
             self.left_s = ev.get("info", {}).get("left_s", 0)
+            self.deadline = self.term.reactor.clock() + self.left_s * 1000
+            self._arm_tick()
         elif event == "cancelling":
             self.phase = "cancelling"
+            self._drop_tick()
         elif event == "done":
             self.finish(self.rec)
         return None
+
+    # the seconds left count down on the screen between the acquirer's answers
+    def _arm_tick(self):
+        self._drop_tick()
+        self._tick = self.term.reactor.call_later(1000, self._ticked)
+
+    def _ticked(self):
+        self._tick = None
+        if self.finished or self.phase != "waiting" or self.deadline is None:
+            return
+        self.left_s = max(0, (self.deadline - self.term.reactor.clock() + 999) // 1000)
+        if self.on_top():
+            self.render()
+        if self.left_s > 0:
+            self._arm_tick()
+
+    def _drop_tick(self):
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    def finish(self, result=None):
+        self._drop_tick()
+        Flow.finish(self, result)
+
+    def stop(self):
+        self._drop_tick()
+        Flow.stop(self)
 
     def ask_cancel(self, ev):
         if self.rec is not None and self.phase != "cancelling":

@@ -23,6 +23,14 @@ from drivers.system import LinuxSystem
 from tools.cards.stripes import card_tracks
 from tools.sim.vprinter import VirtualPrinter, make_pty
 
+def payment_code(channel):
+    """A made-up customer payment code of channel (wechat: 18 digits from 13; alipay: 18
+    digits from 28), fresh each call: the acquirer takes a code once."""
+    import random
+    prefix = {"wechat": "13", "alipay": "28"}[channel]
+    return prefix + "".join(random.choice("0123456789") for _ in range(16))
+
+
 # PC keys that are not letters or digits, as curses reports them, to evdev codes.
 CURSES_KEYS = {
     10: "KEY_ENTER", 13: "KEY_ENTER", curses.KEY_ENTER: "KEY_ENTER",
@@ -38,6 +46,8 @@ SIM_NETWORK = ord("N")
 SIM_SCAN = ord("s")             # the next demo barcode (tools/sim/demo_codes.py)
 SIM_SCAN_GARBLED = ord("S")     # a misread: a code with a key no US layout types
 SIM_SCAN_RECEIPT = ord("R")     # the barcode of the last receipt on the paper (a refund)
+# a customer's payment code on the phone, a fresh one each time (made-up digits)
+SIM_QR_CODES = {ord("w"): "wechat", ord("y"): "alipay"}
 
 HELP = ("keys: 0-9  z=00  .  Enter=ENTER  Esc/x=CANCEL  Bksp=BKSP  c/Del=CLEAR  "
         "F1-F4  Up/Down  m=MENU   P=paper in/out  N=network cut/back  Q=quit")
@@ -52,7 +62,7 @@ CHIP_KEYS = {ord("i"): ("insert", "online_pin"), ord("o"): ("insert", "offline_p
              ord("a"): ("insert", "declines_aac"), ord("k"): ("insert", "blocked_app"),
              ord("d"): ("insert", "dda"), ord("t"): ("tap", "no_cvm"), ord("r"): ("remove", None)}
 HELP_SCAN = ("scan: s=next demo barcode (items, scale labels, a bad check digit)  S=garbled read  "
-             "R=the last receipt's barcode")
+             "R=the last receipt's barcode  w=WeChat Pay code  y=Alipay code")
 HELP_CHIP = ("chip: i=insert (online PIN)  o=offline PIN  a=card declines  k=blocked  d=DDA  "
              "t=tap  r=remove")
 
@@ -302,6 +312,9 @@ class CursesUI:
                 continue
             if ch == SIM_SCAN_RECEIPT:
                 self.sim.scan_receipt()
+                continue
+            if ch in SIM_QR_CODES:
+                self.sim.scan(payment_code(SIM_QR_CODES[ch]))
                 continue
             if ch in CARD_KEYS:
                 self.sim.swipe(card=CARD_KEYS[ch])
