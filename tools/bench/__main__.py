@@ -1,7 +1,9 @@
 """`python -m tools.bench [--quick]` (what `make bench` runs): the terminal's figures
 (tools/bench/terminal.py), then the offline queue's (tools/bench/saf.py), then what
 keeping keys at rest costs (tools/bench/keys.py), then the catalogue's (a scan's lookup
-in 100,000 items, the import, memory: tools/bench/catalogue.py), in one run.
+in 100,000 items, the import, memory: tools/bench/catalogue.py), then QR payments' (scan
+-> request at the acquirer, answer -> APPROVED frame, drawing the QR frame:
+tools/bench/qr.py), in one run.
 
 Options go to both: --quick for the short smoke run; --chip off (the terminal bench
 only) to measure without the chip reader. Each bench bounds its own waits and says in
@@ -14,6 +16,7 @@ import sys
 from tools.bench import run_main
 from tools.bench import catalogue as catalogue_bench
 from tools.bench import keys as keys_bench
+from tools.bench import qr as qr_bench
 from tools.bench import saf as saf_bench
 from tools.bench import terminal as terminal_bench
 
@@ -37,6 +40,9 @@ def main(argv=None):
     print()
     sys.stdout.flush()
     status |= run_main(catalogue_bench.main, quick, name="bench.catalogue")
+    print()
+    sys.stdout.flush()
+    status |= run_main(qr_bench.main, quick, name="bench.qr")
     return status
 
 
