@@ -438,6 +438,9 @@ def _build_payments(b, profile, config, tr, console):
                              chip_reader=chip, emv=emv_params.defaults(config, load_ca_keys(config)),
                              queue=b.queue)
     term.payments.qr = build_qr(b, config, console, term)
+    if term.payments.qr is not None:
+        from firmware.payments.qr_refund import QrRefunds
+        term.payments.qr_refunds = QrRefunds(term.payments.qr)
     if isinstance(b.queue, Unavailable) or hasattr(b.queue, "export"):
         term.payments.exporter = lambda target, valid_h: export_queue(
             term.payments.queue, config, term.system, target, valid_h)

@@ -98,6 +98,7 @@ class Terminal:
                 stock.catch_up(self)        # a sale approved just before a crash
                 if self.payments.qr is not None:
                     self.payments.qr.recover()  # QR orders in flight: query, cancel
+                    self.payments.qr_refunds.recover()
                 self.payments.sign_on()
             except Exception as exc:    # a card that fails at start: shown after boot
                 if not is_fault(exc):

@@ -138,6 +138,8 @@ class SaleFlow(PinEntry, Flow):
             if self.original["method"] == "cash":
                 self.tendered.value = 0
                 return "change"
+            if self.original["method"] == "qr":
+                return "qr_refund"      # back through the acquirer: no card, no code
             return self.pick_card(ev)
         return "method"
 
@@ -424,7 +426,7 @@ class SaleFlow(PinEntry, Flow):
         elif s == "pin":
             show(t("enter_pin"), [t("total_is", amount=fmt(self.amount.value))] + err,
                  t("footer_entry"), masked=self.pin.shown())
-        elif s == "authorising":
+        elif s in ("authorising", "qr_refund"):
             show(self.title(), [t("authorising"), t("do_not_remove")], t("footer_wait"))
         elif s in ("result", "copy", "closing"):
             self._render_result()
@@ -451,6 +453,8 @@ class SaleFlow(PinEntry, Flow):
             second = [t("offline_line")] if rec["offline"] else \
                 [t("auth_code_is", code=rec["auth_code"])] if rec["auth_code"] else []
             lines = [amount] + (second or note)
+        elif rec["state"] == "sending":             # a QR refund the terminal finishes
+            lines = [t("qr_pending")] + note
         elif rec["state"] == "declined" and rec["method"] == "qr" and rec["reason"]:
             lines = [t(rec["reason"])] + note       # the acquirer's refusal, in words
         elif rec["state"] == "declined":
@@ -464,7 +468,8 @@ class SaleFlow(PinEntry, Flow):
     def _outcome_word(self):
         state = self.rec["state"]
         return self.t("approved" if state == "approved" else
-                      "declined" if state == "declined" else "not_charged")
+                      "declined" if state == "declined" else
+                      "pending_word" if state == "sending" else "not_charged")
 
     def _alert(self):
         return "ok" if self.rec["state"] == "approved" else "error"
@@ -473,9 +478,19 @@ class SaleFlow(PinEntry, Flow):
 class RefundFlow(SaleFlow):
     """A refund of original: an amount typed (a keyed-amount sale), or, for an item
     sale, the lines chosen before (part: firmware/retail/refund.py make_part), whose
-    total is the amount and which every record of the refund carries."""
+    total is the amount and which every record of the refund carries. A QR payment is
+    refunded through the QR acquirer (firmware/payments/qr_refund.py)."""
     NAME = "refund"
     KIND = "refund"
+    STATES = dict(SaleFlow.STATES)
+    STATES["qr_refund"] = {"enter": "send_qr_refund", "timeout": None,
+                           "on": {"authorised": "answered"}}
+
+    def send_qr_refund(self):
+        self.BUSY = True
+        self.rec = self.term.payments.qr_refunds.refund(self.original, self.amount.value,
+                                                        self._authorised)
+        return None
 
     def __init__(self, term, original=None, part=None):
         SaleFlow.__init__(self, term, original=original)

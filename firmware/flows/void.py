@@ -32,8 +32,8 @@ class VoidFlow(Flow):
     def eligible(self, rec):
         if rec["kind"] != "sale":
             return "err_void_not_sale"
-        if rec["method"] == "qr":
-            return "qr_no_refund_yet"
+        if rec["method"] == "qr" and self.term.payments.qr_refunds is None:
+            return "qr_off"
         if rec["state"] != "approved":
             return "err_void_state"
         if rec["batch"] != self.term.payments.batch():
@@ -58,6 +58,9 @@ class VoidFlow(Flow):
         return "working"
 
     def send(self):
+        if self.original["method"] == "qr":     # the acquirer cancels the order
+            self.term.payments.qr_refunds.void(self.original, self.supervisor, self._answer)
+            return
         self.term.payments.void(self.original, self.supervisor, self._answer)
 
     def _answer(self, rec):
@@ -113,8 +116,8 @@ class RefundStartFlow(Flow):
     def eligible(self, rec):
         if rec["kind"] != "sale" or rec["state"] != "approved":
             return "err_refund_not_sale"
-        if rec["method"] == "qr":
-            return "qr_no_refund_yet"
+        if rec["method"] == "qr" and self.term.payments.qr_refunds is None:
+            return "qr_off"
         if rec["amount"] - rec["refunded"] <= 0:
             return "err_refund_used"
         if rec.get("cart"):

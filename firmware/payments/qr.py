@@ -11,9 +11,17 @@ the aggregated-payment acquirer (docs/qr-protocol.md), with the guarantees of a 
     acknowledges it, after a restart too;
   * after a crash an order in flight ("sending") is queried, then kept or cancelled.
 
+The merchant's code (show(), entry "qr_show"): the record first ("sending", no channel
+until paid), then `create`; its code_url goes to the listener ("shown") to be drawn,
+and the order is queried every poll_s until show_timeout_s (never past the code's own
+expiry). CANCEL or the time up closes it (`close`): closed, the record is "reversed"
+(nothing charged); paid meanwhile (close says ORDERPAID), it is queried and kept; a
+close without a believable answer becomes a cancel, repeated until acknowledged.
+
 Nothing here blocks: the link (drivers/qrlink.py) answers on the loop. A listener
-(the flow) hears listener(event, rec, info): "waiting" (info: seconds left),
-"cancelling", "done" (rec: the final record).
+(the flow) hears listener(event, rec, info): "shown" (the merchant's code; info: url,
+seconds left), "waiting" (info: seconds left), "closing", "cancelling", "done" (rec:
+the final record).
 
 Order numbers are the terminal's ID and the record's number, "HP000001-000123": unique
 per merchant across terminals, and found again from the journal alone after a crash.
@@ -27,6 +35,8 @@ REFUSALS = {"NOTENOUGH": "qr_no_balance", "AUTHCODEEXPIRE": "qr_code_expired",
             "USERPAYING_FAILED": "qr_gave_up", "CLOSED": "qr_gave_up",
             "REVOKED": "qr_gave_up", "ORDERPAID": "qr_code_used"}
 CANCEL_RETRY_MS = (2000, 5000, 15000, 30000, 60000)
+SHOW_ENTRY = "qr_show"          # the entry of a record paid by the merchant's code
+EXPIRY_MARGIN_MS = 5000         # a shown order is closed this long before its code expires
 
 
 def out_trade_no(tid, rec_id):
@@ -54,6 +64,9 @@ class _Order:
         self.timer = None
         self.busy = False           # a request of this order is on the link
         self.tries = 0
+        self.shown = False          # the merchant's code (create), not the customer's (pay)
+        self.timeout_ms = None      # None: the service's pay_timeout_s
+        self.reason = None          # why a shown order is being closed
 
 
 class QrPayments:
@@ -65,6 +78,7 @@ class QrPayments:
         cfg = config["qr"]
         self.poll_ms = cfg["poll_s"] * 1000
         self.pay_timeout_ms = cfg["pay_timeout_s"] * 1000
+        self.show_timeout_ms = cfg.get("show_timeout_s", 120) * 1000
         self.request_ms = cfg["request_timeout_s"] * 1000
         self.tid = config["terminal"]["id"]
         self.orders = {}            # rec id -> _Order (in flight or being cancelled)
@@ -100,16 +114,32 @@ class QrPayments:
         self._send(order, "pay", body, self._paid)
         return rec
 
+    def show(self, kind, amount, listener):
+        """Record, then create, an order paid by the merchant's code (the customer scans
+        the screen, or paper); the record (state "sending"). The listener hears "shown"
+        with the code_url to draw."""
+        rec = self.payments._new(kind, "qr", amount, "sending", card_label="",
+                                 entry=SHOW_ENTRY)
+        order = _Order(rec["id"], amount, listener, self.term.reactor.clock())
+        order.shown = True
+        order.timeout_ms = self.show_timeout_ms
+        self.orders[rec["id"]] = order
+        self.term.store.audit("qr_show_" + kind, rec["operator"], "#%d %d" % (rec["id"], amount))
+        body = self.msg.create(self._number(rec["id"]), amount,
+                               self.term.config["money"]["currency"], self._body(rec))
+        self._send(order, "create", body, self._created)
+        return rec
+
     def cancel(self, rec_id):
-        """CANCEL pressed: the order is cancelled as soon as its request in flight ends
-        (at once when none is)."""
+        """CANCEL pressed: the order is cancelled (a shown one closed) as soon as its
+        request in flight ends (at once when none is)."""
         order = self.orders.get(rec_id)
         if order is None or order.cancel_asked:
             return
         order.cancel_asked = True
         if not order.busy:
             self._cancel_timer(order)
-            self._start_cancel(order, "reason_cancelled")
+            self._give_up(order, "reason_cancelled")
 
     def in_flight(self):
         return [rid for rid in self.orders]
@@ -144,12 +174,42 @@ class QrPayments:
         # USERPAYING, SYSTEMERROR, an error code, or no believable answer: ask
         self._poll_later(order)
 
+    def _created(self, order, reply, result):
+        if reply is None and result.get("kind") != "response" and not result.get("sent"):
+            return self._end(order, "failed", reason="reason_host_down")
+        if reply is not None and reply.get("code") == "SUCCESS":
+            url = reply.get("code_url")
+            if reply.get("result") == "SUCCESS" and isinstance(url, str) and url:
+                expires = reply.get("expires_in")
+                if isinstance(expires, int) and not isinstance(expires, bool) and expires > 0:
+                    # never show a code the acquirer will no longer take
+                    used = self.term.reactor.clock() - order.started_ms
+                    order.timeout_ms = min(order.timeout_ms, max(
+                        used, used + expires * 1000 - EXPIRY_MARGIN_MS))
+                if order.cancel_asked:
+                    return self._give_up(order, "reason_cancelled")
+                left = self._left_ms(order)
+                self._notify(order, "shown", {"url": url, "left_s": (left + 999) // 1000})
+                return self._poll_later(order)
+            if reply.get("result") == "FAIL" and reply.get("err_code") not in (
+                    "SYSTEMERROR", "", None):
+                # refused (a number used, a parameter): no order, nothing to pay
+                return self._end(order, "failed", rc=(reply.get("err_code") or "")[:16],
+                                 reason="qrs_refused")
+        # no believable answer: the order may exist, its code was never shown; close it
+        self._give_up(order, "qrs_no_code")
+
+    def _give_up(self, order, reason):
+        if order.shown:
+            return self._start_close(order, reason)
+        return self._start_cancel(order, reason)
+
     def _poll_later(self, order):
         if order.cancel_asked:
-            return self._start_cancel(order, "reason_cancelled")
+            return self._give_up(order, "reason_cancelled")
         left = self._left_ms(order)
         if left <= 0:
-            return self._start_cancel(order, "qr_timed_out")
+            return self._give_up(order, "qrs_timed_out" if order.shown else "qr_timed_out")
         self._notify(order, "waiting", {"left_s": (left + 999) // 1000})
         self._cancel_timer(order)
         order.timer = self.term.reactor.call_later(min(self.poll_ms, left), self._query, order)
@@ -157,7 +217,7 @@ class QrPayments:
     def _query(self, order):
         order.timer = None
         if order.cancel_asked:
-            return self._start_cancel(order, "reason_cancelled")
+            return self._give_up(order, "reason_cancelled")
         self._send(order, "query", self.msg.query(self._number(order.rec_id)), self._queried)
 
     def _queried(self, order, reply, result):
@@ -170,14 +230,54 @@ class QrPayments:
         self._poll_later(order)
 
     def _approve(self, order, reply):
-        if order.cancel_asked:          # paid after CANCEL was pressed: given back
+        if order.cancel_asked and not order.shown:  # paid after CANCEL was pressed: given back
             return self._start_cancel(order, "reason_cancelled")
-        return self._end(order, "approved", rrn=str(reply.get("transaction_id") or ""),
-                         rc="00")
+        # a customer who scanned the merchant's code has paid: the payment is kept
+        fields = {"rrn": str(reply.get("transaction_id") or ""), "rc": "00"}
+        channel = reply.get("channel")
+        if order.shown and isinstance(channel, str) and channel:
+            fields["card_label"] = CHANNEL_LABELS.get(channel, channel)[:32]
+        return self._end(order, "approved", **fields)
 
     def _decline(self, order, err):
         return self._end(order, "declined", rc=(err or "")[:16],
                          reason=REFUSALS.get(err, "qr_declined"))
+
+    # -- closing a shown order --------------------------------------------------------------
+    def _start_close(self, order, reason):
+        self._cancel_timer(order)
+        order.cancel_asked = True
+        order.reason = reason
+        self._notify(order, "closing", {})
+        self._send(order, "close", self.msg.close(self._number(order.rec_id)), self._closed)
+
+    def _closed(self, order, reply, result):
+        code = reply.get("code") if reply is not None else None
+        if code == "SUCCESS" and reply.get("result") == "SUCCESS":
+            return self._end(order, "reversed", reason=order.reason)
+        if code == "SUCCESS" and reply.get("result") == "FAIL" \
+                and reply.get("err_code") == "ORDERPAID":
+            # paid as it was being closed: ask for the payment, then keep it
+            return self._query_paid(order)
+        # ORDER_NOT_FOUND (the create never arrived: a cancel makes sure a late one is
+        # refused), or no believable answer: cancel until acknowledged
+        return self._start_cancel(order, order.reason)
+
+    def _query_paid(self, order):
+        order.timer = None
+        self._send(order, "query", self.msg.query(self._number(order.rec_id)), self._paid_query)
+
+    def _paid_query(self, order, reply, result):
+        state = reply.get("trade_state") if reply is not None and reply.get("code") == "SUCCESS" \
+            else None
+        if state in ("SUCCESS", "REFUND"):
+            return self._approve(order, reply)
+        if state in ("PAYERROR", "CLOSED", "REVOKED"):
+            return self._end(order, "reversed", reason=order.reason)
+        # not known yet: the order is paid, ask again
+        delay = CANCEL_RETRY_MS[min(order.tries, len(CANCEL_RETRY_MS) - 1)]
+        order.tries += 1
+        order.timer = self.term.reactor.call_later(delay, self._query_paid, order)
 
     # -- cancelling -----------------------------------------------------------------------
     def _start_cancel(self, order, reason):
@@ -233,10 +333,13 @@ class QrPayments:
         "reversal_pending" ones cancelled again until acknowledged."""
         n = 0
         for rec in self.payments.journal.find(state="sending"):
-            if rec["method"] != "qr" or rec["id"] in self.orders:
+            if rec["method"] != "qr" or rec["kind"] != "sale" or rec["id"] in self.orders:
                 continue
             order = _Order(rec["id"], rec["amount"], None,
                            self.term.reactor.clock() - self.pay_timeout_ms)
+            if rec["entry"] == SHOW_ENTRY:  # a shown code: paid is kept, else closed
+                order.shown = True
+                order.timeout_ms = self.pay_timeout_ms
             self.orders[rec["id"]] = order
             self._send(order, "query", self.msg.query(self._number(rec["id"])), self._queried)
             n += 1
@@ -258,7 +361,8 @@ class QrPayments:
         return self.term.config["terminal"]["merchant_name"][:32]
 
     def _left_ms(self, order):
-        return order.started_ms + self.pay_timeout_ms - self.term.reactor.clock()
+        timeout = order.timeout_ms if order.timeout_ms is not None else self.pay_timeout_ms
+        return order.started_ms + timeout - self.term.reactor.clock()
 
     def _cancel_timer(self, order):
         if order.timer is not None:

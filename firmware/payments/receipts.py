@@ -136,6 +136,9 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
         r.add(t("rcpt_declined"), "center", bold=True, size=2)
         r.add(t("rc_" + rec["rc"]) if t("rc_" + rec["rc"]) != "rc_" + rec["rc"] else
               t("rc_other", rc=rec["rc"]), "center")
+    elif rec["state"] == "sending":     # a QR refund or void still being asked
+        r.add(t("pending_word"), "center", bold=True, size=2)
+        r.add(t("qr_pending"), "center")
     else:
         r.add(t("rcpt_not_charged"), "center", bold=True)
         if rec["reason"]:

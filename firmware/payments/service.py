@@ -86,6 +86,7 @@ class Payments:
         # through the sale flow): each record the sale makes carries it
         self.cart = None
         self.qr = None                  # firmware/payments/qr.py QrPayments, when [qr] is on
+        self.qr_refunds = None          # firmware/payments/qr_refund.py, with it
         self.exporter = None         # callable(target, valid_h) -> (paths, count): the board's signed export      # original id -> callback of the void flow
         self._jobs = {}              # printer job -> journal id of a merchant copy
 
