@@ -249,6 +249,9 @@ SCHEMA = {
         "key": ("", _optional_text(128)),
         "poll_s": (5, _int_range(1, 30)),           # a waiting order is queried this often
         "pay_timeout_s": (45, _int_range(15, 300)), # then cancelled
+        # the merchant's code on the screen: the customer opens the app and scans it
+        # first, so it waits longer; then the order is closed
+        "show_timeout_s": (120, _int_range(30, 600)),
         "request_timeout_s": (10, _int_range(3, 60)),
     },
     "security": {

@@ -29,8 +29,10 @@ class SaleFlow(PinEntry, Flow):
         "method": {"timeout": ENTRY,
                    "on": {"1": "pick_card", "2": "pick_cash", keys.F1: "pick_card",
                           keys.F2: "pick_cash", "3": "pick_qr", keys.F3: "pick_qr",
+                          "4": "pick_qr_show", keys.F4: "pick_qr_show",
                           keys.CANCEL: "back_to_amount"}},
-        # the customer's payment code is being paid (flows.qr runs above this state)
+        # the customer's payment code is being paid, or the merchant's shown (flows.qr
+        # runs above this state)
         "qr": {"timeout": None, "on": {}},
         "tendered": {"timeout": ENTRY,
                      "on": {"digit": "type_tendered", keys.BKSP: "type_tendered",
@@ -165,6 +167,15 @@ class SaleFlow(PinEntry, Flow):
 
     def pick_qr(self, ev):
         """The customer's payment code: never offline (the acquirer must say yes)."""
+        from firmware.flows.qr import QrPayFlow
+        return self._push_qr(QrPayFlow)
+
+    def pick_qr_show(self, ev):
+        """The merchant's code on the screen (and on paper): online only too."""
+        from firmware.flows.qr import QrShowFlow
+        return self._push_qr(QrShowFlow)
+
+    def _push_qr(self, flow_class):
         if self.original is not None or self.term.payments.qr is None:
             self.error = "qr_off"
             self.term.beep("error")
@@ -173,10 +184,9 @@ class SaleFlow(PinEntry, Flow):
             self.error = "qr_needs_network"
             self.term.beep("error")
             return None
-        from firmware.flows.qr import QrPayFlow
         self.error = None
         self.goto("qr")
-        self.term.push(QrPayFlow(self.term, self.KIND, self.amount.value))
+        self.term.push(flow_class(self.term, self.KIND, self.amount.value))
         return None
 
     def back_to_method(self, ev):
@@ -255,7 +265,7 @@ class SaleFlow(PinEntry, Flow):
         return None
 
     def child_done(self, child, result):
-        if child.NAME == "qr":
+        if child.NAME in ("qr", "qr_show"):
             if result is None:          # nothing sent: another way to pay
                 return "method"
             self.rec = result
@@ -395,7 +405,8 @@ class SaleFlow(PinEntry, Flow):
             first = err or ["%s %s" % (self.currency, fmt(self.amount.value))]
             if self.term.payments.qr is not None and self.original is None:
                 show(self.title(), first + ["1 %s  2 %s" % (t("pay_card"), t("pay_cash")),
-                                            "3 " + t("pay_qr")], t("footer_back"))
+                                            "3 %s 4 %s" % (t("pay_qr"), t("qrs_show"))],
+                     t("footer_back"))
             else:
                 show(self.title(), first + ["1 " + t("pay_card"), "2 " + t("pay_cash")],
                      t("footer_back"))

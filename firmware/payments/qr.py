@@ -200,7 +200,9 @@ class QrPayments:
         self._give_up(order, "qrs_no_code")
 
     def _give_up(self, order, reason):
-        if order.shown:
+        if order.shown:                 # closed, not reversed: nothing was ever paid
+            if reason == "reason_cancelled":
+                reason = "qrs_cancelled"
             return self._start_close(order, reason)
         return self._start_cancel(order, reason)
 

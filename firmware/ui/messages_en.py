@@ -600,6 +600,6 @@ MESSAGES = {
     "qrs_timed_out": "Timed out: closed",
     "qrs_no_code": "No code: closed",
     "qrs_refused": "QR code refused",
-    "qrs_rcpt_title": "SCAN TO PAY",
+    "qrs_rcpt_head": "SCAN TO PAY",
     "qrs_rcpt_scan": "Scan with your phone",
 }

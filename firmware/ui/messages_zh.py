@@ -592,6 +592,6 @@ MESSAGES = {
     "qrs_timed_out": "超时:已关闭",
     "qrs_no_code": "无应答:已关闭",
     "qrs_refused": "收款码被拒绝",
-    "qrs_rcpt_title": "扫码付款",
+    "qrs_rcpt_head": "扫码付款",
     "qrs_rcpt_scan": "请用微信或支付宝扫码",
 }

@@ -30,6 +30,12 @@ Requests (one JSON object a line) and their answers:
                                                   card data), totals, the forwarder's progress
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
   {"cmd": "snapshot", "path": "x.png"}         -> {"ok": true}  (the current frame as PNG)
+  {"cmd": "qr_pay", "channel": "wechat"}       -> {"ok": true, "url": ..., "answer": {...}}: the
+                                                  merchant's code on the screen (screen.qr)
+                                                  paid as a phone would, through the QR
+                                                  simulator's POST /sim/pay at [qr] address;
+                                                  {"ok": false, "error": "no QR code on the
+                                                  screen"} when none is shown
   {"cmd": "quit"}                              -> {"ok": true}, then the simulator exits
 Anything else gets {"ok": false, "error": "..."} and the connection stays usable.
 """
@@ -48,10 +54,10 @@ MAX_LINE = 65536
 def screen_dict(screen):
     if screen is None:
         return {"text": "", "title": "", "lines": [], "footer": "", "big": "", "selected": -1,
-                "masked": "", "alert": None}
+                "masked": "", "alert": None, "qr": ""}
     return {"text": screen.text(), "title": screen.title, "lines": screen.lines,
             "footer": screen.footer, "big": screen.big, "selected": screen.selected,
-            "masked": screen.masked, "alert": screen.alert}
+            "masked": screen.masked, "alert": screen.alert, "qr": getattr(screen, "qr", "")}
 
 
 class ControlServer:
@@ -258,6 +264,26 @@ class ControlServer:
         self.sim.save_frame(req["path"])
         self._reply(conn, {"ok": True})
 
+    def cmd_qr_pay(self, conn, req):
+        screen = self.sim.terminal.screen
+        url = getattr(screen, "qr", "") if screen is not None else ""
+        if not url:
+            self._reply(conn, {"ok": False, "error": "no QR code on the screen"})
+            return
+        try:
+            status, answer = phone_pay(self.sim.terminal.config["qr"], url,
+                                       req.get("channel", "wechat"))
+        except (OSError, ValueError) as exc:
+            self._reply(conn, {"ok": False, "url": url,
+                               "error": "the QR simulator did not answer: %s" % exc})
+            return
+        if status != 200:
+            self._reply(conn, {"ok": False, "url": url, "answer": answer,
+                               "error": "the QR simulator said %d: %s" % (
+                                   status, answer.get("msg", ""))})
+            return
+        self._reply(conn, {"ok": True, "url": url, "answer": answer})
+
     def cmd_quit(self, conn, req):
         self._reply(conn, {"ok": True})
         self.sim.quit()
@@ -272,6 +298,35 @@ class ControlServer:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+def phone_pay(qr_config, code_url, channel="wechat", timeout=5.0):
+    """A customer's phone paying the merchant's code: POST /sim/pay to the QR acquirer
+    simulator (tools/host/qrsim.py) at [qr] address, over HTTPS with its CA (the address
+    of an in-process QrSim in the tests). -> (HTTP status, the answer's JSON object).
+    Blocks for at most timeout: the simulator answers from its own threads or process."""
+    import http.client
+    import ssl
+    host, port = qr_config["address"].rsplit(":", 1)
+    host = host.strip("[]")
+    if qr_config.get("ca_file"):
+        context = ssl.create_default_context(cafile=qr_config["ca_file"])
+    else:                               # the lab without a CA: the loopback simulator
+        context = ssl._create_unverified_context()
+    conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+    try:
+        body = json.dumps({"code_url": code_url, "channel": channel}).encode()
+        conn.request("POST", "/sim/pay", body=body,
+                     headers={"Content-Type": "application/json; charset=utf-8"})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(data.decode("utf-8"))
+    except ValueError:
+        answer = {"msg": data[:200].decode("utf-8", "replace")}
+    return resp.status, answer if isinstance(answer, dict) else {"msg": str(answer)}
 
 
 def _pending_bytes(fd):
