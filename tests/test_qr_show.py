@@ -305,3 +305,27 @@ def test_a_create_that_cannot_be_sent_fails_and_charges_nothing(qr_shop, acquire
     rec = h.term.payments.journal.last()
     assert rec["state"] == "failed" and rec["entry"] == "qr_show", rec
     assert h.term.screen.big == "NOT CHARGED", h.text()
+
+
+def test_a_close_without_an_answer_becomes_a_cancel_until_acknowledged(qr_shop, acquirer):
+    """The close's answer is lost (sent, never answered): the order may have been paid
+    meanwhile, so it is cancelled (refunded if paid) until the acquirer agrees."""
+    h = qr_shop()
+    _show(h, "2100")
+    link = h.term.payments.qr.link
+    real = link.request
+    lost = []
+
+    def request(op, body, timeout_ms, callback):
+        if op == "close" and not lost:
+            lost.append(body)
+            real(op, body, timeout_ms, lambda result: callback(
+                {"kind": "error", "sent": True, "cause": "timeout", "reason": "lost"}))
+            return
+        real(op, body, timeout_ms, callback)
+    link.request = request
+    h.press("CANCEL")
+    _wait_for(h, (("sale", "result"),))
+    rec = h.term.payments.journal.last()
+    assert lost and rec["state"] == "reversed" and rec["reason"] == "qrs_cancelled", rec
+    assert _order(acquirer, rec)["state"] == "REVOKED"
