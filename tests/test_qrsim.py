@@ -358,7 +358,7 @@ def test_create_and_phone_pay(client):
     no = order_no()
     created = client.ok("create", out_trade_no=no, total_fee=800, currency="CNY", body="面包")
     assert created["result"] == "SUCCESS" and created["expires_in"] > 0
-    assert created["code_url"].startswith("https://qr.example.test/pay/")
+    assert created["code_url"].startswith("https://qr.test/p/") and len(created["code_url"]) == 32
     again = client.ok("create", out_trade_no=no, total_fee=800, currency="CNY", body="面包")
     assert again["code_url"] == created["code_url"]             # a retried create
     assert client.query(no)["trade_state"] == "NOTPAY"
@@ -381,7 +381,7 @@ def test_create_then_close(client):
     assert (late["result"], late["err_code"]) == ("FAIL", "ORDERCLOSED")
     _, reply = client.call("close", out_trade_no=order_no())
     assert reply["code"] == "ORDER_NOT_FOUND"
-    assert phone_pay(client, "https://qr.example.test/pay/nosuch")[1]["code"] == "ORDER_NOT_FOUND"
+    assert phone_pay(client, "https://qr.test/p/nosuch")[1]["code"] == "ORDER_NOT_FOUND"
 
 
 def test_create_phone_outcomes(client, clock):
