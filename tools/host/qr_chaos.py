@@ -338,22 +338,32 @@ class QrChaos(chaos.Chaos):
         return report
 
 
+class _HostOff:
+    """chaos's subprocess module, seen by chaos.Terminal.start only, with the terminal's
+    "--host external" made "--host off" (no card host at all)."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def Popen(self, argv, **kw):
+        argv = list(argv)
+        argv[argv.index("--host") + 1] = "off"
+        return self._real.Popen(argv, **kw)
+
+
 class QrTerminal(Terminal):
-    """chaos.Terminal started with no card host and no chip reader."""
+    """chaos.Terminal started with no card host (--host off) and no chip reader."""
 
     def start(self, timeout_s=30):
-        import subprocess
-        real = subprocess.Popen
-
-        def popen(argv, **kw):
-            argv = list(argv)
-            argv[argv.index("--host") + 1] = "off"
-            return real(argv, **kw)
-        chaos.subprocess.Popen = popen
+        real = chaos.subprocess
+        chaos.subprocess = _HostOff(real)
         try:
             Terminal.start(self, timeout_s)
         finally:
-            chaos.subprocess.Popen = real
+            chaos.subprocess = real
 
 
 def format_report(report):
