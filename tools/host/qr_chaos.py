@@ -164,6 +164,7 @@ class QrChaos(chaos.Chaos):
         self.outcomes = collections.Counter()
         self.kill_phases_met = collections.Counter()
         self.cancels = 0
+        self.killed_states = collections.Counter()
 
     # -- parts ------------------------------------------------------------------------
     def _setup(self):
@@ -244,6 +245,10 @@ class QrChaos(chaos.Chaos):
             time.sleep(0.05)
 
     def _kill(self, i, phase):
+        recs = self._qr_records() if phase != "code" else []
+        # the state the record was killed in: "sending" (pay out, waiting) or
+        # "reversal_pending" (cancelling) show the hard case was really met
+        self.killed_states[phase + ":" + (recs[-1]["state"] if recs else "-")] += 1
         self._kill_and_restart(i, phase)
         self.kill_phases_met[phase] += 1
 
@@ -332,6 +337,7 @@ class QrChaos(chaos.Chaos):
             self._cleanup()
         report.update(ok=self.ok(), payments_done=self.sales_done,
                       kills=len(self.kills), kill_phases=dict(self.kill_phases_met),
+                      killed_states=dict(self.killed_states),
                       cancels=self.cancels, outcomes=dict(self.outcomes),
                       mismatches=list(self.mismatches), errors=list(self.errors),
                       workdir=self.workdir, timeline=list(self.timeline))
@@ -371,6 +377,7 @@ def format_report(report):
              "payments %d/%d, kills %d %s, cancels %d" % (
                  report["payments_done"], report["payments"], report["kills"],
                  json.dumps(report["kill_phases"], sort_keys=True), report["cancels"]),
+             "killed in %s" % json.dumps(report["killed_states"], sort_keys=True),
              "journal %s" % json.dumps(report.get("journal", {}), sort_keys=True),
              "ledger  %s" % json.dumps(report.get("ledger", {}), sort_keys=True),
              "totals: terminal %s, acquirer %s" % (report.get("terminal_total"),
