@@ -158,6 +158,11 @@ class SimHarness:
         self.run(100)
         return self.text()
 
+    def wait_for_flow(self, *flows, ms=8000):
+        """Run until the current (flow, state) is one of flows; the screen if not."""
+        self.run(ms, until=lambda: self.flow() in flows)
+        assert self.flow() in flows, (self.flow(), self.text())
+
     def stock(self, plu):
         """What the catalogue has on hand of the item with this PLU."""
         item = self.term.catalogue.find_by_plu(plu)
@@ -195,6 +200,58 @@ def shop(harness):
         h.first_supervisor()
         h.login()
         h.load_demo_catalogue()
+        return h
+    return make
+
+
+class TestClock:
+    """A clock a test moves by hand (the QR acquirer simulator's): epoch seconds."""
+    def __init__(self):
+        import time
+        self.now = time.time()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def acquirer(tmp_path):
+    """The QR acquirer simulator (tools/host/qrsim.py) in this process, TLS with its own
+    test CA, on acquirer.test_clock (.11 orders wait 10 s of it for the customer)."""
+    from tools.host.qrsim import QrSim
+    clock = TestClock()
+    sim = QrSim(str(tmp_path / "qrsim"), clock=clock, wait_ms=10000)
+    sim.start()
+    sim.test_clock = clock
+    yield sim
+    sim.stop()
+
+
+def qr_config(acquirer, **extra):
+    """The [qr] section of a terminal that pays through acquirer (the lab's key)."""
+    from tools.host.qrsim import DEFAULT_KEY
+    cfg = {"enabled": True, "address": "%s:%d" % tuple(acquirer.address[:2]),
+           "ca_file": acquirer.ca_file, "mch_id": "100000000001", "key": DEFAULT_KEY.decode()}
+    cfg.update(extra)
+    return cfg
+
+
+def qr_order(acquirer, rec, tid="HP000001"):
+    """The acquirer's ledger row of a journal record's order."""
+    return acquirer.ledger.order("100000000001", "%s-%06d" % (tid, rec["id"]))
+
+
+@pytest.fixture
+def qr_shop(harness, acquirer):
+    """qr_shop(qr={...}, language=..., **harness options): a logged-in terminal whose
+    [qr] section pays through acquirer."""
+    def make(qr=None, language="en", **kw):
+        h = harness(qr=qr_config(acquirer, **(qr or {})), **kw)
+        h.first_supervisor()
+        h.login()
+        if language != "en":
+            h.term.set_language(language)
+            h.run(100)
         return h
     return make
 

@@ -10,44 +10,10 @@ terminal's is the harness's virtual one.
 """
 import os
 
-import pytest
+from tests.conftest import qr_order
 
 WECHAT = "134567890123456789"       # 18 digits, 10-15: a WeChat Pay code (made up)
 ALIPAY = "2845678901234567"         # 16 digits, 25-30: an Alipay code (made up)
-
-
-class Clock:
-    def __init__(self):
-        import time
-        self.now = time.time()
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def acquirer(tmp_path):
-    from tools.host.qrsim import QrSim
-    clock = Clock()
-    sim = QrSim(str(tmp_path / "qrsim"), clock=clock, wait_ms=10000)
-    sim.start()
-    sim.test_clock = clock
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def qr_shop(harness, acquirer):
-    def make(**kw):
-        from tools.host.qrsim import DEFAULT_KEY
-        h = harness(qr={"enabled": True, "address": acquirer.address if isinstance(
-            acquirer.address, str) else "%s:%d" % tuple(acquirer.address[:2]),
-            "ca_file": acquirer.ca_file, "mch_id": "100000000001",
-            "key": DEFAULT_KEY.decode()}, **kw)
-        h.first_supervisor()
-        h.login()
-        return h
-    return make
 
 
 def _to_code_screen(h, digits):
@@ -59,21 +25,11 @@ def _to_code_screen(h, digits):
     assert "Scan customer code" in h.text()
 
 
-def _wait_for(h, flows, ms=8000):
-    h.run(ms, until=lambda: h.flow() in flows)
-    assert h.flow() in flows, (h.flow(), h.text())
-
-
-def _order(acquirer, rec):
-    number = "%s-%06d" % ("HP000001", rec["id"])
-    return acquirer.ledger.order("100000000001", number)
-
-
 def test_a_wechat_code_paid_at_once_is_approved_and_printed_masked(qr_shop, acquirer):
     h = qr_shop()
     _to_code_screen(h, "1250")
     h.scan(WECHAT)
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["method"] == "qr" and rec["state"] == "approved" and rec["amount"] == 1250
     assert rec["pan_masked"] == "1345**********6789" and rec["card_label"] == "WeChat Pay"
@@ -92,7 +48,7 @@ def test_a_wechat_code_paid_at_once_is_approved_and_printed_masked(qr_shop, acqu
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 assert WECHAT.encode() not in f.read(), name
-    order = _order(acquirer, rec)
+    order = qr_order(acquirer, rec)
     assert order["state"] == "SUCCESS" and order["total_fee"] == 1250
 
 
@@ -100,13 +56,13 @@ def test_waiting_for_the_customer_shows_the_time_left_then_pays(qr_shop, acquire
     h = qr_shop()
     _to_code_screen(h, "1211")                          # .11: the customer confirms later
     h.scan(WECHAT)
-    _wait_for(h, (("qr", "paying"),))
+    h.wait_for_flow(("qr", "paying"))
     h.run(3000, until=lambda: "Confirm on phone" in h.text())
     text = h.text()
     assert "Confirm on phone" in text and " s left" in text, text
     acquirer.test_clock.now += 11                       # the customer confirms
     h.advance(5100)                                     # the next query
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "approved", rec
 
@@ -118,7 +74,7 @@ def test_the_customer_gives_up_and_nothing_is_charged(qr_shop, acquirer):
     h.run(3000, until=lambda: "Confirm on phone" in h.text())
     acquirer.test_clock.now += 21
     h.advance(5100)
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "declined" and rec["card_label"] == "Alipay"
     assert "Customer gave up" in h.text(), h.text()
@@ -130,13 +86,13 @@ def test_cancel_while_waiting_cancels_the_order_at_the_acquirer(qr_shop, acquire
     h.scan(WECHAT)
     h.run(3000, until=lambda: "Confirm on phone" in h.text())
     h.press("CANCEL")
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "reversed" and rec["reason"] == "reason_cancelled"
     assert "NOT CHARGED" in h.text() or h.term.screen.big == "NOT CHARGED", h.text()
-    assert _order(acquirer, rec)["state"] == "REVOKED"
+    assert qr_order(acquirer, rec)["state"] == "REVOKED"
     acquirer.test_clock.now += 11                       # too late: the phone says no
-    assert _order(acquirer, rec)["state"] == "REVOKED"
+    assert qr_order(acquirer, rec)["state"] == "REVOKED"
 
 
 def test_no_answer_within_the_time_cancels_the_order(qr_shop, acquirer):
@@ -148,10 +104,10 @@ def test_no_answer_within_the_time_cancels_the_order(qr_shop, acquirer):
         h.advance(5100)
         if h.flow() == ("sale", "result"):
             break
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "reversed" and rec["reason"] == "qr_timed_out"
-    assert _order(acquirer, rec)["state"] == "REVOKED"
+    assert qr_order(acquirer, rec)["state"] == "REVOKED"
 
 
 def test_bad_codes_and_no_network_are_named_and_nothing_is_recorded(qr_shop, acquirer):
@@ -174,7 +130,7 @@ def test_not_enough_balance_is_declined_in_words(qr_shop, acquirer):
     h = qr_shop()
     _to_code_screen(h, "1251")                          # .51
     h.scan(WECHAT)
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "declined" and rec["rc"] == "NOTENOUGH"
     assert "Not enough balance" in h.text(), h.text()
@@ -210,7 +166,7 @@ def test_a_restart_in_the_middle_cancels_an_order_still_unpaid(qr_shop, harness,
     h.boot()
     h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] == "reversed")
     assert h.term.payments.journal.get(rec["id"])["state"] == "reversed"
-    assert _order(acquirer, rec)["state"] == "REVOKED"
+    assert qr_order(acquirer, rec)["state"] == "REVOKED"
 
 
 def test_the_seconds_left_count_down_between_queries(qr_shop, acquirer):
@@ -241,7 +197,7 @@ def test_handpos_sim_starts_its_qr_acquirer_and_a_payment_goes_through_it(harnes
         code = payment_code("alipay")
         assert len(code) == 18 and code.startswith("28")
         h.scan(code)
-        _wait_for(h, (("sale", "result"),))
+        h.wait_for_flow(("sale", "result"))
         assert h.term.payments.journal.last()["state"] == "approved"
     finally:
         proc.terminate()

@@ -3,13 +3,14 @@ with the supervisor's PIN as for cards: whole or in parts, never more than is le
 void cancels the order; an unknown answer is asked again (the acquirer refunds once per
 refund number), on its own and after a restart.
 """
-from tests.test_qr_pay import WECHAT, _order, _to_code_screen, _wait_for, acquirer, qr_shop  # noqa: F401
+from tests.conftest import qr_order
+from tests.test_qr_pay import WECHAT, _to_code_screen
 
 
 def _qr_sale(h, digits, code=WECHAT):
     _to_code_screen(h, digits)
     h.scan(code)
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     sale = h.term.payments.journal.last()
     assert sale["state"] == "approved"
     h.to_idle()
@@ -31,12 +32,12 @@ def test_a_qr_sale_is_refunded_in_two_parts_and_never_more(qr_shop, acquirer):
     h = qr_shop()
     sale = _qr_sale(h, "1250")
     _refund(h, sale, "500")
-    _wait_for(h, (("refund", "result"),))
+    h.wait_for_flow(("refund", "result"))
     refund = h.term.payments.journal.last()
     assert (refund["kind"], refund["method"], refund["state"]) == ("refund", "qr", "approved")
     assert refund["rrn"] and refund["pan_masked"] == sale["pan_masked"]
     assert h.term.payments.journal.get(sale["id"])["refunded"] == 500
-    assert _order(acquirer, sale)["refunded_fee"] == 500
+    assert qr_order(acquirer, sale)["refunded_fee"] == 500
     h.run(3000, until=lambda: any("REFUND - QR" in r.text() for r in h.sim.vprinter.receipts))
     paper = [r.text() for r in h.sim.vprinter.receipts if "REFUND - QR" in r.text()][0]
     assert "-USD 5.00" in paper and "WeChat Pay" in paper, paper
@@ -44,9 +45,9 @@ def test_a_qr_sale_is_refunded_in_two_parts_and_never_more(qr_shop, acquirer):
     _refund(h, sale, "800", enter=False)                # 8.00 of the 7.50 left
     assert "Above the maximum" in h.text(), h.text()
     h.press("CLEAR", "7", "5", "0", "ENTER")
-    _wait_for(h, (("refund", "result"),))
+    h.wait_for_flow(("refund", "result"))
     assert h.term.payments.journal.get(sale["id"])["refunded"] == 1250
-    assert _order(acquirer, sale)["refunded_fee"] == 1250
+    assert qr_order(acquirer, sale)["refunded_fee"] == 1250
     h.to_idle()
     h.press("MENU", "2", *"2580")
     h.press("ENTER", *str(sale["id"]))
@@ -63,17 +64,16 @@ def test_a_qr_sale_is_voided_by_cancelling_its_order(qr_shop, acquirer):
     assert h.term.payments.journal.get(sale["id"])["state"] == "voided"
     void = h.term.payments.journal.last()
     assert (void["kind"], void["method"], void["state"]) == ("void", "qr", "approved")
-    assert _order(acquirer, sale)["state"] == "REVOKED"
+    assert qr_order(acquirer, sale)["state"] == "REVOKED"
 
 
 def _through_proxy(harness, acquirer):
     """A terminal whose QR link goes through the fault proxy (tools/host/faultproxy.py)."""
     from tools.host.faultproxy import FaultProxy
-    from tools.host.qrsim import DEFAULT_KEY
+    from tests.conftest import qr_config
     proxy = FaultProxy(0, int(acquirer.address[1]))
     proxy.start()
-    qr = {"enabled": True, "address": "127.0.0.1:%d" % proxy.port, "ca_file": acquirer.ca_file,
-          "mch_id": "100000000001", "key": DEFAULT_KEY.decode()}
+    qr = qr_config(acquirer, address="127.0.0.1:%d" % proxy.port)
     h = harness(qr=qr)
     h.first_supervisor()
     h.login()
@@ -93,7 +93,7 @@ def test_an_unanswered_refund_is_asked_again_until_it_is_done_once(harness, acqu
             if h.flow() == ("refund", "result"):
                 break
             h.advance(5100)
-        _wait_for(h, (("refund", "result"),))
+        h.wait_for_flow(("refund", "result"))
         refund = h.term.payments.journal.last()
         assert refund["state"] == "sending", refund
         assert "PENDING" in h.text() or h.term.screen.big == "PENDING", h.text()
@@ -106,7 +106,7 @@ def test_an_unanswered_refund_is_asked_again_until_it_is_done_once(harness, acqu
                 break
         assert h.term.payments.journal.get(refund["id"])["state"] == "approved"
         assert h.term.payments.journal.get(sale["id"])["refunded"] == 400
-        assert _order(acquirer, sale)["refunded_fee"] == 400      # asked often, done once
+        assert qr_order(acquirer, sale)["refunded_fee"] == 400      # asked often, done once
     finally:
         h.close()
         proxy.stop()
@@ -127,7 +127,7 @@ def test_a_restart_with_a_refund_in_flight_asks_again_and_refunds_once(harness, 
         h.boot()
         h.run(8000, until=lambda: h.term.payments.journal.get(refund["id"])["state"] != "sending")
         assert h.term.payments.journal.get(refund["id"])["state"] == "approved"
-        assert _order(acquirer, sale)["refunded_fee"] == 1500
+        assert qr_order(acquirer, sale)["refunded_fee"] == 1500
     finally:
         h.close()
         proxy.stop()

@@ -11,48 +11,7 @@ import threading
 
 import pytest
 
-
-class Clock:
-    def __init__(self):
-        import time
-        self.now = time.time()
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def acquirer(tmp_path):
-    from tools.host.qrsim import QrSim
-    clock = Clock()
-    sim = QrSim(str(tmp_path / "qrsim"), clock=clock, wait_ms=10000)
-    sim.start()
-    sim.test_clock = clock
-    yield sim
-    sim.stop()
-
-
-def _qr_config(acquirer, **extra):
-    from tools.host.qrsim import DEFAULT_KEY
-    address = acquirer.address if isinstance(acquirer.address, str) else \
-        "%s:%d" % tuple(acquirer.address[:2])
-    cfg = {"enabled": True, "address": address, "ca_file": acquirer.ca_file,
-           "mch_id": "100000000001", "key": DEFAULT_KEY.decode()}
-    cfg.update(extra)
-    return cfg
-
-
-@pytest.fixture
-def qr_shop(harness, acquirer):
-    def make(qr=None, language="en", **kw):
-        h = harness(qr=_qr_config(acquirer, **(qr or {})), **kw)
-        h.first_supervisor()
-        h.login()
-        if language != "en":
-            h.term.set_language(language)
-            h.run(100)
-        return h
-    return make
+from tests.conftest import qr_config, qr_order
 
 
 def _show(h, digits, methods="3 Customer code 4 QR"):
@@ -65,15 +24,6 @@ def _show(h, digits, methods="3 Customer code 4 QR"):
     h.run(5000, until=lambda: h.term.screen.qr)
     assert h.term.screen.qr, h.text()
     return h.term.screen.qr
-
-
-def _wait_for(h, flows, ms=8000):
-    h.run(ms, until=lambda: h.flow() in flows)
-    assert h.flow() in flows, (h.flow(), h.text())
-
-
-def _order(acquirer, rec):
-    return acquirer.ledger.order("100000000001", "%s-%06d" % ("HP000001", rec["id"]))
 
 
 def _phone(acquirer, url, channel="wechat"):
@@ -107,7 +57,7 @@ def test_the_code_is_shown_scanned_by_the_phone_approved_and_printed(qr_shop, ac
         assert int(screen.lines[1].split()[0]) in (119, 120)       # show_timeout_s
     else:
         assert screen.title == "请扫码付款" and screen.lines[1].startswith("剩余 ")
-    order = _order(acquirer, rec)
+    order = qr_order(acquirer, rec)
     assert order["kind"] == "native" and order["state"] == "NOTPAY"
     assert order["total_fee"] == 1250
     # the frame on the panel is the URL a phone reads (the PNG kept for a look)
@@ -120,7 +70,7 @@ def test_the_code_is_shown_scanned_by_the_phone_approved_and_printed(qr_shop, ac
     reply = _phone(acquirer, url, "alipay")
     assert reply["result"] == "SUCCESS"
     h.advance(5100)                                     # the next query finds it paid
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.get(rec["id"])
     assert rec["state"] == "approved" and rec["card_label"] == "Alipay"
     assert rec["rrn"] == reply["transaction_id"]
@@ -130,7 +80,7 @@ def test_the_code_is_shown_scanned_by_the_phone_approved_and_printed(qr_shop, ac
         assert h.term.screen.big == "APPROVED", h.text()
         for words in ("SALE - QR", "Alipay", "Transaction ID", rec["rrn"], "USD 12.50"):
             assert words in paper, paper
-    assert _order(acquirer, rec)["state"] == "SUCCESS"
+    assert qr_order(acquirer, rec)["state"] == "SUCCESS"
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
@@ -155,7 +105,7 @@ def test_the_qr_screen_fits_a_short_code_url_at_two_pixels_a_module(qr_shop, acq
     image = panel.render(Screen(title=s.title, lines=s.lines, footer=s.footer, qr=short))
     assert panel.qr_scale == 2 and not panel.losses, [str(x) for x in panel.losses]
     h.press("CANCEL")
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
 
 
 def test_the_control_socket_pays_the_shown_code_as_a_phone(qr_shop, acquirer, tmp_path):
@@ -186,7 +136,7 @@ def test_the_control_socket_pays_the_shown_code_as_a_phone(qr_shop, acquirer, tm
         assert answer["ok"] and answer["url"] == url, answer
         assert answer["answer"]["result"] == "SUCCESS"
         h.advance(5100)
-        _wait_for(h, (("sale", "result"),))
+        h.wait_for_flow(("sale", "result"))
         rec = h.term.payments.journal.last()
         assert rec["state"] == "approved" and rec["card_label"] == "WeChat Pay"
         again = call("qr_pay")                          # nothing shown any more
@@ -199,11 +149,11 @@ def test_cancel_closes_the_order_and_nothing_is_charged(qr_shop, acquirer):
     h = qr_shop()
     url = _show(h, "1400")
     h.press("CANCEL")
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "reversed" and rec["reason"] == "qrs_cancelled", rec
     assert h.term.screen.big == "NOT CHARGED" and "Cancelled: closed" in h.text(), h.text()
-    order = _order(acquirer, rec)
+    order = qr_order(acquirer, rec)
     assert order["state"] == "CLOSED" and not order["paid_fee"]
     assert _phone(acquirer, url)["err_code"] == "ORDERCLOSED"      # too late for the phone
 
@@ -219,11 +169,11 @@ def test_the_time_up_closes_the_order(qr_shop, acquirer):
         h.run(3000, until=lambda: not any(o.busy for o in service.orders.values()))
         if h.flow() == ("sale", "result"):
             break
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "reversed" and rec["reason"] == "qrs_timed_out", rec
     assert "Timed out: closed" in h.text(), h.text()
-    assert _order(acquirer, rec)["state"] == "CLOSED"
+    assert qr_order(acquirer, rec)["state"] == "CLOSED"
 
 
 def test_paid_just_as_cancel_is_pressed_the_payment_is_kept(qr_shop, acquirer):
@@ -233,11 +183,11 @@ def test_paid_just_as_cancel_is_pressed_the_payment_is_kept(qr_shop, acquirer):
     url = _show(h, "1600")
     _phone(acquirer, url, "wechat")
     h.press("CANCEL")
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert rec["state"] == "approved" and rec["card_label"] == "WeChat Pay", rec
     assert h.term.screen.big == "APPROVED", h.text()
-    order = _order(acquirer, rec)
+    order = qr_order(acquirer, rec)
     assert order["state"] == "SUCCESS" and not order["refunded_fee"]
     with acquirer.ledger.lock:                          # the close said so
         closes = [row["response"] for row in acquirer.ledger.all(
@@ -262,7 +212,7 @@ def test_f1_prints_the_code_for_a_customer_who_cannot_scan_the_screen(qr_shop, a
     # paid from the paper: approved as from the screen
     _phone(acquirer, paper.qr_codes[0])
     h.advance(5100)
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     assert h.term.payments.journal.last()["state"] == "approved"
 
 
@@ -277,7 +227,7 @@ def test_a_restart_while_shown_closes_the_unpaid_order(qr_shop, harness, acquire
     h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] != "sending")
     rec = h.term.payments.journal.get(rec["id"])
     assert rec["state"] == "reversed" and rec["reason"] == "qrs_timed_out", rec
-    assert _order(acquirer, rec)["state"] == "CLOSED"
+    assert qr_order(acquirer, rec)["state"] == "CLOSED"
     assert _phone(acquirer, url)["result"] == "FAIL"   # nobody can pay it any more
 
 
@@ -293,7 +243,7 @@ def test_a_restart_while_shown_keeps_an_order_paid_meanwhile(qr_shop, harness, a
     h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] != "sending")
     rec = h.term.payments.journal.get(rec["id"])
     assert rec["state"] == "approved" and rec["card_label"] == "UnionPay QR", rec
-    assert _order(acquirer, rec)["state"] == "SUCCESS"
+    assert qr_order(acquirer, rec)["state"] == "SUCCESS"
 
 
 def test_a_create_that_cannot_be_sent_fails_and_charges_nothing(qr_shop, acquirer):
@@ -301,7 +251,7 @@ def test_a_create_that_cannot_be_sent_fails_and_charges_nothing(qr_shop, acquire
     h.press("1", "9", "0", "0")
     h.press("ENTER")
     h.press("4")
-    _wait_for(h, (("sale", "result"),), ms=20000)
+    h.wait_for_flow(("sale", "result"), ms=20000)
     rec = h.term.payments.journal.last()
     assert rec["state"] == "failed" and rec["entry"] == "qr_show", rec
     assert h.term.screen.big == "NOT CHARGED", h.text()
@@ -325,7 +275,7 @@ def test_a_close_without_an_answer_becomes_a_cancel_until_acknowledged(qr_shop, 
         real(op, body, timeout_ms, callback)
     link.request = request
     h.press("CANCEL")
-    _wait_for(h, (("sale", "result"),))
+    h.wait_for_flow(("sale", "result"))
     rec = h.term.payments.journal.last()
     assert lost and rec["state"] == "reversed" and rec["reason"] == "qrs_cancelled", rec
-    assert _order(acquirer, rec)["state"] == "REVOKED"
+    assert qr_order(acquirer, rec)["state"] == "REVOKED"
