@@ -39,13 +39,19 @@ def take(term, rec):
         return False
     from firmware.retail.cart import Cart
     cart = Cart.from_dict(json.loads(rec["cart"]))
-    moves = sale_movements(cart)
-    op = rec.get("operator", "")
+    return _move_once(term, rec, sale_movements(cart), _ref(rec), 1)
+
+
+def _move_once(term, rec, moves, ref, stocked):
+    """moves under ref unless the catalogue has that ref already, then the record's
+    stocked flag: a crash between the two is caught up without moving twice. False when
+    the catalogue or the journal could not take it (a full card: the payment stands,
+    the stock waits for catch_up)."""
     try:
-        if moves and not catalogue.has_ref(_ref(rec)):
-            catalogue.record_movements(moves, op, _ref(rec))
-        term.payments.journal.update(rec["id"], stocked=1)
-    except Exception as exc:        # a full card: the sale stands, the stock waits
+        if moves and not term.catalogue.has_ref(ref):
+            term.catalogue.record_movements(moves, rec.get("operator", ""), ref)
+        term.payments.journal.update(rec["id"], stocked=stocked)
+    except Exception as exc:
         if not is_fault(exc) and not hasattr(exc, "what"):
             raise
         return False
@@ -61,16 +67,7 @@ def give_back(term, rec, reason="void"):
     from firmware.retail.cart import Cart
     cart = Cart.from_dict(json.loads(rec["cart"]))
     moves = [(item_id, -delta, reason) for item_id, delta, why in sale_movements(cart)]
-    ref = "%s %s" % (reason, _ref(rec))
-    try:
-        if moves and not catalogue.has_ref(ref):
-            catalogue.record_movements(moves, rec.get("operator", ""), ref)
-        term.payments.journal.update(rec["id"], stocked=2)
-    except Exception as exc:
-        if not is_fault(exc) and not hasattr(exc, "what"):
-            raise
-        return False
-    return True
+    return _move_once(term, rec, moves, "%s %s" % (reason, _ref(rec)), 2)
 
 
 def refund_movements(cart, part):
@@ -97,17 +94,7 @@ def give_back_refund(term, rec):
     cart = sold_cart(original)
     if part is None or cart is None:
         return False
-    ref = "refund " + _ref(rec)
-    try:
-        moves = refund_movements(cart, part)
-        if moves and not catalogue.has_ref(ref):
-            catalogue.record_movements(moves, rec.get("operator", ""), ref)
-        term.payments.journal.update(rec["id"], stocked=1)
-    except Exception as exc:
-        if not is_fault(exc) and not hasattr(exc, "what"):
-            raise
-        return False
-    return True
+    return _move_once(term, rec, refund_movements(cart, part), "refund " + _ref(rec), 1)
 
 
 def catch_up(term):
