@@ -7,6 +7,7 @@
                 dukpt   the DUKPT state file (DATA/keys/dukpt.state)
                 pepper  the operator PIN hashes
                 audit   the audit trail's MACs
+                qr      the QR acquirer's merchant key file (DATA/keys/qr.merchant)
 
 Copying the data folder copies only ciphertext: without the device's root nothing in
 it opens. A wrapped-keys file that does not open under this device's root (an SD card
@@ -29,7 +30,7 @@ from firmware.core.store import CORRUPT, FULL, IO, StorageFault
 
 WRAPPED = "keys.wrapped"
 LEGACY_DATA_KEY = "data.key"        # the clear data key of releases before the key root
-NAMES = ("data", "dukpt", "pepper", "audit")
+NAMES = ("data", "dukpt", "pepper", "audit", "qr")
 KEY_BYTES = 32
 FORMAT = "handpos-keys"
 KEK_LABEL = b"handpos kek v1"
@@ -289,3 +290,74 @@ class KeyStore:
     def sealed(self, filename, name, purpose, part="keys"):
         """A SealedFile in the key folder under one of the keys."""
         return SealedFile(os.path.join(self.folder, filename), self._keys[name], purpose, part)
+
+
+# -- the QR acquirer's merchant key (issue 13): loaded by a technician (`handpos qr-key
+# load`, tools/cli.py), read by the composition root (board/compose.py build_qr)
+QR_FILE = "qr.merchant"
+QR_PURPOSE = "qr merchant key"
+QR_PART = "qrkey"
+QR_KEY_LEN = (16, 128)          # characters: HMAC-SHA256 keys as acquirers issue them
+QR_MCH_ID_LEN = (6, 32)         # digits
+
+
+def qr_sealed(keys):
+    """The SealedFile of the merchant key in keys' folder, under the "qr" key."""
+    return keys.sealed(QR_FILE, "qr", QR_PURPOSE, part=QR_PART)
+
+
+def qr_fingerprint(key):
+    """What may be shown of a merchant key: the first 8 hex digits of its SHA-256."""
+    import hashlib
+    if isinstance(key, str):
+        key = key.encode()
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def qr_key_problem(mch_id, key):
+    """None, or one line saying what is wrong with a merchant number and key (the key
+    as text: printable ASCII, no spaces, of a sensible length). Never quotes the key."""
+    lo, hi = QR_MCH_ID_LEN
+    if not isinstance(mch_id, str) or not mch_id:
+        return "no merchant number: give --mch-id (or set [qr] mch_id)"
+    if not (mch_id.isascii() and mch_id.isdigit() and lo <= len(mch_id) <= hi):
+        return ("the merchant number %r is not %d to %d digits" % (mch_id, lo, hi))
+    lo, hi = QR_KEY_LEN
+    if not isinstance(key, str) or not key:
+        return "the merchant key is empty"
+    if not all(0x21 <= ord(c) <= 0x7e for c in key):
+        return ("the merchant key holds spaces, control or non-ASCII characters: it must be "
+                "the key as the acquirer gave it, printable ASCII on one line")
+    if not lo <= len(key) <= hi:
+        return "the merchant key is %d characters long: an acquirer's key is %d to %d" % (
+            len(key), lo, hi)
+    return None
+
+
+def read_qr_key(keys):
+    """{"mch_id", "key", "loaded_utc"} from the sealed file, or None when there is none.
+    Raises KeyStoreError (part qrkey) for a file that does not open or is not a
+    merchant key, saying a technician loads it again."""
+    sealed = qr_sealed(keys)
+    try:
+        raw = sealed.read()
+    except SealedMissing:
+        return None
+    try:
+        doc = json.loads(raw.decode())
+        if qr_key_problem(doc["mch_id"], doc["key"]) or not isinstance(doc["loaded_utc"], str):
+            raise ValueError("content")
+    except (ValueError, KeyError, TypeError, UnicodeError):
+        raise KeyStoreError(CORRUPT, "%s opens but holds no merchant key: a technician loads "
+                            "the key again (handpos qr-key load)" % sealed.path, QR_PART)
+    return {"mch_id": doc["mch_id"], "key": doc["key"], "loaded_utc": doc["loaded_utc"]}
+
+
+def write_qr_key(keys, mch_id, key, loaded_utc):
+    """Seal the merchant number and key (whole, or the old file stays). ValueError for a
+    bad number or key; KeyStoreError when the card does not take it."""
+    problem = qr_key_problem(mch_id, key)
+    if problem:
+        raise ValueError(problem)
+    doc = {"mch_id": mch_id, "key": key, "loaded_utc": loaded_utc}
+    qr_sealed(keys).write(json.dumps(doc, sort_keys=True).encode())

@@ -57,7 +57,8 @@ def test_a_new_terminal_keeps_only_wrapped_keys_in_a_private_folder(harness, tmp
                not os.path.isdir(os.path.join(folder, name))), modes
     assert not os.path.exists(os.path.join(folder, "keys", "data.key"))
     doc = json.load(open(os.path.join(folder, "keys", "keys.wrapped")))
-    assert sorted(doc["keys"]) == ["audit", "data", "dukpt", "pepper"] and doc["root"] == "file"
+    assert sorted(doc["keys"]) == ["audit", "data", "dukpt", "pepper", "qr"]
+    assert doc["root"] == "file"
     root = tmp_path / ".sim-root" / "root.key"       # outside the data folder
     assert stat.S_IMODE(root.stat().st_mode) == 0o600
     # the operator's PIN is scrypt under the pepper, not the portable PBKDF2
