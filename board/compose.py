@@ -450,14 +450,17 @@ def _build_payments(b, profile, config, tr, console):
 
 def build_qr(b, config, console, term):
     """The QR payments service over the acquirer's HTTPS link (firmware/payments/qr.py,
-    drivers/qrlink.py), or None when [qr] is off or incomplete (the sale's QR entries
-    then say "QR not set up")."""
+    drivers/qrlink.py), or None when [qr] is off or incomplete, or no merchant key is
+    loaded (qr_merchant; the sale's QR entries then say "QR not set up")."""
     cfg = config["qr"]
     if not cfg["enabled"]:
         return None
-    missing = [name for name in ("address", "mch_id", "key") if not cfg[name]]
-    if missing:
-        console("qr: [qr] %s not set: QR payments are off" % ", ".join(missing))
+    merchant = qr_merchant(b.datadir, config, console, term)
+    if merchant is None:
+        return None
+    mch_id, key = merchant
+    if not cfg["address"]:
+        console("qr: [qr] address not set: QR payments are off")
         return None
     import time
     from drivers.qrlink import QrLink
@@ -472,9 +475,46 @@ def build_qr(b, config, console, term):
         console("qr: %s" % exc)
         return None
     b.qr_link = link
-    messages = QrMessages(cfg["mch_id"], config["terminal"]["id"], cfg["key"],
+    messages = QrMessages(mch_id, config["terminal"]["id"], key,
                           lambda: nonce_from_bytes(os.urandom(16)), time.time)
     return QrPayments(term, term.payments, link, messages, config)
+
+
+def qr_merchant(dd, config, console, term):
+    """(mch_id, key) of the QR acquirer's merchant: sealed in the key store by a
+    technician (`handpos qr-key load`, DATA/keys/qr.merchant), else the configuration's
+    [qr] key, which only a lab configuration may hold. None, said on the console, when
+    there is none or the sealed one does not open: QR payments are off, the rest of
+    the terminal (cards, cash) goes on."""
+    from drivers import keystore
+    cfg = config["qr"]
+    if dd is not None and dd.keys is None:
+        console("qr: the terminal's keys do not open: QR payments are off")
+        return None
+    try:
+        sealed = keystore.read_qr_key(dd.keys) if dd is not None else None
+    except StorageFault as exc:
+        console("qr: the merchant key does not open: %s: QR payments are off" % exc)
+        try:
+            term.store.audit("qr_key_damaged", "", str(exc))
+        except (StorageFault, AttributeError):
+            pass
+        return None
+    if sealed is not None:
+        if cfg["mch_id"] and cfg["mch_id"] != sealed["mch_id"]:
+            console("qr: [qr] mch_id %s differs from the loaded merchant key's %s: %s is used"
+                    % (cfg["mch_id"], sealed["mch_id"], sealed["mch_id"]))
+        if cfg["key"]:
+            console("qr: the merchant key loaded in the key store is used, not [qr] key")
+        return sealed["mch_id"], sealed["key"]
+    if not cfg["key"]:
+        console("qr: no merchant key loaded: a technician runs `handpos qr-key load`: "
+                "QR payments are off")
+        return None
+    if not cfg["mch_id"]:
+        console("qr: [qr] mch_id not set: QR payments are off")
+        return None
+    return cfg["mch_id"], cfg["key"]
 
 
 def open_payments_storage(config, console, term, dd):

@@ -400,7 +400,8 @@ def lab_problems(config):
                         "terminal")
     if config["qr"]["key"]:
         problems.append("qr.key: a merchant key in the configuration file is for the lab "
-                        "only; remove it, or set [lab] enabled = true on a lab terminal")
+                        "only; remove it and load the key into the terminal's key store "
+                        "(handpos qr-key load), or set [lab] enabled = true on a lab terminal")
     return problems
 
 
