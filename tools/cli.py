@@ -1,5 +1,6 @@
 """The `handpos` command: run the terminal, the simulator, check a configuration,
-import a moved offline queue, or take the catalogue on and off as CSV."""
+import a moved offline queue, take the catalogue on and off as CSV, or load the QR
+acquirer's merchant key."""
 import argparse
 import os
 import sys
@@ -533,6 +534,223 @@ def cmd_catalogue(args):
                                  os.path.abspath(data_dir), _hold_stopped)
 
 
+def _qr_say(line):
+    sys.stderr.write("handpos qr-key: " + line + "\n")
+    sys.stderr.flush()
+
+
+def _tool_data_dir(args, say, nothing, command):
+    """The configuration and the data folder a technician's tool works on: --config,
+    else a data folder alone (--data without a configuration) as the simulator's, as
+    `handpos sim --data DIR` takes it. (config, profile, data_dir), or None after one
+    line through say() saying why not (no such folder, another user's)."""
+    if args.data and not args.config and not os.environ.get("HANDPOS_CONFIG"):
+        config = _sim_config(args)
+        board = args.board or "sim"
+    else:
+        config = _config_or_exit(config_path(args.config))
+        board = args.board or "pizero2w"
+    profile = _profile_or_exit(board)
+    os.umask(0o077)             # whatever it writes is private, like the terminal's files
+    data_dir = args.data or config["storage"]["data_dir"]
+    if not os.path.isabs(data_dir):
+        data_dir = os.path.join(REPO, data_dir)     # as the simulator reads it
+    data_dir = os.path.abspath(data_dir)
+    if not os.path.isdir(data_dir):
+        say("refused: no data directory %s: check --config (storage.data_dir) or --data; %s"
+            % (data_dir, nothing))
+        return None
+    owner = os.stat(data_dir).st_uid
+    if owner != os.geteuid():
+        say("refused: the data directory %s belongs to uid %d, and this is uid %d: run it as "
+            "the terminal's user (sudo -u handpos handpos %s ...); %s"
+            % (data_dir, owner, os.geteuid(), command, nothing))
+        return None
+    return config, profile, data_dir
+
+
+def _open_tool_keys(profile, data_dir, say, nothing):
+    """The terminal's key store, opened through the board's key root as the queue
+    import opens it (board/datadir.py open_keys); None after one line saying why not."""
+    from board import datadir
+    from firmware.core.store import StorageFault
+    try:
+        return datadir.open_keys(profile, data_dir)
+    except StorageFault as exc:         # KeyStoreError among them
+        hint = ""
+        if os.path.exists(os.path.join(data_dir, SIM_LOCK)) and \
+                profile.get("board", {}).get("name") != "sim":
+            hint = " (a simulator's data folder: add --board sim)"
+        say("refused: the terminal's keys do not open: %s%s; %s" % (exc, hint, nothing))
+        return None
+
+
+QR_KEY_INPUT_MAX = 4096
+
+
+def _read_qr_key(args):
+    """(key text, None) or (None, why): the merchant key from --key-file, else stdin (a
+    prompt without echo on a terminal). One line; surrounding white space dropped."""
+    if args.key_file:
+        try:
+            with open(args.key_file, "rb") as f:
+                raw = f.read(QR_KEY_INPUT_MAX + 1)
+        except FileNotFoundError:
+            return None, "no key file %s" % args.key_file
+        except IsADirectoryError:
+            return None, "the key file %s is a folder" % args.key_file
+        except OSError as exc:
+            return None, "the key file %s cannot be read (%s)" % (args.key_file, exc.strerror)
+    elif sys.stdin is None:
+        return None, "no key: give --key-file FILE, or the key on standard input"
+    elif sys.stdin.isatty():
+        import getpass
+        try:
+            raw = getpass.getpass("merchant key (not shown): ").encode("utf-8", "replace")
+        except (EOFError, KeyboardInterrupt):
+            return None, "no key was typed"
+    else:
+        raw = sys.stdin.buffer.read(QR_KEY_INPUT_MAX + 1)
+    source = "the key file" if args.key_file else "the key on standard input"
+    if len(raw) > QR_KEY_INPUT_MAX:
+        return None, "%s is longer than %d bytes: it is not a merchant key" % (
+            source, QR_KEY_INPUT_MAX)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeError:
+        return None, "%s is not text: the merchant key is printable ASCII" % source
+    lines = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if len(lines) > 1:
+        return None, "%s holds %d lines: put the key alone on one line" % (source, len(lines))
+    return (lines[0] if lines else ""), None
+
+
+def _qr_audit(data_dir, event, detail):
+    """An audit row in the terminal's store (stopped meanwhile), when it has one; the
+    reason when it could not be written, else None."""
+    from drivers.store_sqlite import SQLiteStore
+    from firmware.core.store import StorageFault
+    path = os.path.join(data_dir, "handpos.db")
+    if not os.path.exists(path):
+        return "no store yet (%s)" % path
+    try:
+        store = SQLiteStore(path)
+    except StorageFault as exc:
+        return str(exc)
+    try:
+        store._audit(event, "", detail)     # the raising form: audit() keeps quiet
+    except StorageFault as exc:
+        return str(exc)
+    finally:
+        store.close()
+    return None
+
+
+def cmd_qr_key(args):
+    """`handpos qr-key load|status`: the QR acquirer's merchant key, sealed in the
+    terminal's key store (docs/keys.md)."""
+    from drivers import keystore
+    if args.action == "load":
+        return _qr_key_load(args, keystore)
+    return _qr_key_status(args, keystore)
+
+
+def _qr_key_load(args, keystore):
+    nothing = "no key was loaded"
+    if args.key is not None:
+        _qr_say("refused: the key is never given on the command line (every user of this "
+                "machine sees it in ps and the shell keeps it): put it in a file "
+                "(--key-file FILE) or give it on standard input; %s" % nothing)
+        return 2
+    found = _tool_data_dir(args, _qr_say, nothing, "qr-key load")
+    if found is None:
+        return 2
+    config, profile, data_dir = found
+    mch_id = args.mch_id if args.mch_id is not None else config["qr"]["mch_id"]
+    if not mch_id:
+        _qr_say("refused: no merchant number: give --mch-id (or set [qr] mch_id); %s" % nothing)
+        return 2
+    held, why = _hold_stopped(data_dir)
+    if why:
+        _qr_say("refused: %s; %s" % (why, nothing))
+        return 2
+    try:
+        keys = _open_tool_keys(profile, data_dir, _qr_say, nothing)
+        if keys is None:
+            return 2
+        key, why = _read_qr_key(args)
+        if why:
+            _qr_say("refused: %s; %s" % (why, nothing))
+            return 2
+        problem = keystore.qr_key_problem(mch_id, key)
+        if problem:
+            _qr_say("refused: %s; %s" % (problem, nothing))
+            return 2
+        try:
+            old = keystore.read_qr_key(keys)
+        except keystore.KeyStoreError:
+            old = None                  # a damaged one is what this load mends
+        import time
+        from firmware.core.store import StorageFault
+        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        fingerprint = keystore.qr_fingerprint(key)
+        try:
+            keystore.write_qr_key(keys, mch_id, key, utc)
+        except StorageFault as exc:
+            _qr_say("refused: %s; %s" % (exc, nothing))
+            return 2
+        replaced = ""
+        if old is not None:
+            replaced = "; replaces mch_id %s, key %s" % (old["mch_id"],
+                                                         keystore.qr_fingerprint(old["key"]))
+        unaudited = _qr_audit(data_dir, "qr_key_loaded", "mch_id %s key %s%s"
+                              % (mch_id, fingerprint, replaced))
+        print("handpos qr-key: loaded the merchant key of mch_id %s (key %s, SHA-256) into %s%s; "
+              "QR payments use it from the terminal's next start"
+              % (mch_id, fingerprint, keystore.qr_sealed(keys).path, replaced))
+        if unaudited:
+            _qr_say("not in the audit trail: %s" % unaudited)
+        return 0
+    finally:
+        for lock in held:
+            lock.close()
+
+
+def _qr_key_status(args, keystore):
+    nothing = "nothing was read"
+    found = _tool_data_dir(args, _qr_say, nothing, "qr-key status")
+    if found is None:
+        return 2
+    config, profile, data_dir = found
+    path = os.path.join(data_dir, "keys", keystore.QR_FILE)
+    lab = " (the configuration's [qr] key, the lab's, is used)" if config["qr"]["key"] else ""
+    if not os.path.lexists(path):
+        print("handpos qr-key: no merchant key loaded in %s%s; a technician runs `handpos "
+              "qr-key load`" % (os.path.dirname(path), lab))
+        return 1
+    # a file sealed under the "qr" key: opening the store writes nothing here, so it may
+    # be asked while the terminal runs
+    keys = _open_tool_keys(profile, data_dir, _qr_say, nothing)
+    if keys is None:
+        return 2
+    try:
+        got = keystore.read_qr_key(keys)
+    except keystore.KeyStoreError as exc:
+        _qr_say("damaged: %s" % exc)
+        return 2
+    if got is None:                     # gone since
+        print("handpos qr-key: no merchant key loaded in %s%s; a technician runs `handpos "
+              "qr-key load`" % (os.path.dirname(path), lab))
+        return 1
+    differs = ""
+    if config["qr"]["mch_id"] and config["qr"]["mch_id"] != got["mch_id"]:
+        differs = "; [qr] mch_id %s in the configuration is not used" % config["qr"]["mch_id"]
+    print("handpos qr-key: loaded: mch_id %s, key %s (SHA-256), loaded %s, in %s%s"
+          % (got["mch_id"], keystore.qr_fingerprint(got["key"]), got["loaded_utc"], path,
+             differs))
+    return 0
+
+
 def _port(value):
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise argparse.ArgumentTypeError("must be a port number, 1-65535")
@@ -622,6 +840,33 @@ def main(argv=None):
             a.add_argument("--after", type=int, default=0, metavar="ID",
                            help="only the movements after this id (the last one exported)")
         a.set_defaults(func=cmd_catalogue)
+
+    p = sub.add_parser("qr-key", help="load the QR acquirer's merchant key into the "
+                                      "terminal's key store (docs/keys.md), or show it")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("load", "seal the merchant number and key (from --key-file or "
+                                  "standard input, never the command line) in the key store, "
+                                  "the terminal stopped"),
+                         ("status", "whether a merchant key is loaded: mch_id, key "
+                                    "fingerprint, when (exit 1 when none)")):
+        # no abbreviations: `--key SECRET` must not be taken for --key-file
+        a = actions.add_parser(action, help=text, allow_abbrev=False)
+        a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
+                                        "/etc/handpos/handpos.toml)")
+        a.add_argument("--data", help="data directory (default: the configuration's "
+                                      "storage.data_dir); a simulator's, as handpos sim takes it")
+        a.add_argument("--board", default=None, help="board profile name or path (its key "
+                                                      "root opens the terminal's keys; default "
+                                                      "pizero2w, or sim when --data is given "
+                                                      "without --config)")
+        if action == "load":
+            a.add_argument("--mch-id", default=None, metavar="ID",
+                           help="the merchant number at the acquirer (default: [qr] mch_id)")
+            a.add_argument("--key-file", default=None, metavar="FILE",
+                           help="a file holding the key on one line (default: read it from "
+                                "standard input, or ask for it without echo)")
+            a.add_argument("--key", default=None, help=argparse.SUPPRESS)   # refused, said why
+        a.set_defaults(func=cmd_qr_key)
 
     args = parser.parse_args(argv)
     args.argv = argv
