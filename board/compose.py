@@ -477,7 +477,9 @@ def build_qr(b, config, console, term):
     b.qr_link = link
     messages = QrMessages(mch_id, config["terminal"]["id"], key,
                           lambda: nonce_from_bytes(os.urandom(16)), time.time)
-    return QrPayments(term, term.payments, link, messages, config)
+    qr = QrPayments(term, term.payments, link, messages, config)
+    link.on_link = qr.link_changed      # the acquirer's own reachability, not the card host's
+    return qr
 
 
 def qr_merchant(dd, config, console, term):

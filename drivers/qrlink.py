@@ -195,6 +195,13 @@ class QrLink:
         for req in failed:
             self._finish(req, self._error(req, reason, "closed_by_terminal"), advance=False)
 
+    def probe(self):
+        """Connect (TLS handshake included) with no request, when idle: on_link then
+        says whether the acquirer is reachable. Nothing is sent; the connection is kept
+        for the next request until the idle close."""
+        if self.phase == IDLE and self._current is None and not self._queue:
+            self._connect()
+
     # -- the queue --------------------------------------------------------------------
     def _next(self):
         """Start the next queued request, if none is under way."""

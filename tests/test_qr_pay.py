@@ -120,10 +120,56 @@ def test_bad_codes_and_no_network_are_named_and_nothing_is_recorded(qr_shop, acq
     assert h.term.payments.journal.find() == []
     h.press("CANCEL")
     assert h.flow() == ("sale", "method"), h.text()
-    h.term.link_state = "down"                          # the network is gone
-    h.press("3")
-    assert "QR needs network" in h.text(), h.text()
-    assert h.flow() == ("sale", "method")
+
+
+def test_the_qr_link_cut_alone_refuses_qr_offers_card_or_cash_and_comes_back(qr_shop, acquirer):
+    """The acquirer unreachable (a fault proxy resetting every connection, the card host
+    untouched): the payment that finds out is NOT CHARGED; the next is refused at once,
+    on the method screen with card and cash still there; the network back, the probe
+    finds it and QR pays again. The card host's link has nothing to do with it."""
+    from tools.host.faultproxy import FaultProxy
+    proxy = FaultProxy(0, acquirer.address[1])
+    proxy.start()
+    try:
+        h = qr_shop(qr={"address": "127.0.0.1:%d" % proxy.port})
+        h.run(3000, until=lambda: h.term.payments.qr.link_state == "up")   # the start's probe
+        assert h.term.payments.qr.link_state == "up"
+        h.term.link_state = "down"                      # the card host gone: QR goes on
+        _to_code_screen(h, "500")
+        h.press("CANCEL")
+        proxy.set("reset", existing=True, new=True)     # now the QR acquirer's link is cut
+        h.press("3")                                    # not known yet: tried
+        h.scan(WECHAT)
+        h.wait_for_flow(("sale", "result"))
+        rec = h.term.payments.journal.last()
+        assert rec["state"] == "failed", rec            # never sent: nothing charged
+        assert "NOT CHARGED" in h.text() or h.term.screen.big == "NOT CHARGED", h.text()
+        assert h.term.payments.qr.link_state == "down"
+        for _ in range(3):                              # past the result and the copy
+            if h.flow() != ("idle", "idle"):
+                h.press("CANCEL")
+                h.run(1500, until=lambda: h.flow() == ("idle", "idle"))
+        h.wait_for_flow(("idle", "idle"))
+        h.press("6", "0", "0", "ENTER", "3")
+        assert "QR needs network" in h.text(), h.text()
+        assert h.flow() == ("sale", "method")
+        assert "Card" in h.text() and "Cash" in h.text(), h.text()
+        assert len(h.term.payments.journal.find()) == 1     # the refusal recorded nothing
+        proxy.set("pass")                               # the network is back
+        for _ in range(8):                              # the probes, 15 s apart, find it
+            h.advance(5000)
+            if h.run(500, until=lambda: h.term.payments.qr.link_state == "up"):
+                break
+        assert h.term.payments.qr.link_state == "up", h.term.payments.qr.link.last_error
+        h.press("3")
+        assert h.flow() == ("qr", "code"), h.text()
+        h.scan(ALIPAY)
+        h.wait_for_flow(("sale", "result"))
+        rec = h.term.payments.journal.last()
+        assert rec["state"] == "approved" and rec["amount"] == 600, rec
+        assert qr_order(acquirer, rec)["state"] == "SUCCESS"
+    finally:
+        proxy.stop()
 
 
 def test_not_enough_balance_is_declined_in_words(qr_shop, acquirer):

@@ -247,14 +247,37 @@ def test_a_restart_while_shown_keeps_an_order_paid_meanwhile(qr_shop, harness, a
 
 
 def test_a_create_that_cannot_be_sent_fails_and_charges_nothing(qr_shop, acquirer):
+    """The acquirer reachable at start, gone when the order is made (a fault proxy that
+    starts resetting every connection): the create never goes out, NOT CHARGED."""
+    from tools.host.faultproxy import FaultProxy
+    proxy = FaultProxy(0, acquirer.address[1])
+    proxy.start()
+    try:
+        h = qr_shop(qr={"address": "127.0.0.1:%d" % proxy.port})
+        h.run(3000, until=lambda: h.term.payments.qr.link_state == "up")
+        h.term.payments.qr.link.close()                 # the kept connection ends quietly
+        proxy.set("reset", existing=True, new=True)
+        h.press("1", "9", "0", "0")
+        h.press("ENTER")
+        h.press("4")
+        h.wait_for_flow(("sale", "result"), ms=20000)
+        rec = h.term.payments.journal.last()
+        assert rec["state"] == "failed" and rec["entry"] == "qr_show", rec
+        assert h.term.screen.big == "NOT CHARGED", h.text()
+    finally:
+        proxy.stop()
+
+
+def test_a_merchant_code_is_refused_at_once_while_the_acquirer_is_known_unreachable(
+        qr_shop, acquirer):
     h = qr_shop(qr={"address": "127.0.0.1:1"})         # nobody listens there
+    h.run(3000, until=lambda: h.term.payments.qr.link_state == "down")   # the start's probe
     h.press("1", "9", "0", "0")
     h.press("ENTER")
     h.press("4")
-    h.wait_for_flow(("sale", "result"), ms=20000)
-    rec = h.term.payments.journal.last()
-    assert rec["state"] == "failed" and rec["entry"] == "qr_show", rec
-    assert h.term.screen.big == "NOT CHARGED", h.text()
+    assert "QR needs network" in h.text(), h.text()
+    assert h.flow() == ("sale", "method")
+    assert h.term.payments.journal.find() == []
 
 
 def test_a_close_without_an_answer_becomes_a_cancel_until_acknowledged(qr_shop, acquirer):

@@ -320,7 +320,7 @@ def cmd_sim(args):
              "does only with --host auto and a host.address on 127.0.0.1 (here: %s, --host %s)"
              % (address or '""', args.host))
         return 2
-    hostsim = proxy = pcscd = sim = qrsim = None
+    hostsim = proxy = pcscd = sim = qrsim = qr_proxy = None
     try:
         if local_host and not config["qr"]["address"]:
             # the QR acquirer simulator beside the card host: QR payments in `make run`
@@ -329,9 +329,15 @@ def cmd_sim(args):
                 _say("the QR acquirer simulator did not start (%s): QR payments are off"
                      % qr_address)
             else:
+                from tools.host.faultproxy import FaultProxy
                 from tools.host.qrsim import DEFAULT_KEY
-                config["qr"].update(enabled=True, address=qr_address, ca_file=qr_ca,
-                                    mch_id="100000000001", key=DEFAULT_KEY.decode())
+                # through a fault proxy of its own, so that N (or the control socket's
+                # "network") cuts the QR link as well, or the QR link alone
+                qr_proxy = FaultProxy(0, int(qr_address.rsplit(":", 1)[1]))
+                qr_proxy.start()
+                config["qr"].update(enabled=True, address="127.0.0.1:%d" % qr_proxy.port,
+                                    ca_file=qr_ca, mch_id="100000000001",
+                                    key=DEFAULT_KEY.decode())
         if local_host:
             host, port = address.rsplit(":", 1)
             if args.host_port is not None:
@@ -380,13 +386,13 @@ def cmd_sim(args):
             sim = simmod.Simulator(profile, config, snapshot_dir=args.snapshot,
                                    control_path=args.control, synced=synced,
                                    auth_iterations=args.pin_iterations, chip_port=chip_port,
-                                   proxy=proxy)
+                                   proxy=proxy, qr_proxy=qr_proxy)
         except ConfigError as exc:      # a data folder others may read, lab settings
             for line in exc.problems:
                 _say(line)
             _say("refusing to start")
             return 2
-        proxy = None                    # the simulator stops it
+        proxy = qr_proxy = None         # the simulator stops them
         if new_catalogue:
             _load_demo_catalogue(sim, data_dir, config)
         simmod.install_signal_handlers(sim)
@@ -400,8 +406,9 @@ def cmd_sim(args):
     finally:
         if sim is not None:
             sim.close()
-        if proxy is not None:
-            proxy.stop()
+        for p in (proxy, qr_proxy):
+            if p is not None:
+                p.stop()
         if hostsim is not None:
             hostsim.terminate()
             hostsim.wait(10)

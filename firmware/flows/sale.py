@@ -180,7 +180,7 @@ class SaleFlow(PinEntry, Flow):
             self.error = "qr_off"
             self.term.beep("error")
             return None
-        if self.term.link_state == "down":
+        if self.term.payments.qr.needs_network():
             self.error = "qr_needs_network"
             self.term.beep("error")
             return None

@@ -37,6 +37,7 @@ REFUSALS = {"NOTENOUGH": "qr_no_balance", "AUTHCODEEXPIRE": "qr_code_expired",
 CANCEL_RETRY_MS = (2000, 5000, 15000, 30000, 60000)
 SHOW_ENTRY = "qr_show"          # the entry of a record paid by the merchant's code
 EXPIRY_MARGIN_MS = 5000         # a shown order is closed this long before its code expires
+PROBE_MS = 15000                # while the acquirer is unreachable, a connect this often
 
 
 def out_trade_no(tid, rec_id):
@@ -83,6 +84,10 @@ class QrPayments:
         self.tid = config["terminal"]["id"]
         self.orders = {}            # rec id -> _Order (in flight or being cancelled)
         self.recent = []            # hashes of the codes lately paid: a rescan is named
+        # the acquirer's reachability, from the QR link itself (not the card host's:
+        # either may be reachable without the other); "unknown" until a connect tells
+        self.link_state = "unknown"
+        self._probe_timer = None
 
     # -- what a flow asks ---------------------------------------------------------------
     def refusal(self, code):
@@ -91,9 +96,47 @@ class QrPayments:
             return "qr_code_invalid"
         if self._hash(code) in self.recent:
             return "qr_code_used"
-        if self.term.link_state == "down":
+        if self.needs_network():
             return "qr_needs_network"
         return None
+
+    # -- the acquirer's reachability -------------------------------------------------------
+    def needs_network(self):
+        """True while the acquirer is known unreachable: a QR payment is refused at once
+        (never approved offline) and a connect is tried now, so that the next try finds
+        a network that came back."""
+        if self.link_state != "down":
+            return False
+        self.probe()
+        return True
+
+    def link_changed(self, state):
+        """The QR link's on_link: "up" or "down". While down, a connect every PROBE_MS."""
+        if state == self.link_state:
+            return
+        self.link_state = state
+        if state == "down":
+            self._probe_later()
+        elif self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+        self.term.refresh()
+
+    def probe(self):
+        """Connect to the acquirer without a request (nothing is sent): the link then
+        says up or down."""
+        self.link.probe()
+
+    def _probe_later(self):
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+        self._probe_timer = self.term.reactor.call_later(PROBE_MS, self._probe_tick)
+
+    def _probe_tick(self):
+        self._probe_timer = None
+        if self.link_state == "down":
+            self.probe()
+            self._probe_later()
 
     def pay(self, kind, amount, code, listener):
         """Record, then send, the payment of amount by the customer's code; the record
@@ -353,6 +396,8 @@ class QrPayments:
             self.orders[rec["id"]] = order
             self._send_cancel(order)
             n += 1
+        if not n:
+            self.probe()                # at start: is the acquirer there?
         return n
 
     # -- small parts ------------------------------------------------------------------------

@@ -25,7 +25,8 @@ Requests (one JSON object a line) and their answers:
   {"cmd": "tap", "card": "no_cvm"}             -> a contactless tap (the card leaves after it)
   {"cmd": "remove"}                            -> the card out of the reader
   {"cmd": "network", "up": false}              -> cut the simulated network (the fault proxy
-                                                  resets every connection) or bring it back
+                                                  resets every connection) or bring it back;
+                                                  "link": "host" or "qr" cuts one link only
   {"cmd": "queue"}                             -> the store-and-forward queue: records (no
                                                   card data), totals, the forwarder's progress
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
@@ -234,11 +235,18 @@ class ControlServer:
         self._reply(conn, {"ok": True, "records": self.sim.terminal.payments.journal.find()})
 
     def cmd_network(self, conn, req):
-        if not self.sim.set_network(bool(req["up"])):
-            self._reply(conn, {"ok": False, "error": "no fault proxy: the simulator runs "
-                               "without its host simulator"})
+        link = req.get("link")
+        if link not in (None, "host", "qr"):
+            self._reply(conn, {"ok": False, "error": "unknown link %r: \"host\" (the card "
+                               "host), \"qr\" (the QR acquirer) or none for both" % link})
             return
-        self._reply(conn, {"ok": True, "up": self.sim.network_up})
+        if not self.sim.set_network(bool(req["up"]), link):
+            self._reply(conn, {"ok": False, "error": "no fault proxy%s: the simulator runs "
+                               "without its %s simulator" % (
+                                   " for the %s link" % link if link else "",
+                                   "QR acquirer" if link == "qr" else "host")})
+            return
+        self._reply(conn, {"ok": True, "up": self.sim.network_up, "links": self.sim.links_up})
 
     def cmd_queue(self, conn, req):
         pay = self.sim.terminal.payments
@@ -270,9 +278,11 @@ class ControlServer:
         if not url:
             self._reply(conn, {"ok": False, "error": "no QR code on the screen"})
             return
+        qr = dict(self.sim.terminal.config["qr"])
+        if self.sim.qr_proxy is not None:   # the phone's own network: past the proxy
+            qr["address"] = "127.0.0.1:%d" % self.sim.qr_proxy.upstream_port
         try:
-            status, answer = phone_pay(self.sim.terminal.config["qr"], url,
-                                       req.get("channel", "wechat"))
+            status, answer = phone_pay(qr, url, req.get("channel", "wechat"))
         except (OSError, ValueError) as exc:
             self._reply(conn, {"ok": False, "url": url,
                                "error": "the QR simulator did not answer: %s" % exc})

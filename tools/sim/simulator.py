@@ -119,10 +119,12 @@ def pc_key_to_code(ch):
 class Simulator:
     def __init__(self, profile, config, snapshot_dir=None, control_path=None,
                  synced=None, auth_iterations=None, console=None, clock=None, chip_port=None,
-                 proxy=None):
+                 proxy=None, qr_proxy=None):
         self.snapshot_dir = snapshot_dir
         self.proxy = proxy              # tools.host.faultproxy between terminal and host, if any
+        self.qr_proxy = qr_proxy        # and one between the terminal and the QR acquirer
         self.network_up = True
+        self.links_up = {"host": True, "qr": True}
         self.frames = 0
         self.receipts_saved = 0
         self.last_image = None
@@ -237,16 +239,21 @@ class Simulator:
         if code is not None:
             self.keypad_device.press(code)
 
-    def set_network(self, up):
+    def set_network(self, up, link=None):
         """Cut the simulated network (every connection reset, new ones too) or bring it
-        back. False when there is no fault proxy (no host simulator)."""
-        if self.proxy is None:
+        back: both links, or only link "host" (the card host) or "qr" (the QR acquirer).
+        False when there is no fault proxy for it (no host or QR simulator)."""
+        proxies = {"host": self.proxy, "qr": self.qr_proxy}
+        names = [link] if link else [n for n in proxies if proxies[n] is not None]
+        if not names or any(proxies.get(n) is None for n in names):
             return False
-        if up:
-            self.proxy.set("pass")
-        else:
-            self.proxy.set("reset", existing=True, new=True)
-        self.network_up = bool(up)
+        for name in names:
+            if up:
+                proxies[name].set("pass")
+            else:
+                proxies[name].set("reset", existing=True, new=True)
+            self.links_up[name] = bool(up)
+        self.network_up = all(self.links_up[n] for n in proxies if proxies[n] is not None)
         return True
 
     def save_frame(self, path):
@@ -266,8 +273,9 @@ class Simulator:
     def close(self):
         if self.control is not None:
             self.control.close()
-        if self.proxy is not None:
-            self.proxy.stop()
+        for proxy in (self.proxy, self.qr_proxy):
+            if proxy is not None:
+                proxy.stop()
         if self.chip is not None:
             self.chip.remove()
         self.vprinter.close()           # the pty pair goes with it
@@ -392,7 +400,11 @@ class CursesUI:
         y = max(len(rows) + 3, 3)
         if maxx - px < 36:
             y = max(y, 3)
-        net = "" if sim.proxy is None else ("   network: up" if sim.network_up else "   network: CUT")
+        net = "" if sim.proxy is None and sim.qr_proxy is None else (
+            "   network: up" if sim.network_up else "   network: CUT" if not any(
+                sim.links_up[n] for n, p in (("host", sim.proxy), ("qr", sim.qr_proxy)) if p)
+            else "   network: %s CUT" % " ".join(
+                n.upper() for n in ("host", "qr") if not sim.links_up[n]))
         self._put(maxy - 5, 0, "printer: %s   host: %s%s   language: %s   operator: %s   last key: %s" % (
             term.printer_state, term.link_state, net, term.t.lang,
             term.operator["id"] if term.operator else "-", term.last_key or "-"))
