@@ -96,9 +96,7 @@ class Terminal:
                 self.unprinted = self.payments.recover()
                 from firmware.retail import stock
                 stock.catch_up(self)        # a sale approved just before a crash
-                if self.payments.qr is not None:
-                    self.payments.qr.recover()  # QR orders in flight: query, cancel
-                    self.payments.qr_refunds.recover()
+                self._recover_qr()
                 self.payments.sign_on()
             except Exception as exc:    # a card that fails at start: shown after boot
                 if not is_fault(exc):
@@ -361,10 +359,18 @@ class Terminal:
             self.payments.forwarder.kick()
             from firmware.retail import stock
             stock.catch_up(self)            # stock a full card kept from moving
+            self._recover_qr()              # an answer the full card could not keep
         current = self.current()
         if current is not None and current.NAME == "storage_fault":
             self.go_home()
         return True
+
+    def _recover_qr(self):
+        """QR orders, refunds and voids the journal still has in flight (a crash, or an
+        answer a full card could not keep): queried, kept, cancelled or asked again."""
+        if self.payments.qr is not None:
+            self.payments.qr.recover()
+            self.payments.qr_refunds.recover()
 
     # -- store and forward ----------------------------------------------------
     def uploads_held(self):

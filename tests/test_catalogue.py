@@ -127,7 +127,7 @@ def test_an_altered_row_is_never_sold_and_is_flagged(tmp_path):
 
 
 def test_full_disk_is_a_storage_fault_and_writes_nothing(tmp_path):
-    from tests.test_storage_faults import SmallDisk
+    from tests.conftest import SmallDisk
     disk = SmallDisk(tmp_path / "card")
     try:
         faults = []

@@ -291,7 +291,7 @@ def test_truncated_and_garbage_key_files_are_named(tmp_path):
 
 
 def test_a_full_card_during_a_key_update_keeps_the_old_file(tmp_path):
-    from tests.test_storage_faults import SmallDisk
+    from tests.conftest import SmallDisk
     disk = SmallDisk(tmp_path / "data", size="64k")
     try:
         sealed = SealedFile(str(tmp_path / "data" / "dukpt.state"), os.urandom(32), "dukpt state")

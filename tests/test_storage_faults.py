@@ -8,50 +8,8 @@ file until the kernel says ENOSPC; space returns when the file goes.
 """
 import os
 import sqlite3
-import subprocess
 
 import pytest
-
-
-# -- a card that fills up ------------------------------------------------------------
-class SmallDisk:
-    def __init__(self, path, size="2m"):
-        self.path = str(path)
-        self.filler = os.path.join(self.path, "filler")
-        os.makedirs(self.path, exist_ok=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs",
-                            self.path], capture_output=True)
-        if r.returncode != 0:
-            pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.decode().strip())
-
-    def fill(self):
-        """Take every free byte (the kernel answers ENOSPC)."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for size in (1 << 16, 1 << 12, 1 << 9, 1):
-                chunk = b"\0" * size
-                while True:
-                    try:
-                        os.write(fd, chunk)
-                    except OSError:
-                        break
-        finally:
-            os.close(fd)
-        st = os.statvfs(self.path)
-        assert st.f_bavail == 0
-
-    def free(self):
-        os.unlink(self.filler)
-
-    def umount(self):
-        subprocess.run(["umount", "-l", self.path], capture_output=True)
-
-
-@pytest.fixture
-def disk(tmp_path):
-    d = SmallDisk(tmp_path / "terminal")
-    yield d
-    d.umount()
 
 
 def _ready(harness, **kw):
