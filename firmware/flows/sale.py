@@ -156,6 +156,7 @@ class SaleFlow(PinEntry, Flow):
         if not self.term.config["money"]["cash"]:
             self.error = "err_cash_off"
             return None
+        self.error = None           # a refusal of another method is not the cash screen's
         return "tendered"
 
     def pick_card(self, ev):
@@ -163,6 +164,7 @@ class SaleFlow(PinEntry, Flow):
             self.error = self.term.payments.card_unready_reason()
             self.term.beep("error")
             return None
+        self.error = None
         return "card"
 
     def pick_qr(self, ev):

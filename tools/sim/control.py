@@ -264,7 +264,10 @@ class ControlServer:
                            "role": term.role(), "language": term.t.lang,
                            "flows": [f.NAME + ":" + str(f.state) for f in term.flows],
                            "printer": term.printer_state, "frames": self.sim.frames,
-                           "cl_lights": term.cl_lights,
+                           "cl_lights": term.cl_lights, "host_link": term.link_state,
+                           "qr_link": term.payments.qr.link_state
+                           if term.payments is not None and term.payments.qr is not None
+                           else None,
                            "pins_ever_on": sorted({h[0] for h in self.sim.pins.history if h[1]}),
                            "selftests": {k: [v[0], v[1]] for k, v in term.selftests.items()}})
 
