@@ -73,7 +73,9 @@ class HomeFlow(MenuFlow):
     def reports(self):
         if not self._allowed("reports"):
             return self._refuse("menu_reports")
-        return self._not_built("menu_reports")
+        from firmware.flows.reports import ReportsFlow
+        self.term.push(ReportsFlow(self.term))
+        return None
 
     def settings(self):
         from firmware.flows.settings import SettingsFlow
