@@ -198,6 +198,10 @@ def test_a_restart_in_the_middle_queries_the_order_and_keeps_the_payment(qr_shop
     h.boot()
     h.run(5000, until=lambda: h.term.payments.journal.get(rec["id"])["state"] != "sending")
     assert h.term.payments.journal.get(rec["id"])["state"] == "approved"
+    h.login()                                           # no screen said APPROVED: the idle
+    assert "Unprinted: 1" in h.text(), h.text()         # screen says a receipt waits
+    h.press("MENU", "4")
+    assert "ENTER = #%d" % rec["id"] in h.text(), h.text()
 
 
 def test_a_restart_in_the_middle_cancels_an_order_still_unpaid(qr_shop, harness, acquirer):

@@ -364,6 +364,13 @@ class QrPayments:
         rec = self.payments.journal.get(order.rec_id)
         self.term.store.audit("qr_" + state, rec["operator"] if rec else "", "#%d %s" % (
             order.rec_id, fields.get("rc") or fields.get("reason") or ""))
+        if order.listener is None and rec is not None and rec["state"] == "approved" \
+                and not rec["receipt_printed"] \
+                and rec["id"] not in [r["id"] for r in self.term.unprinted]:
+            # paid while the terminal was down (found by the recovery's query): no screen
+            # said APPROVED, so the idle screen says a receipt waits (MENU > Reprint)
+            self.term.unprinted.append(rec)
+            self.term.refresh()
         self._notify(order, "done", {})
         return None
 
