@@ -15,6 +15,12 @@ fails it, or one missing while records show it was used, stops the journal with 
 `corrupt` fault naming the counter: a STAN used twice is worse than a stop. (A MAC
 does not see an older, valid row put back in place of the current one.)
 
+The shifts, their cash moves (pay in / pay out) and the Z reports have tables of their
+own (SCHEMA_VERSION 3, with an index on txns(batch)), each row MACed the same way. A
+row that fails its check is read as txns rows are: left out of every read, never
+rewritten, flagged in `row_flags` (table, row) and listed by damaged() with the
+table's name in its words.
+
 Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
 (firmware/core/store.py) and is reported to the guard's listener.
 """
@@ -24,15 +30,26 @@ import time
 from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac, transaction
 
 from firmware.core.store import CORRUPT, StorageFault
-from firmware.payments.journal import FIELDS
+from firmware.payments.journal import (CASH_MOVE_FIELDS, FIELDS, SHIFT_FIELDS, Z_FIELDS,
+                                       ShiftError, check_move)
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]
-SCHEMA_VERSION = 2          # 1: records carry a MAC; 2: counters carry a MAC too
+# 1: records carry a MAC; 2: counters carry a MAC too; 3: shifts, cash_moves, z_reports
+# (each row MACed) and the index on txns(batch)
+SCHEMA_VERSION = 3
+# the tables of shifts and cash: name -> fields with their defaults
+_TABLES = {"shifts": SHIFT_FIELDS, "cash_moves": CASH_MOVE_FIELDS, "z_reports": Z_FIELDS}
+# how damaged() names a row of each
+_ROW_WORDS = {"shifts": "shift", "cash_moves": "cash move", "z_reports": "Z report"}
 # a counter's row missing although a record shows it was used: (sql, what it means)
 _COUNTER_USED = {"stan": "SELECT 1 FROM txns WHERE stan<>'' LIMIT 1",
                  "batch": "SELECT 1 FROM txns WHERE batch>1 LIMIT 1"}
 _DEFAULTS = dict(FIELDS)
+
+
+def _sql_default(value):
+    return "%d" % value if isinstance(value, int) else "'%s'" % value.replace("'", "''")
 
 
 class JournalError(StorageFault):
@@ -52,6 +69,7 @@ class SQLiteJournal:
         self.guard = Guard("journal", on_fault, path)
         self.on_damaged = on_damaged        # callback(id) when a record fails its MAC
         self._flagged = set()
+        self._row_flagged = set()
         try:
             self.db = open_durable(path)
             self.guard.db = self.db
@@ -70,6 +88,16 @@ class SQLiteJournal:
                 self.db.execute("ALTER TABLE counters ADD COLUMN mac BLOB")
             self.db.execute("CREATE TABLE IF NOT EXISTS flags (id INTEGER PRIMARY KEY, "
                             "utc TEXT NOT NULL, what TEXT NOT NULL)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS txns_batch ON txns(batch)")
+            for table in _TABLES:
+                self._create(table, _TABLES[table])
+            self.db.execute("CREATE INDEX IF NOT EXISTS shifts_operator ON shifts(operator, state)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS shifts_batch ON shifts(batch)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS cash_moves_shift ON cash_moves(shift_id)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS z_reports_batch ON z_reports(batch)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS row_flags (tbl TEXT NOT NULL, "
+                            "row INTEGER NOT NULL, utc TEXT NOT NULL, what TEXT NOT NULL, "
+                            "PRIMARY KEY (tbl, row))")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 self.db.close()
@@ -78,22 +106,41 @@ class SQLiteJournal:
             if version < SCHEMA_VERSION and self.key is not None:
                 self._migrate(version)
             self._flagged = {r[0] for r in self.db.execute("SELECT id FROM flags")}
+            self._row_flagged = {(r[0], r[1]) for r in
+                                 self.db.execute("SELECT tbl, row FROM row_flags")}
         except (sqlite3.Error, OSError) as exc:
             fault = self.guard.fault(exc)
             raise JournalError(fault.kind if fault else "io", "journal", "cannot open %s (%s): check the SD card and "
                                "free space" % (path, exc))
 
+    def _create(self, table, fields):
+        """A table of fields (each NOT NULL, typed by its default) and a mac; a column a
+        later release added goes onto an older table with its default, so old rows keep
+        their MACs (record_mac leaves out fields at their default)."""
+        cols = ", ".join('"%s" %s NOT NULL DEFAULT %s' % (k, _TYPES[type(fields[k])], _sql_default(fields[k]))
+                         for k in fields if k != "id")
+        self.db.execute("CREATE TABLE IF NOT EXISTS %s (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                        "%s, mac BLOB)" % (table, cols))
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(%s)" % table)}
+        for k in fields:
+            if k != "id" and k not in have:
+                self.db.execute('ALTER TABLE %s ADD COLUMN "%s" %s NOT NULL DEFAULT %s' % (
+                    table, k, _TYPES[type(fields[k])], _sql_default(fields[k])))
+
     def _migrate(self, version):
         """The journal of an older build: MAC every record (schema 0) and every counter
-        (schema 0 and 1) as it stands, once, in one transaction."""
+        (schema 0 and 1) as it stands, once, in one transaction. Schema 2 only gains the
+        tables of shifts and cash (empty, made at open) and the index on txns(batch):
+        its counters keep their MACs (sealing them again would seal an altered one)."""
         def body():
             if version < 1:
                 for row in self.db.execute("SELECT id, %s FROM txns" % ", ".join(_COLUMNS)).fetchall():
                     rec = dict(zip(["id"] + _COLUMNS, row))
                     self.db.execute("UPDATE txns SET mac=? WHERE id=?", (self._mac(rec), rec["id"]))
-            for name, value in self.db.execute("SELECT name, value FROM counters").fetchall():
-                self.db.execute("UPDATE counters SET mac=? WHERE name=?",
-                                (self._counter_mac(name, value), name))
+            if version < 2:
+                for name, value in self.db.execute("SELECT name, value FROM counters").fetchall():
+                    self.db.execute("UPDATE counters SET mac=? WHERE name=?",
+                                    (self._counter_mac(name, value), name))
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         transaction(self.db, body)
 
@@ -160,10 +207,33 @@ class SQLiteJournal:
                 pass
 
     def damaged(self):
-        """[(id, utc, what)] of the records that failed their check: a supervisor's to see."""
+        """[(id, utc, what)] of the records that failed their check: a supervisor's to see.
+        The transactions first; then the rows of shifts, cash moves and Z reports, each
+        with its table named in what ("shift 3: MAC failed")."""
         rows = self.db.execute("SELECT id, utc, what FROM flags ORDER BY id").fetchall()
         seen = {r[0] for r in rows}
-        return rows + [(i, "", "MAC failed") for i in sorted(self._flagged) if i not in seen]
+        rows = rows + [(i, "", "MAC failed") for i in sorted(self._flagged) if i not in seen]
+        others = self.db.execute("SELECT tbl, row, utc, what FROM row_flags "
+                                 "ORDER BY tbl, row").fetchall()
+        seen = {(r[0], r[1]) for r in others}
+        others += [(tbl, row, "", "MAC failed") for tbl, row in sorted(self._row_flagged)
+                   if (tbl, row) not in seen]
+        return rows + [(row, utc, "%s %d: %s" % (_ROW_WORDS.get(tbl, tbl), row, what))
+                       for tbl, row, utc, what in others]
+
+    def _row_checked(self, table, rec, mac):
+        """A row of the shifts and cash tables if its MAC holds; else flagged, None."""
+        if self.key is None or mac_ok(self.key, table, rec, mac, _TABLES[table]):
+            return rec
+        mark = (table, rec["id"])
+        if mark not in self._row_flagged:
+            self._row_flagged.add(mark)
+            try:
+                self.db.execute("INSERT OR IGNORE INTO row_flags VALUES (?, ?, ?, ?)",
+                                (table, rec["id"], _utc(), "MAC failed"))
+            except sqlite3.Error:
+                pass        # kept in memory; flagged again at the next read after a restart
+        return None
 
     @guarded
     def verify_recent(self, n=200):
@@ -329,6 +399,181 @@ class SQLiteJournal:
     @guarded
     def counter(self, name):
         return self._counter_value(name)
+
+    @guarded
+    def txns_after(self, after_id, until_id=0, operator=None):
+        """The records with an id above after_id (and at most until_id unless 0), of
+        operator when given, oldest first, each verified: a shift's window of the
+        journal, read by its primary key (the cost grows with the window only)."""
+        where, args = "WHERE id>?", [after_id]
+        if until_id:
+            where += " AND id<=?"
+            args.append(until_id)
+        if operator is not None:
+            where += " AND operator=?"
+            args.append(operator)
+        return self._rows(where, args)
+
+    def _last_txn(self):
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM txns").fetchone()[0]
+
+    # -- shifts and cash (issue 14) --------------------------------------------------
+    def _table_rows(self, table, where="", args=(), order="ORDER BY id"):
+        fields = _TABLES[table]
+        names = list(fields)
+        cur = self.db.execute("SELECT %s, mac FROM %s %s %s" % (
+            ", ".join('"%s"' % k for k in names), table, where, order), args)
+        out = []
+        for row in cur.fetchall():
+            rec = self._row_checked(table, dict(zip(names, row[:-1])), row[-1])
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _insert(self, table, values):
+        """Insert a row (values: fields without id) and seal it; its id. Inside a
+        transaction: the row and its MAC land together or not at all."""
+        fields = _TABLES[table]
+        row = dict(fields)
+        row.update(values)
+        names = [k for k in fields if k != "id"]
+        cur = self.db.execute("INSERT INTO %s (%s) VALUES (%s)" % (
+            table, ", ".join('"%s"' % k for k in names), ", ".join("?" * len(names))),
+            [row[k] for k in names])
+        row["id"] = cur.lastrowid
+        if self.key is not None:
+            self.db.execute("UPDATE %s SET mac=? WHERE id=?" % table,
+                            (record_mac(self.key, table, row, fields), row["id"]))
+        return row["id"]
+
+    def _open_shift(self, shift_id):
+        """The shift, verified and open; KeyError (missing or failing its check) or
+        ShiftError "closed"."""
+        rows = self._table_rows("shifts", "WHERE id=?", (shift_id,))
+        if not rows:
+            raise KeyError("shift %r is missing or failed its integrity check" % shift_id)
+        if rows[0]["state"] != "open":
+            raise ShiftError("closed", "shift %d" % shift_id)
+        return rows[0]
+
+    @guarded
+    def shift_open(self, operator, float_cents, utc, tz_min, batch, currency=""):
+        """A new open shift of operator with its counted float; its id. ShiftError
+        "open" when operator has one open already (a row that fails its check does
+        not count: it is flagged, never acted on)."""
+        if isinstance(float_cents, bool) or not isinstance(float_cents, int) or float_cents < 0:
+            raise ShiftError("amount", repr(float_cents))
+
+        def body():
+            if self._table_rows("shifts", "WHERE operator=? AND state='open'", (operator,)):
+                raise ShiftError("open", operator)
+            return self._insert("shifts", {
+                "operator": operator, "opened_utc": utc, "tz_min": tz_min, "batch": batch,
+                "float": float_cents, "state": "open", "currency": currency,
+                "txn_after": self._last_txn()})
+        return self._txn(body)
+
+    @guarded
+    def shift_current(self, operator):
+        """operator's open shift (the newest, verified), or None."""
+        rows = self._table_rows("shifts", "WHERE operator=? AND state='open'", (operator,),
+                                "ORDER BY id DESC")
+        return rows[0] if rows else None
+
+    @guarded
+    def shift_get(self, shift_id):
+        """The shift, or None when there is none or it failed its check."""
+        rows = self._table_rows("shifts", "WHERE id=?", (shift_id,))
+        return rows[0] if rows else None
+
+    @guarded
+    def shifts(self, batch=None, operator=None, state=None):
+        """The shifts, oldest first, each verified: of one batch (the batch open when
+        each began), of one operator, in one state, as given."""
+        clauses, args = [], []
+        for name, value in (("batch", batch), ("operator", operator), ("state", state)):
+            if value is not None:
+                clauses.append("%s=?" % name)
+                args.append(value)
+        return self._table_rows("shifts", ("WHERE " + " AND ".join(clauses)) if clauses else "",
+                                args)
+
+    @guarded
+    def shift_close(self, shift_id, counted, expected, denominations_json, utc):
+        """Close an open shift with the cash counted and expected (the difference is
+        counted - expected), in one transaction; the closed row. KeyError when the
+        shift is missing or fails its check, ShiftError "closed" when it is not open."""
+        def body():
+            row = self._open_shift(shift_id)
+            row.update(state="closed", closed_utc=utc, counted=counted, expected=expected,
+                       difference=counted - expected, denominations=denominations_json or "",
+                       txn_until=self._last_txn())
+            names = [k for k in SHIFT_FIELDS if k != "id"]
+            self.db.execute("UPDATE shifts SET %s, mac=? WHERE id=?" % ", ".join(
+                '"%s"=?' % k for k in names), [row[k] for k in names] + [
+                record_mac(self.key, "shifts", row, SHIFT_FIELDS) if self.key is not None
+                else None, shift_id])
+            return row
+        return self._txn(body)
+
+    @guarded
+    def cash_move(self, shift_id, kind, amount, reason, operator, supervisor, utc):
+        """A pay in or pay out of an open shift (verified), in one transaction; its id."""
+        check_move(kind, amount)
+
+        def body():
+            self._open_shift(shift_id)
+            return self._insert("cash_moves", {
+                "shift_id": shift_id, "kind": kind, "amount": amount, "reason": reason,
+                "operator": operator, "supervisor": supervisor, "utc": utc})
+        return self._txn(body)
+
+    @guarded
+    def cash_moves(self, shift_id=None, batch=None):
+        """Pay ins and outs, oldest first, each verified: of one shift, or of the shifts
+        of one batch (those whose own row verifies)."""
+        clauses, args = [], []
+        if shift_id is not None:
+            clauses.append("shift_id=?")
+            args.append(shift_id)
+        if batch is not None:
+            ids = [row["id"] for row in self.shifts(batch=batch)]
+            clauses.append("shift_id IN (%s)" % ", ".join("?" * len(ids)) if ids else "0")
+            args.extend(ids)
+        return self._table_rows("cash_moves",
+                                ("WHERE " + " AND ".join(clauses)) if clauses else "", args)
+
+    # -- Z reports (storage only; firmware/reports/ builds them) ---------------------
+    @guarded
+    def save_z(self, batch, utc, doc_text):
+        """Keep a Z report (its document as JSON text); its id."""
+        return self._txn(lambda: self._insert("z_reports", {"batch": batch, "utc": utc,
+                                                            "doc": doc_text}))
+
+    @guarded
+    def z_reports(self, batch=None):
+        """The Z reports, oldest first, each verified; of one batch when given."""
+        if batch is None:
+            return self._table_rows("z_reports")
+        return self._table_rows("z_reports", "WHERE batch=?", (batch,))
+
+    @guarded
+    def last_z(self):
+        """The newest Z report that verifies, or None."""
+        below = None
+        while True:
+            where, args = "", ()
+            if below is not None:
+                where, args = "WHERE id<?", (below,)
+            raw = self.db.execute("SELECT id FROM z_reports %s ORDER BY id DESC LIMIT 8"
+                                  % where, args).fetchall()
+            for (z_id,) in raw:
+                rows = self._table_rows("z_reports", "WHERE id=?", (z_id,))
+                if rows:
+                    return rows[0]
+            if len(raw) < 8:
+                return None
+            below = raw[-1][0]
 
     @guarded
     def probe(self):

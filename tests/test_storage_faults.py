@@ -410,7 +410,7 @@ def test_counters_of_a_schema_1_journal_get_their_macs_at_first_open(tmp_path):
     db.commit()
     db.close()
     j = SQLiteJournal(path, key)
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == 3     # and on to shifts (3)
     assert j.counter("batch") == 3 and j.next_counter("stan", 999999) == 42
     assert j.find()[0]["stan"] == "000041"                # records kept their MACs
     assert j.quick_check() == (True, "ok")

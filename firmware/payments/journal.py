@@ -18,7 +18,19 @@ An approval given offline has offline=1 and upload "pending" until the host has 
 advice ("uploaded"), or "declined" when the host refused it after upload (the record
 is then "declined" with the host's response code).
 
-This module holds the record shape and an in-memory journal (for boards without
+The journal also keeps the cash drawer's shifts (issue 14, firmware/payments/shifts.py):
+
+  shifts      one row per operator's shift: the float counted at open, and at close
+              the cash counted, the cash expected and the difference (counted minus
+              expected), the count by denomination as JSON text. txn_after is the
+              newest transaction id when the shift opened and txn_until the newest
+              when it closed (0 while open): the shift's sales are that operator's
+              records between the two, whatever the clock did meanwhile.
+  cash_moves  pay ins and pay outs of a shift, each with its reason and the
+              supervisor who approved it
+  z_reports   the Z reports that closed batches, as JSON text (firmware/reports/)
+
+This module holds the record shapes and an in-memory journal (for boards without
 SQLite and for the portable tests); drivers/journal_sqlite.py is the device's.
 """
 
@@ -44,6 +56,40 @@ FIELDS = {
 }
 
 
+# shifts and cash (issue 14): each table's fields with their defaults
+SHIFT_FIELDS = {
+    "id": 0, "operator": "", "opened_utc": "", "tz_min": 0, "batch": 1, "float": 0,
+    "state": "open", "closed_utc": "", "counted": 0, "expected": 0, "difference": 0,
+    "denominations": "", "currency": "", "txn_after": 0, "txn_until": 0,
+}
+SHIFT_STATES = ("open", "closed")
+CASH_MOVE_FIELDS = {
+    "id": 0, "shift_id": 0, "kind": "pay_in", "amount": 0, "reason": "", "operator": "",
+    "supervisor": "", "utc": "",
+}
+MOVE_KINDS = ("pay_in", "pay_out")
+Z_FIELDS = {"id": 0, "batch": 0, "utc": "", "doc": ""}
+
+
+class ShiftError(Exception):
+    """A shift write refused: what is "open" (the operator has an open shift already),
+    "closed" (the shift is not open), "kind" or "amount" (a cash move that is no pay in
+    or pay out, or not a positive whole amount)."""
+
+    def __init__(self, what, detail=""):
+        Exception.__init__(self, "%s %s" % (what, detail))
+        self.what = what
+        self.detail = detail
+
+
+def check_move(kind, amount):
+    """A cash move's kind and amount, or ShiftError."""
+    if kind not in MOVE_KINDS:
+        raise ShiftError("kind", kind)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ShiftError("amount", repr(amount))
+
+
 def record(**values):
     rec = dict(FIELDS)
     for k in values:
@@ -58,6 +104,10 @@ class MemoryJournal:
         self._rows = {}
         self._next = 1
         self.counters = {"stan": 0, "batch": 1}
+        self._shifts = {}
+        self._moves = {}
+        self._z = {}
+        self._next_shift = self._next_move = self._next_z = 1
 
     def add(self, rec):
         rec = dict(rec)
@@ -107,6 +157,125 @@ class MemoryJournal:
 
     def counter(self, name):
         return self.counters.get(name, 0)
+
+    def txns_after(self, after_id, until_id=0, operator=None):
+        """The records with an id above after_id (and at most until_id unless 0), of
+        operator when given, oldest first: a shift's window of the journal."""
+        out = []
+        for txn_id in sorted(self._rows):
+            if txn_id <= after_id or (until_id and txn_id > until_id):
+                continue
+            rec = self._rows[txn_id]
+            if operator is not None and rec["operator"] != operator:
+                continue
+            out.append(dict(rec))
+        return out
+
+    def _last_txn(self):
+        return self._next - 1
+
+    # -- shifts and cash (issue 14) ------------------------------------------------
+    def shift_open(self, operator, float_cents, utc, tz_min, batch, currency=""):
+        """A new open shift of operator with its counted float; its id. ShiftError
+        "open" when operator has one open already."""
+        if isinstance(float_cents, bool) or not isinstance(float_cents, int) or float_cents < 0:
+            raise ShiftError("amount", repr(float_cents))
+        if self.shift_current(operator) is not None:
+            raise ShiftError("open", operator)
+        row = dict(SHIFT_FIELDS)
+        row.update(id=self._next_shift, operator=operator, opened_utc=utc, tz_min=tz_min,
+                   batch=batch, state="open", currency=currency, txn_after=self._last_txn())
+        row["float"] = float_cents
+        self._next_shift += 1
+        self._shifts[row["id"]] = row
+        return row["id"]
+
+    def shift_current(self, operator):
+        """operator's open shift, or None."""
+        found = None
+        for shift_id in sorted(self._shifts):
+            row = self._shifts[shift_id]
+            if row["operator"] == operator and row["state"] == "open":
+                found = row
+        return dict(found) if found is not None else None
+
+    def shift_get(self, shift_id):
+        row = self._shifts.get(shift_id)
+        return dict(row) if row else None
+
+    def shifts(self, batch=None, operator=None, state=None):
+        """The shifts, oldest first: of one batch (the batch open when each began),
+        of one operator, in one state, as given."""
+        out = []
+        for shift_id in sorted(self._shifts):
+            row = self._shifts[shift_id]
+            if batch is not None and row["batch"] != batch:
+                continue
+            if operator is not None and row["operator"] != operator:
+                continue
+            if state is not None and row["state"] != state:
+                continue
+            out.append(dict(row))
+        return out
+
+    def shift_close(self, shift_id, counted, expected, denominations_json, utc):
+        """Close an open shift with the cash counted and expected; the closed row.
+        KeyError when there is no such shift, ShiftError "closed" when it is not open."""
+        row = self._shifts.get(shift_id)
+        if row is None:
+            raise KeyError("no shift %r" % shift_id)
+        if row["state"] != "open":
+            raise ShiftError("closed", "shift %d" % shift_id)
+        row.update(state="closed", closed_utc=utc, counted=counted, expected=expected,
+                   difference=counted - expected, denominations=denominations_json or "",
+                   txn_until=self._last_txn())
+        return dict(row)
+
+    def cash_move(self, shift_id, kind, amount, reason, operator, supervisor, utc):
+        """A pay in or pay out of an open shift; its id."""
+        check_move(kind, amount)
+        row = self._shifts.get(shift_id)
+        if row is None:
+            raise KeyError("no shift %r" % shift_id)
+        if row["state"] != "open":
+            raise ShiftError("closed", "shift %d" % shift_id)
+        move = dict(CASH_MOVE_FIELDS)
+        move.update(id=self._next_move, shift_id=shift_id, kind=kind, amount=amount,
+                    reason=reason, operator=operator, supervisor=supervisor, utc=utc)
+        self._next_move += 1
+        self._moves[move["id"]] = move
+        return move["id"]
+
+    def cash_moves(self, shift_id=None, batch=None):
+        """Pay ins and outs, oldest first: of one shift, or of the shifts of one batch."""
+        shifts = None
+        if batch is not None:
+            shifts = [row["id"] for row in self.shifts(batch=batch)]
+        out = []
+        for move_id in sorted(self._moves):
+            move = self._moves[move_id]
+            if shift_id is not None and move["shift_id"] != shift_id:
+                continue
+            if shifts is not None and move["shift_id"] not in shifts:
+                continue
+            out.append(dict(move))
+        return out
+
+    # -- Z reports (storage only; firmware/reports/ builds them) -------------------
+    def save_z(self, batch, utc, doc_text):
+        row = {"id": self._next_z, "batch": batch, "utc": utc, "doc": doc_text}
+        self._next_z += 1
+        self._z[row["id"]] = row
+        return row["id"]
+
+    def z_reports(self, batch=None):
+        return [dict(self._z[i]) for i in sorted(self._z)
+                if batch is None or self._z[i]["batch"] == batch]
+
+    def last_z(self):
+        if not self._z:
+            return None
+        return dict(self._z[max(self._z)])
 
     def close(self):
         pass
