@@ -232,10 +232,13 @@ class Forwarder:
         except Exception as exc:
             return self._failed(None, str(exc))
         timeout = self.term.config["host"]["response_timeout_s"] * 1000
+        utc = self.term.system.utc_time()
         for rec, payload in ready:
-            msg = dict(payload["msg"])
-            if rec["attempts"] or rec["state"] == "sent":
-                msg["t"] = hostmsg.repeat_mti(msg["t"])
+            # a record queued by an older release goes in this release's wire; a
+            # reversal's DE7 is the time of this sending
+            payload = hostmsg.upgrade_payload(payload)[0]
+            msg = hostmsg.transmission(payload["msg"], rec["attempts"] or rec["state"] == "sent",
+                                       utc)
             self.inflight[rec["id"]] = msg["11"]
             self._note_sent(rec)
             check = {}

@@ -42,14 +42,37 @@ def _common(rec, config, local):
             "49": numeric(rec["currency"])}
 
 
-def _card_message(mti, rec, config, local, track2, emv):
+def pan_expiry(track2):
+    """(PAN, YYMM) of track 2 data (a stripe's, or a chip's tag 57 as PAN=YYMM...), or
+    (None, None) when it has no separator."""
+    for sep in ("=", "D"):
+        if track2 and sep in track2:
+            pan, rest = track2.split(sep, 1)
+            return pan, (rest[:4] if len(rest) >= 4 and rest[:4].isdigit() else None)
+    return None, None
+
+
+def card_fields(track2=None, pan=None, expiry=None):
+    """Where the card travels in an online request (docs/host-protocol.md, DE2/DE35):
+    track 2 as read (the stripe's, or the chip's track 2 equivalent, tag 57) in DE35;
+    without one, the PAN in DE2 and the expiry in DE14. Never both."""
+    if track2:
+        return {"35": track2}
+    out = {}
+    if pan:
+        out["2"] = pan
+    if expiry:
+        out["14"] = expiry
+    return out
+
+
+def _card_message(mti, rec, config, local, card, emv):
     """The fields a card payment's request and advice share: the common ones, the
-    entry mode (DE22), track 2 (DE35), chip data (DE55) and PAN sequence (DE23)."""
+    entry mode (DE22), the card (card_fields), chip data (DE55) and PAN sequence (DE23)."""
     msg = {"t": mti}
     msg.update(_common(rec, config, local))
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
-    if track2:
-        msg["35"] = track2
+    msg.update(card)
     if emv is not None:
         msg["55"] = emv["de55"]
         if emv.get("pan_seq"):
@@ -70,42 +93,129 @@ def pin_fields(ksn_hex, block_hex):
     return fields
 
 
-def financial_request(rec, config, local, track2, pin=None, original=None, emv=None):
+def financial_request(rec, config, local, track2, pin=None, original=None, emv=None, pan=None,
+                      expiry=None):
     """0200 for a sale, refund or void; pin is (ksn_hex, block_hex) or None; emv is
-    {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap."""
-    msg = _card_message("0200", rec, config, local, track2, emv)
+    {"de55": hex of the kernel's TLVs, "pan_seq": "01" or None} for chip and tap.
+    track2 goes in DE35 (a chip's too: its tag 57); pan and expiry (DE2, DE14) only
+    when there is no track 2 (a card read without one)."""
+    msg = _card_message("0200", rec, config, local, card_fields(track2, pan, expiry), emv)
     if pin is not None:
         msg.update(pin_fields(pin[0], pin[1]))
     if original is not None and original.get("rrn"):
         msg["37"] = original["rrn"]
-        # DE38 is the issuer's six-character code; an offline approval's Y1/Y3 is the
-        # terminal's own word (DE39 of its advice), which DE38 cannot carry
+        # DE38 here is the issuer's code of the sale being refunded; an offline
+        # approval's Y1/Y3 is the card's own decision, which no issuer gave
         if original.get("auth_code") and not original.get("offline"):
             msg["38"] = original["auth_code"]
     return msg
 
 
-def reversal_request(rec, config, local, stan, original_mti="0200"):
+# Why a reversal is sent (DE39 of 0420/0421, ISO 8583:1987 response codes; the table
+# is in docs/host-protocol.md, section 9): the journal's reason -> the code. 68 and 20:
+# the terminal does not know what the host did; 17: someone meant to undo it; 22: the
+# terminal or the card failed after the request went.
+REVERSAL_REASONS = {
+    "reason_no_reply": "68",            # response received too late (or not at all)
+    "reason_link_lost": "68",           # the connection broke after the request went
+    "reason_offline_instead": "68",     # (the same, then approved offline)
+    "reason_bad_reply": "20",           # invalid response: an answer not to be trusted
+    "reason_cancelled": "17",           # customer cancellation: CANCEL after sending
+    "reason_card_removed": "17",        # the card pulled out before the end
+    "reason_voided": "17",              # the merchant voided the sale
+    "reason_card_declined": "22",       # the chip refused after the host approved
+    "reason_restart": "22",             # suspected malfunction: power lost mid-request
+}
+REVERSAL_OTHER = "22"
+
+
+def reversal_reason(reason, purpose=None):
+    """DE39 of a reversal: why it is sent (REVERSAL_REASONS)."""
+    if reason in REVERSAL_REASONS:
+        return REVERSAL_REASONS[reason]
+    return REVERSAL_REASONS["reason_voided"] if purpose == "void" else REVERSAL_OTHER
+
+
+def reversal_request(rec, config, local, stan, original_mti="0200", purpose=None):
     """0420 reversal advice undoing rec, which went as original_mti with rec's STAN and
-    DE7. It waits in the store-and-forward queue; the forwarder sends a repeat as 0421."""
+    DE7. It waits in the store-and-forward queue; the forwarder sends it (a repeat as
+    0421) through transmission(), which stamps DE7 with the time of each sending: the
+    original's DE7 is in DE90. DE39 says why (reversal_reason of rec's reason). No card
+    data: DE90 and DE41 name the original, and the terminal keeps no PAN for it."""
     msg = {"t": "0420"}
     msg.update(_common(rec, config, local))
+    del msg["7"]
     msg["11"] = stan
     msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
+    msg["39"] = reversal_reason(rec.get("reason"), purpose)
     # DE90: original MTI, STAN, DE7, acquirer and forwarding institution IDs (none).
     msg["90"] = original_mti + rec["stan"] + de7(rec["utc"]) + "0" * 22
     return msg
 
 
-def advice_request(rec, config, local, track2, emv, arc):
+def advice_code(arc):
+    """DE38 of an advice: the offline approval code (Y1, Y3), an6 space-filled."""
+    return (str(arc or "Y1") + "      ")[:6]
+
+
+def advice_request(rec, config, local, pan, expiry, emv, arc):
     """0220 for a payment approved offline (repeats go as 0221): the host books what
-    the terminal already approved. DE37 is the terminal's own RRN, DE39 the
-    authorisation response code it approved on (Y1, Y3); no DE38, which is the
-    issuer's to give."""
-    msg = _card_message("0220", rec, config, local, track2, emv)
+    the terminal already approved. The card as DE2 PAN and DE14 expiry, never track
+    data (the queue keeps the advice until the host has it: no track 2 stored after
+    the sale); DE37 the terminal's own RRN; DE38 the offline approval code (Y1: the
+    card approved offline at once, Y3: the host could not be reached). No DE39, which
+    is the host's answer."""
+    msg = _card_message("0220", rec, config, local, card_fields(None, pan, expiry), emv)
     msg["37"] = rec["rrn"]
-    msg["39"] = arc
+    msg["38"] = advice_code(arc)
     return msg
+
+
+def upgrade_payload(payload):
+    """A queued record's payload in this release's wire: (payload, changed).
+
+    Records queued by the release before kept an advice's full track 2 (DE35) and its
+    offline code in DE39, and a reversal without a reason: an advice gets DE2 and DE14
+    from its track, which is dropped (track 1 too), and its code moves to DE38; a
+    reversal gets DE39 (17 for a void, else 22: its cause was not kept)."""
+    msg = payload.get("msg") if isinstance(payload, dict) else None
+    if not isinstance(msg, dict):
+        return payload, False
+    mti = str(msg.get("t", ""))
+    new = dict(msg)
+    if mti[:3] == "022":
+        if "35" in new:
+            pan, expiry = pan_expiry(new.pop("35"))
+            if pan and "2" not in new:
+                new["2"] = pan
+            if expiry and "14" not in new:
+                new["14"] = expiry
+        new.pop("45", None)
+        if "39" in new:
+            code = new.pop("39")
+            if "38" not in new:
+                new["38"] = advice_code(code)
+    elif mti[:3] == "042" and "39" not in new:
+        new["39"] = reversal_reason(None, payload.get("purpose"))
+    if new == msg:
+        return payload, False
+    out = dict(payload)
+    out["msg"] = new
+    return out, True
+
+
+def transmission(msg, repeat, utc):
+    """The message as it goes on the wire now, from a queued record's msg: the repeat
+    MTI when it went before (0221, 0421); a reversal's DE7 the time of this sending
+    (utc: (y, mo, d, h, mi, s) in UTC). An advice keeps the DE7 it was recorded with:
+    with DE11 and DE41 it names the advice for the host's duplicate check and for the
+    DE90 of a reversal of it."""
+    out = dict(msg)
+    if repeat:
+        out["t"] = repeat_mti(out["t"])
+    if out["t"][:3] in ("040", "042"):
+        out["7"] = "%02d%02d%02d%02d%02d" % tuple(utc[1:6])
+    return out
 
 
 _DAYS_BEFORE = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)

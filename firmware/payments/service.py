@@ -197,7 +197,8 @@ class Payments:
         reached) becomes a queued advice, within the merchant's policy."""
         from firmware.cards.emv import tlv
         card = outcome.get("card") or {}
-        info = {"track2": card.get("track2"), "pan_masked": outcome.get("pan_masked") or "",
+        info = {"pan": card.get("pan"), "expiry": card.get("expiry"),
+                "pan_masked": outcome.get("pan_masked") or "",
                 "last4": outcome.get("last4") or "", "entry": entry}
         emv = {"de55": tlv.de55_hex(outcome.get("emv") or {}), "pan_seq": outcome.get("pan_seq")}
         return self.approve_offline(attempt, info, emv, outcome.get("arc") or "Y1",
@@ -240,12 +241,15 @@ class Payments:
         except Exception as exc:        # not written down, so never sent
             return self._not_written(kind, amount, card, exc, callback)
         msg = hostmsg.financial_request(rec, self.term.config, self.term.system.local_time(),
-                                        card.track2, pin_fields, original, emv)
+                                        card.track2, pin_fields, original, emv,
+                                        pan=card.pan, expiry=card.expiry)
         if emv is None and kind == "sale" and card.entry_mode in \
                 self.term.config["offline"]["entry_modes"] and self.term.config["offline"]["enabled"]:
-            # a stripe the merchant accepts offline: its track 2 stays until the answer,
-            # in case the host cannot be reached (a chip card's kernel keeps its own)
-            self._held[rec["id"]] = (card.track2, card.masked, card.last4, card.entry_mode)
+            # a stripe the merchant accepts offline: its PAN and expiry (what an advice
+            # carries, not the track) stay until the answer, in case the host cannot be
+            # reached (a chip card's kernel keeps its own)
+            self._held[rec["id"]] = (card.pan, card.expiry, card.masked, card.last4,
+                                     card.entry_mode)
         card.wipe()
         # Keep only what checking the reply needs; the request dict (track data, PIN
         # block) is dropped once the link has encoded it.
@@ -337,8 +341,9 @@ class Payments:
             and not result.get("untrusted")
         rec["host_unreachable"] = unreachable
         if unreachable and held is not None:
-            track2, masked, last4, entry = held
-            card = {"track2": track2, "pan_masked": masked, "last4": last4, "entry": entry}
+            pan, expiry, masked, last4, entry = held
+            card = {"pan": pan, "expiry": expiry, "pan_masked": masked, "last4": last4,
+                    "entry": entry}
             rec = self.approve_offline(rec, card, None, "Y1", rec["cvm"])
         held = None
         callback(rec)
@@ -446,7 +451,7 @@ class Payments:
                 self.journal.update(rec["id"], rev_stan=stan)
             original_mti = "0220" if rec["offline"] else "0200"
             msg = hostmsg.reversal_request(rec, self.term.config, self.term.system.local_time(),
-                                           stan, original_mti)
+                                           stan, original_mti, purpose)
             self.queue.add("reversal", rec["stan"], rec["amount"], rec["currency"],
                            {"msg": msg, "journal_id": rec["id"], "purpose": purpose},
                            created_utc=rec["utc"])
@@ -655,7 +660,7 @@ class Payments:
                         cvm=CVM.get(cvm, cvm), card_label=brand(card["pan_masked"]), offline=1,
                         **extra)
         msg = hostmsg.advice_request(rec, self.term.config, self.term.system.local_time(),
-                                     card.get("track2"), emv, arc)
+                                     card.get("pan"), card.get("expiry"), emv, arc)
         try:
             self.queue.add("advice", stan, amount, rec["currency"],
                            {"msg": msg, "journal_id": rec["id"], "purpose": "advice"},

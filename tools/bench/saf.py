@@ -427,7 +427,7 @@ def bench_drain(n=10000, folder=None, window=None):
                        rrn=hostmsg.offline_rrn(_ADVICE_REC["utc"], stan))
             # a stripe advice: a chip one's DE55 carries a TC the host checks against
             # the card's keys, which only a card (tools/cards/vcard.py) can make
-            msg = hostmsg.advice_request(rec, cfg, local, TRACK2, None, "Y1")
+            msg = hostmsg.advice_request(rec, cfg, local, *hostmsg.pan_expiry(TRACK2), None, "Y1")
             queue.add("advice", stan, rec["amount"], "USD",
                       {"msg": msg, "journal_id": 0, "purpose": "advice"})
         t0 = time.perf_counter()
