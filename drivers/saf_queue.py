@@ -3,8 +3,10 @@
 SQLite in WAL mode with synchronous=FULL, like the journal: add() is on the SD card
 before it returns, so an offline APPROVED is never shown for a record a power cut
 could lose. The advice fields carry card data the host has not yet authorised
-(DE35, DE55), so each payload is JSON sealed with AES-GCM under the device data key,
-a fresh 96-bit nonce per record, and associated data naming the record (id, kind,
+(DE2 PAN, DE14 expiry, DE55; never track data: docs/host-protocol.md, and a queue
+of an older release has its advices' track 2 replaced at its first open), so each
+payload is JSON sealed with AES-GCM under the device data key, a fresh 96-bit
+nonce per record, and associated data naming the record (id, kind,
 STAN, amount, currency, TID, time): a ciphertext moved to another row, or a clear
 column edited, fails its tag. Only what the forwarder needs to order, count and show
 the merchant stays in clear.
@@ -48,7 +50,7 @@ STATES = ("pending", "sent", "acked", "declined_after_upload", "corrupt", "cance
 KEY_BYTES = 32
 NONCE_BYTES = 12
 GOOD_ROWS_KEPT = 100000     # about 4 MiB of hashes; past it the set starts again
-SCHEMA_VERSION = 2          # 2: every row carries a MAC
+SCHEMA_VERSION = 3          # 2: every row carries a MAC; 3: no track data in advices
 EXPORT_FORMAT = "handpos-saf-export"
 EXPORT_VERSION = 2          # 2: an export ID, a target terminal and an expiry, all signed
 EXPORT_VALID_S = 72 * 3600  # an export is imported within this, by its terminal's clock
@@ -231,7 +233,7 @@ class SafQueue:
             if version > SCHEMA_VERSION:
                 raise SafError("%s was written by a newer handpos (schema %d)" % (path, version))
             if version < SCHEMA_VERSION:
-                self._migrate()
+                self._migrate(version)
             row = self.db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
         except (sqlite3.Error, OSError) as exc:
             fault = self.guard.fault(exc, _queue_fault)
@@ -250,13 +252,42 @@ class SafQueue:
                                "restore the key file that belongs to it; do not delete the "
                                "queue (it holds approvals not yet sent)" % path)
 
-    def _migrate(self):
-        """A queue of schema 1 (no MACs): seal every row as it stands, once."""
+    def _migrate(self, version):
+        """Once, in one transaction: a queue of schema 1 (no MACs) gets every row sealed
+        as it stands; one of schema 1 or 2 gets its payloads in this release's wire."""
         def body():
-            for (rec_id,) in self.db.execute("SELECT id FROM saf").fetchall():
-                self._reseal(rec_id)
+            if version < 2:
+                for (rec_id,) in self.db.execute("SELECT id FROM saf").fetchall():
+                    self._reseal(rec_id)
+            if version < 3:
+                self._upgrade_payloads()
             self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
         transaction(self.db, body)
+
+    def _upgrade_payloads(self):
+        """Schema 2 kept an advice's full track 2 (DE35) and a reversal without a reason:
+        each payload still held is opened, brought to this release's wire by
+        firmware/payments/hostmsg.upgrade_payload (PAN and expiry instead of the track)
+        and sealed again under a fresh nonce (secure_delete zeroes the old pages). A row
+        whose MAC or tag fails is left as it is: it is flagged corrupt when read, never
+        sealed anew."""
+        from firmware.payments.hostmsg import upgrade_payload
+        rows = self.db.execute("SELECT %s, mac FROM saf WHERE ciphertext IS NOT NULL AND "
+                               "state != 'corrupt'" % ", ".join(_MACCED)).fetchall()
+        for row in rows:
+            fields, mac = dict(zip(_MACCED, row[:-1])), row[-1]
+            if not mac_ok(self.mac_key, "saf", fields, mac, _MAC_DEFAULTS):
+                continue
+            aad = _aad(fields, fields["id"])
+            payload = _open(self.key, fields["nonce"], fields["ciphertext"], aad)
+            if payload is None:
+                continue
+            payload, changed = upgrade_payload(payload)
+            if changed:
+                nonce, ct = _seal(self.key, payload, aad)
+                self.db.execute("UPDATE saf SET nonce=?, ciphertext=? WHERE id=?",
+                                (nonce, ct, fields["id"]))
+                self._reseal(fields["id"])
 
     # MACs
     def _raw(self, rec_id):
@@ -730,7 +761,9 @@ class SafQueue:
                 seen = self.db.execute("SELECT 1 FROM saf WHERE tid=? AND stan=? AND kind=?",
                                        (clear["tid"], clear["stan"], clear["kind"])).fetchone()
                 if not seen:
-                    self._insert(clear, payload)
+                    # an export of an older release: its advices without track data
+                    from firmware.payments.hostmsg import upgrade_payload
+                    self._insert(clear, upgrade_payload(payload)[0])
                     added += 1
             self.db.execute("INSERT INTO imports (export_id, source_tid, created_utc, "
                             "imported_utc, records, added) VALUES (?, ?, ?, ?, ?, ?)",

@@ -313,3 +313,89 @@ def test_totals_follow_adds_uploads_and_a_row_altered_on_the_card(q, qpath):
     other.close()
     assert [r["id"] for r in q.pending()] != [] and ids[1] not in [r["id"] for r in q.pending()]
     assert q.totals() == {"USD": (1, 900), "CNY": (1, 50)}
+
+
+# -- records of the release before (schema 2): an advice's track 2 replaced (issue 14/7) --
+
+TRACK2 = "4761739001010119=31122011143804400000"
+
+
+def _old_advice(stan):
+    """An advice's payload as the release before queued it: full track 2 in DE35, its
+    offline code in DE39, no DE2/DE14/DE38."""
+    return {"msg": {"t": "0220", "3": "000000", "4": "000000001250", "7": "0528120000",
+                    "11": stan, "12": "140000", "13": "0528", "22": "021", "25": "00",
+                    "35": TRACK2, "37": "614812" + stan, "39": "Y1", "41": "T0000001",
+                    "42": "000000000000001", "49": "840"},
+            "journal_id": 7, "purpose": "advice"}
+
+
+def _old_reversal(stan, purpose):
+    return {"msg": {"t": "0420", "3": "000000", "4": "000000001250", "7": "0528120000",
+                    "11": stan, "22": "021", "41": "T0000001",
+                    "90": "0200000001" + "0528120000" + "0" * 22},
+            "journal_id": 8, "purpose": purpose}
+
+
+def test_queue_of_schema_2_loses_its_advices_track_at_first_open(qpath, clock):
+    q = SafQueue(qpath, KEY, tid="T0000001", clock=clock)
+    a = q.add("advice", "000001", 1250, "USD", _old_advice("000001"))
+    sent = q.add("advice", "000002", 1250, "USD", _old_advice("000002"))
+    q.mark_sent(sent)
+    void = q.add("reversal", "000003", 1250, "USD", _old_reversal("000004", "void"))
+    other = q.add("reversal", "000005", 1250, "USD", _old_reversal("000006", "reversal"))
+    keep = q.add("advice", "000007", 1250, "USD", _payload("000007"))    # not a message
+    acked = q.add("advice", "000008", 1250, "USD", _old_advice("000008"))
+    q.ack(acked)
+    q.close()
+    _raw(qpath, "PRAGMA user_version=2")                  # as the release before left it
+    old = [r[0] for r in _raw(qpath, "SELECT ciphertext FROM saf WHERE id IN (?, ?)",
+                              (a, sent))]
+    q = SafQueue(qpath, KEY, tid="T0000001", clock=clock)
+    assert _raw(qpath, "PRAGMA user_version")[0][0] == 3
+    for rec_id in (a, sent):
+        payload = q.load(rec_id)
+        msg = payload["msg"]
+        assert "35" not in msg and "39" not in msg
+        assert (msg["2"], msg["14"], msg["38"]) == ("4761739001010119", "3112", "Y1    ")
+        assert payload["journal_id"] == 7 and msg["t"] == "0220"
+    assert q.get(sent)["state"] == "sent" and q.get(sent)["attempts"] == 1     # as it was
+    assert q.load(void)["msg"]["39"] == "17" and q.load(other)["msg"]["39"] == "22"
+    assert q.load(keep) == _payload("000007")
+    assert q.verify_recent() == []
+    q.close()
+    for name in os.listdir(os.path.dirname(qpath)):       # the old ciphertexts are gone
+        with open(os.path.join(os.path.dirname(qpath), name), "rb") as f:
+            data = f.read()
+        assert len(old) == 2 and not [ct for ct in old if ct[:32] in data], name
+    q = SafQueue(qpath, KEY, tid="T0000001", clock=clock)  # once: nothing to do again
+    assert q.load(a)["msg"]["2"] == "4761739001010119"
+    q.close()
+
+
+def test_a_damaged_old_record_is_not_sealed_anew_by_the_upgrade(qpath, clock):
+    q = SafQueue(qpath, KEY, tid="T0000001", clock=clock)
+    good = q.add("advice", "000001", 1250, "USD", _old_advice("000001"))
+    bad = q.add("advice", "000002", 1250, "USD", _old_advice("000002"))
+    q.close()
+    _raw(qpath, "UPDATE saf SET amount=1 WHERE id=?", (bad,))     # altered on the card
+    _raw(qpath, "PRAGMA user_version=2")
+    q = SafQueue(qpath, KEY, tid="T0000001", clock=clock)
+    assert "2" in q.load(good)["msg"]
+    assert q.get(bad)["state"] == "corrupt"
+    with pytest.raises(CorruptRecord):
+        q.load(bad)
+    q.close()
+
+
+def test_an_export_of_the_release_before_imports_without_the_track(tmp_path, q, clock):
+    signer = Ed25519PrivateKey.generate()
+    q.add("advice", "000001", 1250, "USD", _old_advice("000001"))     # as it exported them
+    out = str(tmp_path / "export.json")
+    assert q.export(out, signer, EXPORT_KEY, "T0000002") == 1
+    new = SafQueue(str(tmp_path / "new.db"), b"N" * 32, tid="T0000002", clock=clock)
+    assert new.import_file(out, signer.public_key(), EXPORT_KEY) == 1
+    [rec] = new.pending()
+    msg = new.load(rec["id"])["msg"]
+    assert "35" not in msg and msg["2"] == "4761739001010119" and msg["38"] == "Y1    "
+    new.close()
