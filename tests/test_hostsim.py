@@ -192,6 +192,28 @@ def test_void_by_rrn_and_its_reversal(sim):
 
 # -- advices, uploads, settlement, network ---------------------------------------------------
 
+@pytest.mark.parametrize("card, why", [
+    ({"2": PAN, "35": TRACK2}, "the card twice"),
+    ({}, "no card"),
+])
+def test_a_card_request_carries_its_card_once(sim, card, why):
+    # docs/host-protocol.md section 5: DE35 (a stripe's track 2 or a chip's tag 57) or
+    # DE2 (with DE14), exactly one
+    msg = {k: v for k, v in sale("000060").items() if k not in ("2",)}
+    msg.update(card)
+    reply, _ = answer(sim, msg)
+    assert reply["39"] == "30" and sim.ledger.find("000060", TID) is None
+    assert why in sim.ledger.exchanges(TID, "000060")[0]["note"]
+    reply, _ = answer(sim, dict(msg, t="0100", **{"11": "000061"}))
+    assert reply["t"] == "0110" and reply["39"] == "30"
+
+
+def test_a_chip_request_with_its_track_2_equivalent_in_de35(sim):
+    msg = {k: v for k, v in sale("000062").items() if k != "2"}
+    reply, _ = answer(sim, dict(msg, **{"35": TRACK2}))
+    assert reply["39"] == "00" and sim.ledger.find("000062", TID)["pan"] == "401288******1881"
+
+
 def test_advice_booked_once_with_its_repeat(sim):
     advice = sale("000070", 1234, mti="0220", **{"38": "OFF001"})
     reply, _ = answer(sim, advice)

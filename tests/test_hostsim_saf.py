@@ -49,9 +49,14 @@ def advice(stan, amount=1234, mti="0220", **extra):
     return request(stan, amount, mti, **extra)
 
 
-def reversal(stan, original, mti="0420"):
+def reversal(stan, original, mti="0420", reason="68", de7="1121093100"):
+    """The terminal's reversal of original: no card data, DE7 its own transmission's,
+    DE39 why (docs/host-protocol.md section 9), DE90 naming the original."""
     de90 = original["t"][:3] + "0" + original["11"] + original["7"] + "0" * 22
-    return dict(original, t=mti, **{"11": stan, "90": de90})
+    msg = {k: v for k, v in original.items() if k not in ("2", "14", "23", "35", "37", "38",
+                                                          "52", "53", "55", "61")}
+    msg.update({"t": mti, "7": de7, "11": stan, "39": reason, "90": de90})
+    return msg
 
 
 def answer(sim, msg):
@@ -105,12 +110,34 @@ def test_advice_booked_with_rrn_and_de38_echoed(sim):
     assert sim.ledger.net_total(TID) == 1234
 
 
-def test_advice_keeps_the_terminals_rrn_and_may_come_without_de38(sim):
-    msg = advice("000102", **{"37": "603213000102"})
-    del msg["38"]
-    reply = answer(sim, msg)
-    assert reply["39"] == "00" and reply["37"] == "603213000102" and "38" not in reply
+def test_advice_keeps_the_terminals_rrn(sim):
+    reply = answer(sim, advice("000102", **{"37": "603213000102"}))
+    assert reply["39"] == "00" and reply["37"] == "603213000102" and reply["38"] == "Y3    "
     assert booked(sim, "000102")[0]["rrn"] == "603213000102"
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"35": PAN + "=30121200000000"}, "track data (DE35)"),
+    ({"45": "B" + PAN + "^TEST/CARD^3012120"}, "track data (DE45)"),
+    ({"38": None}, "approval code (DE38)"),
+    ({"39": "Y1"}, "DE39 in an advice"),
+    ({"2": None, "35": PAN + "=30121200000000"}, "track data (DE35)"),
+    ({"2": None}, "without the PAN"),
+])
+def test_advice_that_breaks_the_profile_is_a_format_error_and_not_booked(sim, change, why):
+    # the profile (docs/host-protocol.md section 5): the card as DE2 + DE14, never track
+    # data; the offline code in DE38; no DE39, which is the host's answer (the advices
+    # of the release before carried DE35 and DE39 Y1: issue 14 item 7)
+    msg = advice("000108")
+    for field, value in change.items():
+        if value is None:
+            del msg[field]
+        else:
+            msg[field] = value
+    reply = answer(sim, msg)
+    assert reply["t"] == "0230" and reply["39"] == "30"
+    assert booked(sim, "000108") == []
+    assert why in sim.ledger.exchanges(TID, "000108")[0]["note"]
 
 
 def test_repeated_advice_is_answered_again_and_never_booked_twice(sim):
@@ -207,6 +234,34 @@ def test_reversal_advice_of_an_online_sale(sim):
     assert booked(sim, "000122")[0]["status"] == "reversed"
 
 
+@pytest.mark.parametrize("reason", ["17", "20", "22", "68"])
+def test_a_reversal_keeps_its_reason_and_its_own_de7(sim, reason):
+    original = request("000126", 3000)
+    sim.handle(original)
+    reply = answer(sim, reversal("000127", original, reason=reason, de7="1121093200"))
+    assert reply["t"] == "0430" and reply["39"] == "00" and reply["7"] == "1121093200"
+    [row] = sim.ledger.reversals(TID)
+    assert (row["reason"], row["de7"], row["orig_de7"]) == (reason, "1121093200", DE7)
+    assert "reason %s" % reason in sim.ledger.exchanges(TID, "000127")[0]["note"]
+    assert "profile" not in sim.ledger.exchanges(TID, "000127")[0]["note"]
+
+
+@pytest.mark.parametrize("reason", [None, "05"])
+def test_a_reversal_without_a_known_reason_is_applied_and_noted(sim, reason):
+    # a reversal is never refused (the cardholder would stay charged): the breach of
+    # the profile is noted in the exchange, for the acquirer's integrator to see
+    original = request("000128", 3000)
+    sim.handle(original)
+    msg = reversal("000129", original, reason=reason or "68")
+    if reason is None:
+        del msg["39"]
+    reply = answer(sim, msg)
+    assert reply["t"] == "0430" and reply["39"] == "00"
+    assert booked(sim, "000128")[0]["status"] == "reversed"
+    note = sim.ledger.exchanges(TID, "000129")[0]["note"]
+    assert "profile: " in note and ("no reason" in note if reason is None else "05" in note)
+
+
 def test_reversal_advice_of_an_unknown_stan_is_acknowledged(sim):
     reply = answer(sim, reversal("000125", advice("000124")))
     assert reply["t"] == "0430" and reply["39"] == "00"
@@ -298,6 +353,7 @@ def test_a_ledger_from_before_reversals_kept_de7_still_opens(tmp_path):
     ledger = Ledger(path)
     try:
         assert ledger.reversals(TID)[0]["orig_de7"] is None
+        assert ledger.reversals(TID)[0]["reason"] is None       # kept from issue 14/7 on
         ledger.record_reversal({"t": "0400", "11": "000004", "41": TID}, "0200", "000003", None,
                                DE7)
         assert ledger.reversal_for(TID, "000003", "0200", DE7)["stan"] == "000004"

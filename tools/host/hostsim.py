@@ -39,7 +39,17 @@ queue must be able to empty):
                      terminal's or a new one), DE38 echoed   judged the expiry offline
 
 A chip advice's DE55 carries the card's TC: it is checked like an online ARQC, and a
-wrong cryptogram (or an AAC: the card declined) is declined 05 after upload.
+wrong cryptogram (or an AAC: the card declined) is declined 05 after upload. An advice
+carries the card as DE2 PAN and DE14 expiry and the offline approval code in DE38:
+one with track data (DE35, DE45), without DE2 or DE38, or with a DE39 is answered 30
+(format error) and not booked.
+
+A card request (0100, 0200 other than a void by RRN) carries the card once: DE35 (a
+stripe's track 2, or a chip's track 2 equivalent) or DE2, never both and never
+neither; anything else is answered 30. A reversal (0400/0420 and repeats) is always
+applied and answered 00, and its reason (DE39: 17, 20, 22 or 68) is kept with it in
+the ledger; one without a reason, or with another code, is noted as a breach of the
+profile in the exchange's note ("profile:").
 
 A request whose reversal arrived first (0400/0420 naming it in DE90, e.g. because the
 request was held up on the way) is answered LATE_ORIGINAL (12, invalid transaction)
@@ -105,6 +115,17 @@ ADVICE_DECLINES = {
     5: ("05", "declined after upload: do not honour"),
     51: ("51", "declined after upload: insufficient funds"),
 }
+
+# Why a terminal reverses (DE39 of 0400/0420, docs/host-protocol.md section 9).
+REVERSAL_REASONS = {
+    "17": "customer cancellation (CANCEL, the card pulled out, a void)",
+    "20": "invalid response (an answer the terminal could not trust)",
+    "22": "suspected malfunction (a restart mid-request, the card refused after approval)",
+    "68": "response received too late (no answer in time, the link broke)",
+}
+
+# Track data: never in an advice (the terminal keeps no track after the sale).
+TRACK_FIELDS = ("35", "45")
 
 # The answer to a request whose reversal overtook it. Not 94 (duplicate): nothing was
 # booked; not 05: the card is not at fault; not 91/96: trying again would not help.
@@ -246,7 +267,7 @@ CREATE TABLE IF NOT EXISTS bookings (
 CREATE INDEX IF NOT EXISTS bookings_key ON bookings (tid, stan);
 CREATE TABLE IF NOT EXISTS reversals (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, stan TEXT, orig_mti TEXT, orig_stan TEXT,
-    booking INTEGER, orig_de7 TEXT);
+    booking INTEGER, orig_de7 TEXT, reason TEXT, de7 TEXT);
 CREATE TABLE IF NOT EXISTS settlements (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, batch TEXT, proc TEXT, terminal TEXT,
     host TEXT, code TEXT);
@@ -279,10 +300,11 @@ class Ledger:
         # an fsync per message would slow every test.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        # ledgers made before reversals kept the original's DE7
+        # ledgers made before reversals kept the original's DE7, their own and a reason
         columns = [r[1] for r in self._db.execute("PRAGMA table_info(reversals)")]
-        if "orig_de7" not in columns:
-            self._db.execute("ALTER TABLE reversals ADD COLUMN orig_de7 TEXT")
+        for column in ("orig_de7", "reason", "de7"):
+            if column not in columns:
+                self._db.execute("ALTER TABLE reversals ADD COLUMN %s TEXT" % column)
 
     def close(self):
         with self._lock:
@@ -381,10 +403,10 @@ class Ledger:
         self._run("UPDATE bookings SET status=? WHERE id=?", (status, booking_id))
 
     def record_reversal(self, msg, orig_mti, orig_stan, booking_id, orig_de7=None):
-        self._run("INSERT INTO reversals (at, tid, stan, orig_mti, orig_stan, booking, orig_de7)"
-                  " VALUES (?,?,?,?,?,?,?)",
+        self._run("INSERT INTO reversals (at, tid, stan, orig_mti, orig_stan, booking, orig_de7,"
+                  " reason, de7) VALUES (?,?,?,?,?,?,?,?,?)",
                   (_now(), msg.get("41", ""), msg["11"], orig_mti, orig_stan, booking_id,
-                   orig_de7 or ""))
+                   orig_de7 or "", msg.get("39", ""), msg.get("7", "")))
 
     def reversal_for(self, tid, stan, mti, de7=None):
         """The reversal already recorded for a request, or None: the same TID and STAN,
@@ -593,6 +615,31 @@ def _pan_of(msg):
     return None
 
 
+def _card_problem(msg):
+    """Why a card request does not carry its card as the profile says, or None: DE35
+    (track 2, or a chip's track 2 equivalent) or DE2 (with DE14), exactly one."""
+    if "35" in msg and "2" in msg:
+        return "format error: the card twice, in DE2 and DE35"
+    if "35" not in msg and "2" not in msg:
+        return "format error: no card (DE2 or DE35)"
+    return None
+
+
+def _advice_problem(msg):
+    """Why an advice breaks the profile, or None: the card as DE2 (and DE14), no track
+    data, the offline approval code in DE38 and no DE39 (the host's to give)."""
+    track = [f for f in TRACK_FIELDS if f in msg]
+    if track:
+        return "format error: track data (DE%s) in an advice" % "/DE".join(track)
+    if "2" not in msg:
+        return "format error: an advice without the PAN (DE2)"
+    if not msg.get("38", "").strip():
+        return "format error: an advice without its approval code (DE38)"
+    if "39" in msg:
+        return "format error: DE39 in an advice (the approval code goes in DE38)"
+    return None
+
+
 # -- the host ----------------------------------------------------------------------------------
 
 class Reply:
@@ -617,9 +664,14 @@ class HostSim:
     """The simulated acquirer: handle() decides, serve()/start() put it on a socket."""
 
     def __init__(self, data_dir, tls=True, slow_ms=DEFAULT_SLOW_MS, bdk=DEFAULT_BDK, log=None,
-                 aes_bdk=DEFAULT_AES_BDK):
+                 aes_bdk=DEFAULT_AES_BDK, capture=None):
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
+        # capture(direction, raw): every frame's message as it crossed the wire, "in"
+        # from the terminal, "out" to it (without the length prefix); set it at any
+        # time. The ledger keeps requests masked; this is the traffic itself, for a
+        # test that decodes it with its own decoder (tests/test_wire_profile.py).
+        self.capture = capture
         self.slow_ms = int(slow_ms)
         self.log = log or (lambda line: None)
         self.pins = PinVerifier(bdk, aes_bdk)
@@ -773,6 +825,9 @@ class HostSim:
         late = self._overtaken(msg)
         if late:
             return self._response(msg, LATE_ORIGINAL), NOW, late
+        bad = _card_problem(msg)
+        if bad:
+            return self._response(msg, "30"), NOW, bad
         code, delivery, note = self._decide(msg)
         if code != "00":
             return self._response(msg, code), delivery, note
@@ -787,6 +842,9 @@ class HostSim:
         proc = msg["3"]
         if proc[:2] == "02":
             return self._void(msg)
+        bad = _card_problem(msg)
+        if bad:
+            return self._response(msg, "30"), NOW, bad
         code, delivery, note = self._decide(msg)
         if code != "00":
             return self._emv_reply(msg, self._response(msg, code)), delivery, note
@@ -815,6 +873,9 @@ class HostSim:
         late = self._overtaken(msg)
         if late:
             return self._response(msg, LATE_ORIGINAL, "37", "38"), NOW, late
+        bad = _advice_problem(msg)
+        if bad:
+            return self._response(msg, "30", "37", "38"), NOW, bad + ": not booked"
         code, note = ADVICE_DECLINES.get(int(msg["4"]) % 100, ("00", "advice accepted"))
         if "55" in msg:
             code, note = self._check_tc(msg, code, note)
@@ -884,6 +945,16 @@ class HostSim:
             booking = orig["id"]
         self.ledger.record_reversal(msg, orig_mti or (orig["mti"] if orig else ""), orig_stan,
                                     booking, orig_de7 or msg.get("7"))
+        # applied and acknowledged whatever its reason says: an unanswered reversal
+        # would leave the cardholder charged; a missing or unknown reason is noted
+        reason = msg.get("39")
+        if reason in REVERSAL_REASONS:
+            note += "; reason %s: %s" % (reason, REVERSAL_REASONS[reason])
+        elif reason:
+            note += "; profile: reason %s is not one of %s" % (reason,
+                                                               ", ".join(sorted(REVERSAL_REASONS)))
+        else:
+            note += "; profile: no reason (DE39)"
         return self._response(msg, "00", "90"), NOW, note
 
     def _settlement(self, msg):
@@ -945,6 +1016,7 @@ class HostSim:
                 if size == 0:
                     continue                  # keep-alive
                 raw = await reader.readexactly(size)
+                self._captured("in", raw)
                 reply = self.handle_raw(raw)
                 if reply is None:
                     continue
@@ -967,7 +1039,16 @@ class HostSim:
 
     def _send(self, writer, payload):
         if not writer.is_closing():
+            self._captured("out", payload)
             writer.write(frame(payload))
+
+    def _captured(self, direction, raw):
+        capture = self.capture
+        if capture is not None:
+            try:
+                capture(direction, bytes(raw))
+            except Exception as exc:      # a broken capture must not stop the host
+                self.log("capture failed: %s" % exc)
 
     def _send_later(self, writer, payload):
         def due():
