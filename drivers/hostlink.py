@@ -9,7 +9,8 @@ and acquirers drop idle connections anyway.
 Nothing here blocks. The TCP connect and the TLS handshake are non-blocking and
 advance on POLLOUT/POLLIN; the one thing with no descriptor, a DNS lookup of a host
 name, runs in a short-lived helper thread that posts its answer to the loop (a
-numeric address needs no lookup).
+numeric address needs no lookup). drivers/tlsconnect.py does all of that (as it does
+for drivers/qrlink.py); this link has the connection from when it is open.
 
 request(msg, timeout_ms, callback) calls callback(result) exactly once, from the loop
 and never from inside request(), with one of
@@ -36,14 +37,13 @@ and is never taken for an answer.
 """
 import collections
 import errno
-import os
-import socket
 import ssl
-import threading
 import time
 
 from drivers.iso8583_spec import MAX_MESSAGE, RESPONSES, HostMessageError, decode, encode, \
     response_mti
+from drivers.tlsconnect import IDLE, OPEN, TlsConnector, Watch
+from drivers.tlsconnect import cert_problem, make_client_context  # noqa: F401  (imported from here)
 from firmware.core.reactor import POLLIN, POLLOUT
 
 MAX_FRAME = 8192                 # a length prefix above this drops the connection
@@ -51,59 +51,13 @@ assert MAX_FRAME >= MAX_MESSAGE
 RECV_SIZE = 16384
 RECENT = 256                     # finished requests remembered to explain late replies
 
-IDLE = "idle"
-RESOLVING = "resolving"
-CONNECTING = "connecting"
-HANDSHAKE = "handshake"
-OPEN = "open"
-
-_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY)
-
-
-def make_client_context(ca_file, cert_file=None, key_file=None):
-    """A TLS client context that trusts only the acquirer's CA and checks the host name.
-
-    The system's CA store is deliberately not loaded: the terminal talks to one host,
-    and pinning its CA means a certificate bought from any public CA cannot stand in.
-    cert_file/key_file give the terminal's own certificate where the acquirer wants
-    mutual TLS.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)      # CERT_REQUIRED + check_hostname
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=ca_file)
-    if cert_file:
-        ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-# OpenSSL's verify codes (X509_V_ERR_*) of a certificate that failed its check, by what
-# the technician has to look at; any other code is "other"
-_CERT_CA = (2, 7, 18, 19, 20, 21, 24)   # unknown issuer, bad signature, self-signed, not a CA
-_CERT_NAME = (62, 63, 64)               # host name, e-mail or IP address mismatch
-_CERT_DATES = (9, 10)                   # not yet valid, expired
-
-
-def cert_problem(exc):
-    """What a failed certificate check (ssl.SSLCertVerificationError) says about the
-    host: "ca" (not issued under the pinned CA), "name" (issued for another host),
-    "expired" (outside its dates, by the terminal's clock) or "other"."""
-    code = getattr(exc, "verify_code", None)
-    if code in _CERT_CA:
-        return "ca"
-    if code in _CERT_NAME:
-        return "name"
-    if code in _CERT_DATES:
-        return "expired"
-    return "other"
-
-
-_CERT_WORDS = {
-    "ca": "it is not from the pinned CA: check the CA file, or someone is in the middle",
-    "name": "it was issued for another host than %s: check the host name, or someone is "
-            "in the middle",
-    "expired": "it is expired or not yet valid: check the terminal's clock and the host's "
-               "certificate",
-    "other": "check the pinned CA file and the host's certificate",
+# how this link words a failed connect where drivers/tlsconnect.py's WORDS do not
+_CONNECT_WORDS = {
+    "refused": "{peer} {where} refused the connection: is the host service running?",
+    "no_route": "no route to {peer} {where}: check the network connection",
+    "etimedout": "{peer} {where} did not answer the connect",
+    "tls": "TLS handshake failed: {detail}",
+    "untrusted": "TLS: the host's certificate is not trusted ({verify}): {advice}",
 }
 
 
@@ -208,15 +162,11 @@ class HostLink:
         self.connect_timeout_ms = connect_timeout_ms
         self.idle_close_ms = idle_close_ms
         self.window = max(1, int(window))
-        self.phase = IDLE
         self.link = None             # None until known, then "up" / "down"
         self.last_error = None
-        self._sock = None
-        self._fd = None
-        self._events = 0
-        self._addrs = []
-        self._attempt = 0            # generation: stale lookups and timers are ignored
-        self._connect_timer = None
+        self._connector = None       # the connect under way (drivers/tlsconnect.py)
+        self._sock = None            # the open connection
+        self._watch = None           # its place on the reactor (a tlsconnect.Watch)
         self._idle_timer = None
         self._pending = {}           # (stan, response mti) -> _Request
         self._waiting = collections.deque()   # not yet admitted to the window
@@ -228,6 +178,14 @@ class HostLink:
     @property
     def outstanding(self):
         return len(self._pending)
+
+    @property
+    def phase(self):
+        """IDLE, OPEN, or while connecting the connector's RESOLVING, CONNECTING or
+        HANDSHAKE."""
+        if self._connector is not None:
+            return self._connector.phase
+        return IDLE if self._sock is None else OPEN
 
     def request(self, msg, timeout_ms, callback):
         try:
@@ -267,182 +225,48 @@ class HostLink:
 
     # -- connecting ----------------------------------------------------------------
     def _connect(self):
-        self._attempt += 1
-        attempt = self._attempt
-        self.phase = RESOLVING
         self.last_error = None
-        self._connect_timer = self.reactor.call_later(self.connect_timeout_ms,
-                                                      self._connect_timed_out, attempt)
-        try:
-            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM, 0,
-                                       socket.AI_NUMERICHOST)
-        except socket.gaierror:
-            # A name: the lookup may wait on the network, so it goes to a thread.
-            threading.Thread(target=self._lookup, args=(attempt,), daemon=True,
-                             name="hostlink-dns").start()
-            return
-        self._resolved(attempt, addrs, None)
+        self._connector = TlsConnector(
+            self.reactor, self.host, self.port, self.ssl_context, self.server_hostname,
+            self.connect_timeout_ms, self._opened, self._connect_failed, peer="host",
+            words=_CONNECT_WORDS, name="hostlink")
+        self._connector.start()
 
-    def _lookup(self, attempt):
-        try:
-            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-            self.reactor.post(self._resolved, attempt, addrs, None)
-        except OSError as exc:
-            self.reactor.post(self._resolved, attempt, None, exc)
-
-    def _resolved(self, attempt, addrs, exc):
-        if attempt != self._attempt or self.phase != RESOLVING:
-            return
-        if exc is not None or not addrs:
-            self._connect_failed("cannot find host %s: check the host name and the network"
-                                 % self.host)
-            return
-        self._addrs = list(addrs)
-        self._next_address()
-
-    def _next_address(self):
-        while self._addrs:
-            family, kind, proto, _, sockaddr = self._addrs.pop(0)
-            try:
-                sock = socket.socket(family, kind, proto)
-            except OSError as exc:
-                self.last_error = exc
-                continue
-            sock.setblocking(False)
-            err = sock.connect_ex(sockaddr)
-            if err == 0 or err in _IN_PROGRESS:
-                self._sock = sock
-                self._fd = sock.fileno()
-                self.phase = CONNECTING
-                self._events = POLLOUT
-                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, POLLOUT)
-                return
-            sock.close()
-            self.last_error = OSError(err, os.strerror(err))
-        self._connect_failed(self._connect_reason(self.last_error))
-
-    def _connect_reason(self, exc):
-        code = exc.errno if isinstance(exc, OSError) else None
-        where = "%s:%d" % (self.host, self.port)
-        if code == errno.ECONNREFUSED:
-            return "host %s refused the connection: is the host service running?" % where
-        if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return "no route to host %s: check the network connection" % where
-        if code == errno.ETIMEDOUT:
-            return "host %s did not answer the connect" % where
-        return "cannot connect to host %s: %s" % (where, getattr(exc, "strerror", None) or exc)
-
-    def _connected(self):
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._drop_socket()
-            self.last_error = OSError(err, os.strerror(err))
-            self.phase = RESOLVING          # try the host's next address, if any
-            self._next_address()
-            return
-        if self.ssl_context is None:
-            self._opened()
-            return
-        try:
-            self._sock = self.ssl_context.wrap_socket(self._sock, server_hostname=self.server_hostname,
-                                                      do_handshake_on_connect=False)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            self._connect_failed("TLS setup failed: %s" % exc)
-            return
-        self.phase = HANDSHAKE
-        self._handshake()
-
-    def _handshake(self):
-        try:
-            self._sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._set_events(POLLIN)
-            return
-        except ssl.SSLWantWriteError:
-            self._set_events(POLLOUT)
-            return
-        except ssl.SSLCertVerificationError as exc:
-            self._untrusted(exc)
-            return
-        except ssl.SSLError as exc:
-            self._connect_failed("TLS handshake failed: %s" % (exc.reason or exc))
-            return
-        except OSError as exc:
-            self._connect_failed("connection lost during the TLS handshake: %s"
-                                 % (exc.strerror or exc))
-            return
-        self._opened()
-
-    def _opened(self):
-        self.phase = OPEN
+    def _opened(self, sock):
+        self._connector = None
+        self._sock = sock
+        self._watch = Watch(self.reactor, sock, self._on_ready, self._on_dead)
         self.last_error = None
-        self._cancel_connect_timer()
         self._set_link("up")
-        self._set_events(POLLIN | (POLLOUT if self._outq else 0))
+        self._watch.want(POLLIN | (POLLOUT if self._outq else 0))
         self._write()
         self._maybe_idle()          # every request may have timed out meanwhile
 
-    def _connect_timed_out(self, attempt):
-        if attempt == self._attempt and self.phase in (RESOLVING, CONNECTING, HANDSHAKE):
-            self._connect_timer = None
-            self._connect_failed("host %s:%d did not answer within %d s"
-                                 % (self.host, self.port, self.connect_timeout_ms // 1000))
-
-    def _connect_failed(self, reason):
+    def _connect_failed(self, reason, cause, untrusted=None):
+        """No connection. untrusted (the host's certificate failed its check): nothing
+        was sent, and whoever answered is not to be taken for the host. That is
+        reported before the requests fail, so the terminal knows why by the time their
+        callers hear of it."""
+        self._connector = None
         self.last_error = reason
-        self._broken(reason)
-
-    def _untrusted(self, exc):
-        """The host's certificate failed its check: nothing was sent, and whoever
-        answered is not to be taken for the host. Reported before the requests fail,
-        so the terminal knows why by the time their callers hear of it."""
-        kind = cert_problem(exc)
-        words = _CERT_WORDS[kind]
-        if kind == "name":
-            words = words % self.server_hostname
-        reason = "TLS: the host's certificate is not trusted (%s): %s" \
-            % (exc.verify_message or exc.reason, words)
-        self.last_error = reason
-        if self.on_untrusted is not None:
-            self._soon(self.on_untrusted, kind, reason)
-        self._broken(reason, untrusted=kind)
+        if untrusted is not None and self.on_untrusted is not None:
+            self._soon(self.on_untrusted, untrusted, reason)
+        self._broken(reason, untrusted=untrusted)
 
     # -- the descriptor --------------------------------------------------------------
     def _on_ready(self, fd, revents):
-        if fd != self._fd:
+        if self._watch is None or fd != self._watch.fd:
             return
-        if self.phase == CONNECTING:
-            self._connected()
-        elif self.phase == HANDSHAKE:
-            self._handshake()
-        elif self.phase == OPEN:
-            if revents & POLLIN or not revents & POLLOUT:
-                self._read()
-            if self.phase == OPEN and revents & POLLOUT:
-                self._write()
+        if revents & POLLIN or not revents & POLLOUT:
+            self._read()
+        if self.phase == OPEN and revents & POLLOUT:
+            self._write()
 
     def _on_dead(self, fd, reason):
         # The reactor already unregistered fd (hang-up or error without data).
-        if fd != self._fd:
+        if self._watch is None or fd != self._watch.fd:
             return
-        self._events = 0
-        if self.phase == CONNECTING:
-            self.reactor.remove(fd)
-            self._connected()               # SO_ERROR holds the reason
-        elif self.phase == HANDSHAKE:
-            self._connect_failed("connection lost during the TLS handshake")
-        else:
-            self._broken("connection to the host lost (%s)" % reason)
-
-    def _set_events(self, events):
-        if self._fd is None:
-            return
-        if events != self._events:
-            self._events = events
-            if self.reactor.watching(self._fd):
-                self.reactor.modify(self._fd, events)
-            else:
-                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, events)
+        self._broken("connection to the host lost (%s)" % reason)
 
     # -- writing -------------------------------------------------------------------------
     def _admit(self):
@@ -476,7 +300,7 @@ class HostLink:
             if entry[2] >= len(data):
                 self._outq.popleft()
         if self.phase == OPEN:
-            self._set_events(POLLIN | (POLLOUT if self._outq else 0))
+            self._watch.want(POLLIN | (POLLOUT if self._outq else 0))
 
     # -- reading ---------------------------------------------------------------------------
     def _read(self):
@@ -605,12 +429,8 @@ class HostLink:
         """Close the connection; every outstanding request gets an error (saying
         untrusted=kind when the host's certificate failed its check)."""
         was_open = self.phase == OPEN
-        self._attempt += 1
-        self._cancel_connect_timer()
         self._cancel_idle()
         self._drop_socket()
-        self.phase = IDLE
-        self._addrs = []
         self._inbuf = bytearray()
         self._outq.clear()
         self._waiting.clear()
@@ -630,16 +450,12 @@ class HostLink:
             self._set_link("down")
 
     def _drop_socket(self):
-        if self._fd is not None:
-            self.reactor.remove(self._fd)
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock = None
-        self._fd = None
-        self._events = 0
+        if self._connector is not None:
+            self._connector.cancel()
+            self._connector = None
+        if self._watch is not None:
+            self._watch.close()
+        self._sock = self._watch = None
 
     # -- idle --------------------------------------------------------------------------------
     def _maybe_idle(self):
@@ -654,21 +470,14 @@ class HostLink:
             self._quiet_close()
 
     def _quiet_close(self):
-        self._attempt += 1
         self._cancel_idle()
         self._drop_socket()
-        self.phase = IDLE
         self._inbuf = bytearray()
 
     def _cancel_idle(self):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-
-    def _cancel_connect_timer(self):
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _set_link(self, state):

@@ -13,11 +13,11 @@ idle_close_ms of quiet (50 s: before the acquirer's own 60 s, so the terminal ra
 than the server ends it and a request never races a closing server).
 
 Nothing here blocks. The TCP connect and the TLS handshake are non-blocking and advance
-on POLLOUT/POLLIN, as in drivers/hostlink.py; the TLS context is hostlink's
+on POLLOUT/POLLIN, and a host name (not a numeric address) is looked up in a
+short-lived helper thread that posts the answer to the loop: drivers/tlsconnect.py does
+that, for drivers/hostlink.py as well. The TLS context is tlsconnect's
 make_client_context (the pinned CA only, TLS 1.2+, host name checked against
-server_hostname, default the address's host). A host name (not a numeric address) is
-looked up in a short-lived helper thread that posts the answer to the loop, as
-hostlink does.
+server_hostname, default the address's host).
 
 request(op, body, timeout_ms, callback) calls callback(result) exactly once, from the
 loop and never from inside request(), with one of
@@ -43,7 +43,7 @@ request went out). sent=True: the outcome is unknown and the caller must query.
     "connect_timeout"  no TCP connection and TLS session within connect_timeout_ms
     "tls"          the TLS handshake failed (not a certificate problem)
     "untrusted"    the server's certificate failed its check; the result also carries
-                   "untrusted": "ca" | "name" | "expired" | "other" (hostlink's
+                   "untrusted": "ca" | "name" | "expired" | "other" (tlsconnect's
                    cert_problem), and on_untrusted(kind, reason) is called first
     "timeout"      the deadline passed (kind "timeout"; sent says before or after)
     "truncated"    the connection closed in the middle of the answer's body
@@ -72,27 +72,17 @@ are no change. The link's state is also in .link and its last failure in .last_e
 import collections
 import errno
 import json
-import os
-import socket
 import ssl
-import threading
 
 import h11
 
-from drivers.hostlink import _CERT_WORDS, cert_problem, make_client_context
+from drivers.tlsconnect import IDLE, OPEN, TlsConnector, Watch, make_client_context
 from firmware.core.reactor import POLLIN, POLLOUT
 
 OPS = ("pay", "query", "cancel", "create", "close", "refund")
 MAX_BODY = 64 * 1024             # an answer larger than this is refused
 RECV_SIZE = 16384
 
-IDLE = "idle"
-RESOLVING = "resolving"
-CONNECTING = "connecting"
-HANDSHAKE = "handshake"
-OPEN = "open"
-
-_IN_PROGRESS = (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY)
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -143,16 +133,12 @@ class QrLink:
         host_text = "[%s]" % self.host if ":" in self.host else self.host
         self._host_header = host_text if self.port == default_port \
             else "%s:%d" % (host_text, self.port)
-        self.phase = IDLE
         self.link = None
         self.last_error = None
         self.connections = 0         # connections opened so far (tests, diagnostics)
-        self._sock = None
-        self._fd = None
-        self._events = 0
-        self._addrs = []
-        self._attempt = 0
-        self._connect_timer = None
+        self._connector = None       # the connect under way (drivers/tlsconnect.py)
+        self._sock = None            # the open connection
+        self._watch = None           # its place on the reactor (a tlsconnect.Watch)
         self._idle_timer = None
         self._h11 = None
         self._used = False           # the open connection has carried an answer
@@ -161,12 +147,19 @@ class QrLink:
         self._outbuf = bytearray()
         self._response = None       # [status, bytearray body] once the head arrived
         self._answer_bytes = False  # any byte of answer on this request
-        self._last_os_error = None
 
     # -- the caller's side ----------------------------------------------------------
     @property
     def outstanding(self):
         return len(self._queue) + (1 if self._current is not None else 0)
+
+    @property
+    def phase(self):
+        """IDLE, OPEN, or while connecting the connector's RESOLVING, CONNECTING or
+        HANDSHAKE."""
+        if self._connector is not None:
+            return self._connector.phase
+        return IDLE if self._sock is None else OPEN
 
     def request(self, op, body, timeout_ms, callback):
         try:
@@ -260,151 +253,35 @@ class QrLink:
 
     # -- connecting -------------------------------------------------------------------
     def _connect(self):
-        self._attempt += 1
-        attempt = self._attempt
-        self.phase = RESOLVING
         self.last_error = None
-        self._last_os_error = None
-        self._connect_timer = self.reactor.call_later(self.connect_timeout_ms,
-                                                      self._connect_timed_out, attempt)
-        try:
-            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM, 0,
-                                       socket.AI_NUMERICHOST)
-        except socket.gaierror:
-            threading.Thread(target=self._lookup, args=(attempt,), daemon=True,
-                             name="qrlink-dns").start()
-            return
-        self._resolved(attempt, addrs, None)
+        self._connector = TlsConnector(
+            self.reactor, self.host, self.port, self.ssl_context, self.server_hostname,
+            self.connect_timeout_ms, self._opened, self._connect_failed,
+            peer="the QR acquirer", name="qrlink")
+        self._connector.start()
 
-    def _lookup(self, attempt):
-        try:
-            addrs = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)
-            self.reactor.post(self._resolved, attempt, addrs, None)
-        except OSError as exc:
-            self.reactor.post(self._resolved, attempt, None, exc)
-
-    def _resolved(self, attempt, addrs, exc):
-        if attempt != self._attempt or self.phase != RESOLVING:
-            return
-        if exc is not None or not addrs:
-            self._connect_failed("cannot find the QR acquirer %s: check the host name and "
-                                 "the network" % self.host, "dns")
-            return
-        self._addrs = list(addrs)
-        self._next_address()
-
-    def _next_address(self):
-        last = self._last_os_error
-        while self._addrs:
-            family, kind, proto, _, sockaddr = self._addrs.pop(0)
-            try:
-                sock = socket.socket(family, kind, proto)
-            except OSError as exc:
-                last = exc
-                continue
-            sock.setblocking(False)
-            err = sock.connect_ex(sockaddr)
-            if err == 0 or err in _IN_PROGRESS:
-                self._sock = sock
-                self._fd = sock.fileno()
-                self.phase = CONNECTING
-                self._events = POLLOUT
-                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, POLLOUT)
-                return
-            sock.close()
-            last = OSError(err, os.strerror(err))
-        reason, cause = self._connect_reason(last)
-        self._connect_failed(reason, cause)
-
-    def _connect_reason(self, exc):
-        code = exc.errno if isinstance(exc, OSError) else None
-        where = "%s:%d" % (self.host, self.port)
-        if code == errno.ECONNREFUSED:
-            return ("the QR acquirer %s refused the connection: is the service running?"
-                    % where, "refused")
-        if code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return "no route to the QR acquirer %s: check the network" % where, "unreachable"
-        return ("cannot connect to the QR acquirer %s: %s"
-                % (where, getattr(exc, "strerror", None) or exc), "unreachable")
-
-    def _connected(self):
-        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._drop_socket()
-            self._last_os_error = OSError(err, os.strerror(err))
-            self.phase = RESOLVING
-            self._next_address()
-            return
-        if self.ssl_context is None:
-            self._opened()
-            return
-        try:
-            self._sock = self.ssl_context.wrap_socket(
-                self._sock, server_hostname=self.server_hostname, do_handshake_on_connect=False)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            self._connect_failed("TLS setup failed: %s" % exc, "tls")
-            return
-        self.phase = HANDSHAKE
-        self._handshake()
-
-    def _handshake(self):
-        try:
-            self._sock.do_handshake()
-        except ssl.SSLWantReadError:
-            self._set_events(POLLIN)
-            return
-        except ssl.SSLWantWriteError:
-            self._set_events(POLLOUT)
-            return
-        except ssl.SSLCertVerificationError as exc:
-            self._untrusted(exc)
-            return
-        except ssl.SSLError as exc:
-            self._connect_failed("TLS handshake with the QR acquirer failed: %s"
-                                 % (exc.reason or exc), "tls")
-            return
-        except OSError as exc:
-            self._connect_failed("connection lost during the TLS handshake: %s"
-                                 % (exc.strerror or exc), "tls")
-            return
-        self._opened()
-
-    def _opened(self):
-        self.phase = OPEN
+    def _opened(self, sock):
+        self._connector = None
+        self._sock = sock
+        self._watch = Watch(self.reactor, sock, self._on_ready, self._on_dead)
         self.last_error = None
-        self._last_os_error = None
         self.connections += 1
         self._h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=MAX_BODY)
         self._used = False
-        self._cancel_connect_timer()
         self._set_link("up")
-        self._set_events(POLLIN)
+        self._watch.want(POLLIN)
         if self._current is not None:
             self._send_current()
         else:
             self._next()
 
-    def _connect_timed_out(self, attempt):
-        if attempt == self._attempt and self.phase in (RESOLVING, CONNECTING, HANDSHAKE):
-            self._connect_timer = None
-            self._connect_failed("the QR acquirer %s:%d did not answer within %d s"
-                                 % (self.host, self.port, self.connect_timeout_ms // 1000),
-                                 "connect_timeout")
-
-    def _untrusted(self, exc):
-        kind = cert_problem(exc)
-        words = _CERT_WORDS[kind]
-        if kind == "name":
-            words = words % self.server_hostname
-        reason = "TLS: the QR acquirer's certificate is not trusted (%s): %s" \
-            % (exc.verify_message or exc.reason, words)
-        if self.on_untrusted is not None:
-            self._soon(self.on_untrusted, kind, reason)
-        self._connect_failed(reason, "untrusted", untrusted=kind)
-
     def _connect_failed(self, reason, cause, untrusted=None):
         """No connection: the current request and every queued one fail (they would
-        fail the same way); nothing of theirs went out on this attempt."""
+        fail the same way); nothing of theirs went out on this attempt. untrusted (the
+        acquirer's certificate failed its check) goes to on_untrusted first."""
+        self._connector = None
+        if untrusted is not None and self.on_untrusted is not None:
+            self._soon(self.on_untrusted, untrusted, reason)
         self.last_error = reason
         failed = ([self._current] if self._current is not None else []) + list(self._queue)
         self._current = None
@@ -419,39 +296,17 @@ class QrLink:
 
     # -- the descriptor ------------------------------------------------------------------
     def _on_ready(self, fd, revents):
-        if fd != self._fd:
+        if self._watch is None or fd != self._watch.fd:
             return
-        if self.phase == CONNECTING:
-            self._connected()
-        elif self.phase == HANDSHAKE:
-            self._handshake()
-        elif self.phase == OPEN:
-            if revents & POLLIN or not revents & POLLOUT:
-                self._read()
-            if self.phase == OPEN and revents & POLLOUT:
-                self._write()
+        if revents & POLLIN or not revents & POLLOUT:
+            self._read()
+        if self.phase == OPEN and revents & POLLOUT:
+            self._write()
 
     def _on_dead(self, fd, reason):
-        if fd != self._fd:
+        if self._watch is None or fd != self._watch.fd:
             return
-        self._events = 0
-        if self.phase == CONNECTING:
-            self.reactor.remove(fd)
-            self._connected()
-        elif self.phase == HANDSHAKE:
-            self._connect_failed("connection lost during the TLS handshake", "tls")
-        else:
-            self._lost("the connection to the QR acquirer was lost (%s)" % reason, "closed")
-
-    def _set_events(self, events):
-        if self._fd is None:
-            return
-        if events != self._events:
-            self._events = events
-            if self.reactor.watching(self._fd):
-                self.reactor.modify(self._fd, events)
-            else:
-                self.reactor.add_reader(self._fd, self._on_ready, self._on_dead, events)
+        self._lost("the connection to the QR acquirer was lost (%s)" % reason, "closed")
 
     # -- writing --------------------------------------------------------------------------
     def _write(self):
@@ -477,7 +332,7 @@ class QrLink:
                 req.sent = True
             del self._outbuf[:n]
         if self.phase == OPEN:
-            self._set_events(POLLIN | (POLLOUT if self._outbuf else 0))
+            self._watch.want(POLLIN | (POLLOUT if self._outbuf else 0))
 
     # -- reading ----------------------------------------------------------------------------
     def _read(self):
@@ -572,7 +427,7 @@ class QrLink:
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
             self._used = True
-            self._set_events(POLLIN)
+            self._watch.want(POLLIN)
         else:
             self._quiet_close()             # Connection: close, or an early answer
         self._finish(req, {"kind": "response", "status": status, "json": parsed,
@@ -635,16 +490,12 @@ class QrLink:
         self._finish(req, self._error(req, reason, cause))
 
     def _drop_socket(self):
-        if self._fd is not None:
-            self.reactor.remove(self._fd)
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-        self._sock = None
-        self._fd = None
-        self._events = 0
+        if self._connector is not None:
+            self._connector.cancel()
+            self._connector = None
+        if self._watch is not None:
+            self._watch.close()
+        self._sock = self._watch = None
 
     # -- idle ---------------------------------------------------------------------------------
     def _maybe_idle(self):
@@ -660,13 +511,9 @@ class QrLink:
             self._quiet_close()
 
     def _quiet_close(self):
-        """Close the connection without calling it a failure."""
-        self._attempt += 1
+        """Close the connection (or give up the connect) without calling it a failure."""
         self._cancel_idle()
-        self._cancel_connect_timer()
         self._drop_socket()
-        self.phase = IDLE
-        self._addrs = []
         self._h11 = None
         self._used = False
         self._outbuf = bytearray()
@@ -675,11 +522,6 @@ class QrLink:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-
-    def _cancel_connect_timer(self):
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
 
     # -- helpers --------------------------------------------------------------------------------
     def _set_link(self, state):
