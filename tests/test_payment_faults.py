@@ -214,7 +214,7 @@ def test_reprint_prints_an_older_unprinted_receipt(online, harness, hostsim, net
     h.run(5000, until=lambda: any("#%d" % first["id"] in r.text()
                                   for r in h.sim.vprinter.receipts))
     [p] = [r.text() for r in h.sim.vprinter.receipts if "#%d" % first["id"] in r.text()]
-    assert "REPRINT" in p and "USD 5.00" in p
+    assert "DUPLICATE" in p and "USD 5.00" in p
     h.run(3000, until=lambda: h.term.payments.journal.get(first["id"])["receipt_printed"])
     assert h.term.payments.journal.get(first["id"])["receipt_printed"]
     # any receipt by its number too

@@ -121,7 +121,7 @@ def test_reprint_of_the_last_receipt(harness):
     h.press("ENTER")
     assert "Reprinting #1" in h.text()
     paper = _paper(h, 2)
-    assert "REPRINT" in paper[-1] and "USD 0.99" in paper[-1]
+    assert "DUPLICATE" in paper[-1] and "USD 0.99" in paper[-1]
     assert not h.sim.vprinter.receipts[-1].drawer_kicked
 
 

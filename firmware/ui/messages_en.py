@@ -261,7 +261,7 @@ MESSAGES = {
     "rcpt_pin_verified": "PIN VERIFIED",
     "rcpt_merchant_copy": "MERCHANT COPY",
     "rcpt_customer_copy": "CUSTOMER COPY",
-    "rcpt_reprint": "** REPRINT **",
+    "rcpt_reprint": "** DUPLICATE **",
     "rcpt_thanks": "Thank you",
     "dev_msr": "Card reader",
     "check_msr": "Check card reader",

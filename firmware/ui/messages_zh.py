@@ -253,7 +253,7 @@ MESSAGES = {
     "rcpt_pin_verified": "密码已验证",
     "rcpt_merchant_copy": "商户存根",
     "rcpt_customer_copy": "持卡人存根",
-    "rcpt_reprint": "** 重打印 **",
+    "rcpt_reprint": "** 重打印副本 **",
     "rcpt_thanks": "谢谢惠顾",
     "dev_msr": "读卡器",
     "check_msr": "检查读卡器",
