@@ -1,6 +1,6 @@
 """The `handpos` command: run the terminal, the simulator, check a configuration,
-import a moved offline queue, take the catalogue on and off as CSV, or load the QR
-acquirer's merchant key."""
+import a moved offline queue, take the catalogue on and off as CSV, load the QR
+acquirer's merchant key, or export a day of the journal for the back office."""
 import argparse
 import os
 import sys
@@ -758,6 +758,22 @@ def _qr_key_status(args, keystore):
     return 0
 
 
+def _journal_say(line):
+    sys.stderr.write("handpos journal: " + line + "\n")
+    sys.stderr.flush()
+
+
+def cmd_journal(args):
+    """`handpos journal export`: one local day of the journal as CSV or JSON for the
+    back office (docs/close-of-day.md). Read-only, so the terminal may run meanwhile."""
+    from tools import journal_export
+    found = _tool_data_dir(args, _journal_say, "nothing was written", "journal export")
+    if found is None:
+        return 2
+    config, profile, data_dir = found
+    return journal_export.command(args, profile, data_dir)
+
+
 def _port(value):
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise argparse.ArgumentTypeError("must be a port number, 1-65535")
@@ -874,6 +890,25 @@ def main(argv=None):
                                 "standard input, or ask for it without echo)")
             a.add_argument("--key", default=None, help=argparse.SUPPRESS)   # refused, said why
         a.set_defaults(func=cmd_qr_key)
+
+    p = sub.add_parser("journal", help="the transaction journal for the back office "
+                                       "(docs/close-of-day.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("export", help="one local day of transactions as CSV or JSON, "
+                                          "card numbers masked; read-only, the terminal may run")
+    a.add_argument("--day", required=True, metavar="YYYY-MM-DD",
+                   help="the day on the terminal's clock (each record's UTC plus its offset)")
+    a.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="csv (a header row, UTF-8) or json (a list of objects); default csv")
+    a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
+    a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
+                                    "/etc/handpos/handpos.toml)")
+    a.add_argument("--data", help="data directory (default: the configuration's "
+                                  "storage.data_dir); a simulator's, as handpos sim takes it")
+    a.add_argument("--board", default=None, help="board profile name or path (its key root "
+                                                  "opens the terminal's keys; default pizero2w, "
+                                                  "or sim when --data is given without --config)")
+    a.set_defaults(func=cmd_journal)
 
     args = parser.parse_args(argv)
     args.argv = argv
