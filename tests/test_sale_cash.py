@@ -123,6 +123,8 @@ def test_reprint_of_the_last_receipt(harness):
     paper = _paper(h, 2)
     assert "DUPLICATE" in paper[-1] and "USD 0.99" in paper[-1]
     assert not h.sim.vprinter.receipts[-1].drawer_kicked
+    assert any(r[1] == "reprint" and r[3] == "#1" for r in h.term.store.audit_log()), \
+        h.term.store.audit_log()                          # who reprinted what, kept
 
 
 def test_paper_out_in_the_middle_of_a_sale_is_told_and_finishes(harness):

@@ -68,6 +68,8 @@ class HomeFlow(MenuFlow):
 
     def _reprint_picked(self, rec):
         self.term.payments.print_receipt(rec["id"], "merchant", reprint=True)
+        op = self.term.operator["id"] if self.term.operator else ""
+        self.term.store.audit("reprint", op, "#%d" % rec["id"])     # as the journal's reprint
         return self.say(self.t("menu_reprint"), self.t("reprinting", n=rec["id"]))
 
     def reports(self):
