@@ -237,14 +237,24 @@ class SQLiteJournal:
 
     @guarded
     def verify_recent(self, n=200):
-        """The ids among the last n records whose MAC fails (each one flagged)."""
+        """The ids among the last n records whose MAC fails (each one flagged), then
+        the last n rows of shifts, cash moves and Z reports that fail theirs, named
+        ("shift 3"): the boot's self-test counts them all."""
         bad = []
         for row in self.db.execute("SELECT id, %s, mac FROM txns ORDER BY id DESC LIMIT ?"
                                    % ", ".join(_COLUMNS), (n,)).fetchall():
             rec = dict(zip(["id"] + _COLUMNS, row[:-1]))
             if self._checked(rec, row[-1]) is None:
                 bad.append(rec["id"])
-        return sorted(bad)
+        bad.sort()
+        for table in _TABLES:
+            top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM %s" % table).fetchone()[0]
+            good = {r["id"] for r in self._table_rows(table, "WHERE id>?", (top - n,))}
+            for (row_id,) in self.db.execute("SELECT id FROM %s WHERE id>? ORDER BY id"
+                                             % table, (top - n,)).fetchall():
+                if row_id not in good:
+                    bad.append("%s %d" % (_ROW_WORDS[table], row_id))
+        return bad
 
     @guarded
     def quick_check(self, max_ms=2000):

@@ -77,7 +77,7 @@ class ShiftError(Exception):
     or pay out, or not a positive whole amount)."""
 
     def __init__(self, what, detail=""):
-        Exception.__init__(self, "%s %s" % (what, detail))
+        super().__init__("%s %s" % (what, detail))
         self.what = what
         self.detail = detail
 
