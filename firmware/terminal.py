@@ -175,11 +175,15 @@ class Terminal:
             self.reactor.call_soon(self.trust_notice)
 
     def logout(self, reason="operator"):
-        if self.operator is not None:
-            self.store.audit("logout", self.operator["id"], reason)
+        op = self.operator
+        if op is not None:
+            self.store.audit("logout", op["id"], reason)
         self.operator = None
         self._disarm_logout()
         self.go_home()
+        if op is not None and self.fault is None:
+            from firmware.flows.shift import logout_notice
+            logout_notice(self, op)     # allowed with a shift open: the notice says so
 
     def role(self):
         return self.operator["role"] if self.operator else None

@@ -269,6 +269,11 @@ SCHEMA = {
         "max_amount": (1000000, _int_range(1, 99999999999)),
         "cash": (True, _boolean),
     },
+    # the cash drawer's shifts (docs/close-of-day.md): true refuses a cash sale of an
+    # operator who has no open shift ("Open a shift first")
+    "shifts": {
+        "required": (False, _boolean),
+    },
     "ui": {
         "language": ("en", _choice(LANGUAGES)),
         "idle_logout_s": (300, _int_range(30, 86400)),

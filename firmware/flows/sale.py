@@ -156,6 +156,14 @@ class SaleFlow(PinEntry, Flow):
         if not self.term.config["money"]["cash"]:
             self.error = "err_cash_off"
             return None
+        if self.original is None:   # [shifts] required: the operator's open shift first
+            from firmware.payments.shifts import cash_refusal
+            why = cash_refusal(self.term.config, self.term.payments.journal,
+                               (self.term.operator or {}).get("id", ""))
+            if why is not None:
+                self.error = why
+                self.term.beep("error")
+                return None
         self.error = None           # a refusal of another method is not the cash screen's
         return "tendered"
 
