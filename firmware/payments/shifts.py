@@ -229,8 +229,12 @@ def report(shift, figs, config, t, synced=True, reprint=False, name=""):
                 pair_wrapped(r, t("sh_r_" + move["reason"]) + " (" + t("rcpt_sup_id", id=move["supervisor"]) + ")",
                              money(sign * move["amount"]), indent="  ")
     r.rule()
-    pair_wrapped(r, t("rcpt_expected"), cur + " " + money(figs["expected"]), bold=True)
-    if shift["state"] == "closed":
+    # a closed shift prints what was expected at its close (kept on its row), never a
+    # figure made again later
+    closed = shift["state"] == "closed"
+    expected = shift["expected"] if closed else figs["expected"]
+    pair_wrapped(r, t("rcpt_expected"), cur + " " + money(expected), bold=True)
+    if closed:
         pair_wrapped(r, t("rcpt_counted"), cur + " " + money(shift["counted"]), bold=True)
         diff = shift["difference"]
         pair_wrapped(r, t("rcpt_difference") + " " + t("rcpt_" + difference_word(diff)),
