@@ -37,8 +37,12 @@ test: setup node_modules/.installed
 test-mpy: node_modules/.installed
 	node tools/mpy_runner.mjs
 
+# then the X/Z reports over a 100,000-record journal and a sale's bytes and fsyncs
+# (tools/bench/reports.py; the fsyncs are counted by strace, installed here when missing)
 bench: setup
-	$(PY) -m tools.bench
+	@command -v strace >/dev/null || $(SUDO) apt-get install -y strace >/dev/null || \
+	  echo "no strace: the bench will not count fsyncs"
+	rc=0; $(PY) -m tools.bench || rc=1; $(PY) -m tools.bench.reports || rc=1; exit $$rc
 
 # the chaos driver with its phases (host kills, full disk, flipped bytes), then a half
 # hour of the random-event storm (90 seeds of 1500 events, about 20 s each); HANDPOS_STORM_SEEDS and
