@@ -230,6 +230,19 @@ def test_closing_by_denomination_in_chinese(harness):
     _cash_sale(h, "5860")
     h.press("MENU", "5", "1")
     assert "4 交班" in h.text(), h.text()
+    h.press("2", "1", "0", "0", "0", "ENTER")                   # pay out 10.00, then pay it back in
+    assert h.term.screen.title == "原因" and "3 费用" in h.text(), h.text()
+    h.press("CANCEL")
+    assert "支出现金" in h.text()
+    h.press("ENTER", "5")
+    assert "批准支出现金" in h.text(), h.text()
+    h.press("2", "5", "8", "0", "ENTER")
+    assert "其他" in h.text() and h.term.screen.big == "10.00", h.text()
+    h.press("ENTER", "1", "1", "0", "0", "0", "ENTER", "1", "2", "5", "8", "0", "ENTER")
+    assert "零钱" in h.text(), h.text()
+    h.press("ENTER", "3")
+    assert h.term.screen.lines == ["备用金 200.00", "收入 68.60", "支出 10.00", "应有 258.60"]
+    h.press("ENTER")
     h.press("4")
     assert "F1按面额" in h.text()
     h.press("F1")
@@ -265,6 +278,15 @@ def test_closing_by_denomination_in_chinese(harness):
                                                 [500, 1], [100, 3], [50, 1], [10, 0]]
     assert (row["counted"], row["expected"], row["difference"]) == (25850, 25860, -10)
     assert row["currency"] == "CNY"
+    h.press("ENTER")
+    _leave_menu(h)
+    _shift_menu(h)
+    h.press("1", "ENTER")                                       # the next shift: no float
+    assert "已开班" in h.text() and "备用金 0.00" in h.text(), h.text()
+    h.press("ENTER")
+    _leave_menu(h)
+    h.press("MENU", "8")
+    assert h.term.screen.lines == ["班次仍未交班", "操作员 1", "请稍后交班"]
 
 
 def test_cash_needs_an_open_shift_when_the_configuration_says_so(harness):
