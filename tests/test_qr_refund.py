@@ -97,6 +97,20 @@ def test_an_unanswered_refund_is_asked_again_until_it_is_done_once(harness, acqu
         refund = h.term.payments.journal.last()
         assert refund["state"] == "sending", refund
         assert "PENDING" in h.text() or h.term.screen.big == "PENDING", h.text()
+        h.to_idle()
+        # while its answer is out, neither a void nor another refund of the sale is
+        # taken: together they could give back more than was paid
+        h.press("MENU", "3", *"2580")
+        h.press("ENTER", *str(sale["id"]))
+        h.press("ENTER")
+        assert "Refund/void pending" in h.text(), h.text()
+        h.to_idle()
+        h.press("MENU", "2", *"2580")
+        h.press("ENTER", *str(sale["id"]))
+        h.press("ENTER")
+        assert "Refund/void pending" in h.text(), h.text()
+        h.to_idle()
+        assert h.term.payments.journal.last()["id"] == refund["id"]     # nothing recorded
         proxy.set("pass")
         for _ in range(20):                             # the next try (virtual time), then
             h.advance(15100)                            # the real time its connection takes

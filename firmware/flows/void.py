@@ -40,6 +40,8 @@ class VoidFlow(Flow):
             return "err_void_settled"
         if rec["refunded"]:
             return "err_void_refunded"
+        if self.term.payments.back_in_flight(rec["id"]) is not None:
+            return "err_back_in_flight"     # a refund or void still going: its answer first
         return None
 
     def ask_pick(self):
@@ -120,6 +122,8 @@ class RefundStartFlow(Flow):
             return "qr_off"
         if rec["amount"] - rec["refunded"] <= 0:
             return "err_refund_used"
+        if self.term.payments.back_in_flight(rec["id"]) is not None:
+            return "err_back_in_flight"
         if rec.get("cart"):
             from firmware.retail import refund as refunds
             if refunds.sold_cart(rec) is None:

@@ -63,6 +63,19 @@ def _hex(data):
     return "".join("%02X" % b for b in data)
 
 
+def _icc_data(outcome):
+    """The chip's final data (its last cryptogram and what it covers) as DE55 hex, for
+    the settlement's batch upload; "" when the kernel gave none."""
+    emv = outcome.get("emv")
+    if not emv:
+        return ""
+    from firmware.cards.emv import tlv
+    try:
+        return tlv.de55_hex(emv)
+    except (ValueError, TypeError):
+        return ""
+
+
 class Payments:
     def __init__(self, term, journal, host=None, dukpt=None, card_readers=0, chip_reader=None,
                  emv=None, queue=None):
@@ -178,7 +191,8 @@ class Payments:
         # reached this service)
         cvm = CVM.get(outcome.get("cvm"), rec["cvm"])
         self.journal.update(txn_id, tvr=outcome.get("tvr") or "", tsi=outcome.get("tsi") or "",
-                            cryptogram=outcome.get("cryptogram") or "", cvm=cvm)
+                            cryptogram=outcome.get("cryptogram") or "", cvm=cvm,
+                            icc_data=_icc_data(outcome))
         if rec["state"] == "approved" and (outcome.get("reversal") or not outcome.get("approved")):
             self._to_reversal(txn_id, "reason_card_declined", str(outcome.get("reason")))
         elif rec["state"] != "approved" and not outcome.get("online"):
@@ -420,6 +434,16 @@ class Payments:
         self.term.reactor.call_soon(callback, self.journal.get(rec["id"]))
         return rec
 
+    def back_in_flight(self, original_id):
+        """A refund or void of this sale whose outcome is not known yet (sent, or being
+        reversed): another must wait for it, or the two together could give back more
+        than was paid (found by tools/host/qr_chaos.py --overlap)."""
+        for state in ("created", "sending", "reversal_pending"):
+            for rec in self.journal.find(state=state):
+                if rec["original_id"] == original_id and rec["kind"] in ("refund", "void"):
+                    return rec
+        return None
+
     def _void_record(self, original_id):
         for rec in self.journal.find(kind="void"):
             if rec["original_id"] == original_id:
@@ -651,7 +675,8 @@ class Payments:
         if outcome is not None:
             extra = {"aid": outcome.get("aid") or "", "app_label": outcome.get("label") or "",
                      "tvr": outcome.get("tvr") or "", "tsi": outcome.get("tsi") or "",
-                     "cryptogram": outcome.get("cryptogram") or ""}
+                     "cryptogram": outcome.get("cryptogram") or "",
+                     "icc_data": _icc_data(outcome)}
         stan = self.next_stan()
         utc, _ = self._stamp()
         rec = self._new(kind, "card", amount, "offline_pending", stan=stan,
