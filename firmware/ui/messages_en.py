@@ -209,6 +209,7 @@ MESSAGES = {
     "err_void_not_sale": "Not a sale: no void",
     "err_void_state": "Not an approved sale",
     "err_void_settled": "Settled: use refund",
+    "err_back_in_flight": "Refund/void pending",
     "err_void_refunded": "Refunded: cannot void",
     "void_done": "The sale is voided",
     "void_queued": "Sent; retrying",

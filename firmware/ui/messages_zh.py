@@ -201,6 +201,7 @@ MESSAGES = {
     "err_void_not_sale": "只能撤销消费",
     "err_void_state": "不是成功的消费",
     "err_void_settled": "已结算: 请退货",
+    "err_back_in_flight": "退款/撤销处理中",
     "err_void_refunded": "已退货, 不能撤销",
     "void_done": "消费已撤销",
     "void_queued": "已发送, 重试中",
