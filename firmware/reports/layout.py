@@ -21,6 +21,7 @@ paper say the same things in the same order:
   the totals check, END OF REPORT
 """
 from firmware.core.money import format_amount
+from firmware.reports.totals import check
 from firmware.retail.cart import format_weight
 from firmware.ui.receipt import WIDTH, Receipt, display_width
 from firmware.ui.screen import ROW_COLUMNS, wrap
@@ -208,19 +209,29 @@ def rows(doc, t, duplicate=False, reprinted_local=""):
             _pair(out, _name(t, cats[key], "rpt_no_category"), money(cats[key]["net"]))
 
     out.append(("rule",))
-    _center(out, t("rpt_check_ok") if s["check"]["ok"] else t("rpt_check_bad"), True)
+    # checked again as laid out: a stored Z proves its figures at each reprint too
+    ok = s["check"]["ok"] and check(s)["ok"]
+    _center(out, t("rpt_check_ok") if ok else t("rpt_check_bad"), True)
     _center(out, t("rpt_end"))
     return out
 
 
 # -- the panel -----------------------------------------------------------------------
 
+def _width(text):
+    """display_width, without looking at each character of a text that is all ASCII (most
+    rows of a report: figures, codes, English)."""
+    if len(text.encode()) == len(text):
+        return len(text)
+    return display_width(text)
+
+
 def _fit_pair(left, right, width):
     """left and right on one row of width columns, or left wrapped and right alone
     against the right edge."""
     if not right:
-        return wrap(left, width)
-    used = display_width(left) + display_width(right)
+        return wrap(left, width) if _width(left) > width else [left]
+    used = _width(left) + _width(right)
     if used + 1 <= width:
         return [left + " " * (width - used) + right]
     out = wrap(left, width)
@@ -238,7 +249,7 @@ def screen_lines(doc, t, duplicate=False, reprinted_local="", width=ROW_COLUMNS)
         if row[0] == "rule":
             out.append("-" * width)
         elif row[0] == "center":
-            out.extend(wrap(row[1], width))
+            out.extend(wrap(row[1], width) if _width(row[1]) > width else [row[1]])
         elif row[0] == "ids":           # a MID is 15 digits: a row each
             out.extend(_fit_pair("TID", row[1], width))
             out.extend(_fit_pair("MID", row[2], width))
@@ -257,13 +268,17 @@ def receipt(doc, t, duplicate=False, reprinted_local="", width=WIDTH):
         if row[0] == "rule":
             r.rule()
         elif row[0] == "center":
-            for part in wrap(row[1], width):
+            for part in (wrap(row[1], width) if _width(row[1]) > width else [row[1]]):
                 r.add(part, "center", bold=row[2])
         elif row[0] == "ids":
             pair_wrapped(r, "TID " + row[1], "MID " + row[2])
         elif row[2]:
-            pair_wrapped(r, row[1], row[2], row[3])
+            used = _width(row[1]) + _width(row[2])
+            if used + 1 <= width:           # what Receipt.pair makes, measured once
+                r.add(row[1] + " " * (width - used) + row[2], "left", row[3])
+            else:
+                pair_wrapped(r, row[1], row[2], row[3])
         else:
-            for part in wrap(row[1], width):
+            for part in (wrap(row[1], width) if _width(row[1]) > width else [row[1]]):
                 r.add(part, "left", bold=row[3])
     return r
