@@ -28,27 +28,6 @@ WECHAT = "134567890123456789"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}
 
 
-def _z_store_until_the_journal_has_one(journal):
-    """journal.save_z / z_reports / last_z are being added to the journal by another
-    change; until they are in, this stand-in of the same names keeps the Z docs in
-    memory, so the tests run the same code either way."""
-    if hasattr(journal, "save_z"):
-        return
-    rows = []
-
-    def save_z(batch, utc, text):
-        if [r for r in rows if r["batch"] == batch]:
-            raise ValueError("batch %d has its Z" % batch)
-        rows.append({"batch": batch, "utc": utc, "doc": text})
-
-    def z_reports(batch=None):
-        return [dict(r) for r in rows if batch is None or r["batch"] == batch]
-
-    def last_z():
-        return dict(rows[-1]) if rows else None
-    journal.save_z, journal.z_reports, journal.last_z = save_z, z_reports, last_z
-
-
 @pytest.fixture
 def board(harness, hostsim, net, acquirer):
     """Host through the fault proxy (offline swipes allowed), the QR acquirer, the demo
@@ -59,7 +38,6 @@ def board(harness, hostsim, net, acquirer):
     h.login()
     h.run(3000, until=lambda: h.term.link_state == "up")
     h.load_demo_catalogue()
-    _z_store_until_the_journal_has_one(h.term.payments.journal)
     return h
 
 
@@ -260,7 +238,6 @@ def test_last_z_without_any_says_so(harness):
     h = harness()
     h.first_supervisor()
     h.login()
-    _z_store_until_the_journal_has_one(h.term.payments.journal)
     h.press("MENU", "5", "5")
     assert "No Z report yet" in h.text()
     n = len(h.sim.vprinter.receipts)

@@ -87,46 +87,28 @@ def make_doc(term, report, batch):
 # -- Z documents in the journal ----------------------------------------------------------
 
 def _doc_of(row):
-    """A stored Z's doc from what the journal hands back (the doc's JSON text, or a
-    row carrying it as "doc"/"doc_text"/"text", or a tuple ending with it)."""
+    """The doc of a stored Z (the journal's row: {"id", "batch", "utc", "doc"}), or None
+    when its text is no report."""
     if row is None:
         return None
-    text = row
-    if isinstance(row, dict):
-        text = None
-        for key in ("doc", "doc_text", "text"):
-            if key in row:
-                text = row[key]
-                break
-    elif isinstance(row, (tuple, list)):
-        text = row[-1] if row else None
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode()
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str):
-        return None
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = json.loads(row["doc"])
+    except (ValueError, TypeError, KeyError):
         return None
     return doc if isinstance(doc, dict) and "totals" in doc else None
 
 
 def stored_z(journal, batch):
-    """The Z doc stored for batch, or None."""
-    rows = journal.z_reports(batch=batch)
-    for row in rows or ():
+    """The Z doc stored for batch (the first, should there be more), or None."""
+    for row in journal.z_reports(batch=batch):
         doc = _doc_of(row)
-        if doc is not None and doc.get("batch") == batch:
+        if doc is not None:
             return doc
     return None
 
 
 def last_z(journal):
-    """The newest stored Z doc, or None (none yet, or a journal without Z reports)."""
-    if not hasattr(journal, "last_z"):
-        return None
+    """The newest stored Z doc, or None."""
     return _doc_of(journal.last_z())
 
 
@@ -140,15 +122,7 @@ def make_z(term, batch, print_it=True):
             print_z(term, doc, duplicate=True)
         return doc
     doc = make_doc(term, "Z", batch)
-    try:
-        journal.save_z(batch, doc["made_utc"], json.dumps(doc))
-    except Exception:
-        kept = stored_z(journal, batch)     # one stored meanwhile: that one is the Z
-        if kept is None:
-            raise
-        doc = kept
-    else:
-        doc = stored_z(journal, batch) or doc
+    journal.save_z(batch, doc["made_utc"], json.dumps(doc))
     op = term.operator["id"] if term.operator else ""
     term.store.audit("z_report", op, "batch %d net %d" % (batch, doc["totals"]["total"]["net"]))
     if print_it:

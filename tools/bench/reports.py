@@ -258,24 +258,9 @@ class BenchTerm:
         self.store = _Store()
         self.t = Translator(lang)
         self.operator = {"id": "1"}
-        self.z_memory = False
 
     def print_receipt(self, receipt):
         return None
-
-
-def _z_in_memory(journal):
-    """journal.save_z / z_reports / last_z, in memory, for a journal that has none yet
-    (they are being added to drivers/journal_sqlite.py): the store's own write is then
-    not in the Z figure, and the output says so."""
-    rows = []
-
-    def save_z(batch, utc, text):
-        rows.append({"batch": batch, "utc": utc, "doc": text})
-
-    journal.save_z = save_z
-    journal.z_reports = lambda batch=None: [r for r in rows if batch in (None, r["batch"])]
-    journal.last_z = lambda: rows[-1] if rows else None
 
 
 def bench_reports(sizes, folder):
@@ -290,9 +275,6 @@ def bench_reports(sizes, folder):
            "db_mib": os.path.getsize(path) / 1048576.0, "batch_index": batch_index(path)}
     journal = SQLiteJournal(path, mac_key=b"bench-journal-mac-key-0123456789")
     try:
-        out["z_in_memory"] = not hasattr(journal, "save_z")
-        if out["z_in_memory"]:
-            _z_in_memory(journal)
         catalogue, _ = _catalogue()
         for name, batch in (("x_small", open_batch), ("x_big", batches["big"][-1])):
             term = BenchTerm(journal, batch, catalogue)
@@ -600,10 +582,9 @@ def main(argv=None):
                                         "an fsync costs nothing there)" if fs["in_ram"] else ""))
     out = run(args.quick, args.dir)
     rep = out["reports"]
-    print("journal: %d records in %.1f MiB (built in %.1f s); index on txns(batch): %s%s"
+    print("journal: %d records in %.1f MiB (built in %.1f s); index on txns(batch): %s"
           % (rep["rows"], rep["db_mib"], rep["build_s"],
-             ", ".join(rep["batch_index"]) or "none (every find(batch=) scans the table)",
-             "; journal.save_z missing: the Z doc kept in memory" if rep["z_in_memory"] else ""))
+             ", ".join(rep["batch_index"]) or "none (every find(batch=) scans the table)"))
     for name in ("x_small", "x_big"):
         x = rep[name]
         print("X report, a batch of %d records: median %.1f ms, p99 %.1f ms, figures and both "
