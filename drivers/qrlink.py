@@ -86,6 +86,9 @@ RECV_SIZE = 16384
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
+# a connect under way this long with no request on it is not waited for by a new one
+STALE_CONNECT_MS = 3000
+
 class _Request:
     __slots__ = ("op", "data", "callback", "timer", "sent", "retried", "done")
 
@@ -137,6 +140,7 @@ class QrLink:
         self.last_error = None
         self.connections = 0         # connections opened so far (tests, diagnostics)
         self._connector = None       # the connect under way (drivers/tlsconnect.py)
+        self._connect_started = 0
         self._sock = None            # the open connection
         self._watch = None           # its place on the reactor (a tlsconnect.Watch)
         self._idle_timer = None
@@ -177,6 +181,13 @@ class QrLink:
         req.timer = self.reactor.call_later(timeout_ms, self._timed_out, req)
         self._queue.append(req)
         self._cancel_idle()
+        if self._connector is not None and self._current is None \
+                and self.reactor.clock() - self._connect_started > STALE_CONNECT_MS:
+            # an attempt begun a while ago with nothing of ours on it (a probe, or one
+            # whose request gave up) may be stuck in a network that has come back since:
+            # this request starts a fresh one rather than wait out its connect timeout
+            self._connector.cancel()
+            self._connector = None
         self._next()
 
     def close(self, reason="link closed"):
@@ -254,6 +265,7 @@ class QrLink:
     # -- connecting -------------------------------------------------------------------
     def _connect(self):
         self.last_error = None
+        self._connect_started = self.reactor.clock()
         self._connector = TlsConnector(
             self.reactor, self.host, self.port, self.ssl_context, self.server_hostname,
             self.connect_timeout_ms, self._opened, self._connect_failed,
@@ -459,8 +471,10 @@ class QrLink:
                 self._quiet_close()
                 reason = "no answer from the QR acquirer in time: the outcome is unknown"
             else:
-                if self.phase == OPEN:
-                    self._quiet_close()     # the h11 state holds the unsent request
+                # OPEN: the h11 state holds the unsent request; connecting: the attempt
+                # took longer than the request may wait, and may be stuck (a network
+                # that swallowed its packets): either way the next request starts afresh
+                self._quiet_close()
                 reason = "not sent: " + (self.last_error or
                                          "no connection to the QR acquirer in time")
         else:

@@ -461,3 +461,30 @@ def test_pay_and_query_against_qrsim(tmp_path, terminals):
         assert msgs.check_response(msgs.query(order), result["json"]) == "wrong_order"
     finally:
         sim.stop()
+
+
+def test_a_network_that_comes_back_is_used_at_once_not_after_a_stuck_connect(
+        server_factory, terminals, tls):
+    """The network swallows packets (a fault proxy that black-holes: the TLS handshake
+    never ends) while a request tries to connect; the request gives up, not sent. The
+    network comes back: the next request makes a fresh connection and is answered at
+    once, not after the stuck attempt's connect timeout (found by qr_chaos)."""
+    from tools.host.faultproxy import FaultProxy
+    server = server_factory()
+    proxy = FaultProxy(0, server.address[1])
+    proxy.start()
+    try:
+        proxy.set("drop")
+        term = terminals(("127.0.0.1", proxy.port), tls["ca"], connect_timeout_ms=60000)
+        result = term.wait(term.send("pay", timeout_ms=500))
+        assert result["kind"] == "timeout" and result["sent"] is False
+        term.link.probe()                                   # an attempt with no request on it
+        pump(term.reactor, lambda: False, 400)
+        proxy.set("pass")
+        time.sleep(3.2)                                     # the probe's attempt goes stale
+        # answered well before the stuck attempt's 60 s connect timeout would end it
+        result = term.wait(term.send("query", timeout_ms=20000), ms=20000)
+        assert result["kind"] == "response" and result["status"] == 200, result
+        assert term.link.connections == 1                   # one fresh connection did it
+    finally:
+        proxy.stop()
