@@ -144,6 +144,7 @@ def test_the_qr_link_cut_alone_refuses_qr_offers_card_or_cash_and_comes_back(qr_
         rec = h.term.payments.journal.last()
         assert rec["state"] == "failed", rec            # never sent: nothing charged
         assert "NOT CHARGED" in h.text() or h.term.screen.big == "NOT CHARGED", h.text()
+        assert "QR unreachable" in h.text(), h.text()   # the acquirer, not the card host
         assert h.term.payments.qr.link_state == "down"
         for _ in range(3):                              # past the result and the copy
             if h.flow() != ("idle", "idle"):

@@ -207,7 +207,7 @@ class QrPayments:
     def _paid(self, order, reply, result):
         if reply is None and result.get("kind") != "response" and not result.get("sent"):
             # nothing reached the acquirer: nothing can have been charged
-            return self._end(order, "failed", reason="reason_host_down")
+            return self._end(order, "failed", reason="reason_qr_down")
         if reply is not None and reply.get("code") == "SUCCESS":
             outcome = reply.get("result")
             if outcome == "SUCCESS":
@@ -219,7 +219,7 @@ class QrPayments:
 
     def _created(self, order, reply, result):
         if reply is None and result.get("kind") != "response" and not result.get("sent"):
-            return self._end(order, "failed", reason="reason_host_down")
+            return self._end(order, "failed", reason="reason_qr_down")
         if reply is not None and reply.get("code") == "SUCCESS":
             url = reply.get("code_url")
             if reply.get("result") == "SUCCESS" and isinstance(url, str) and url:

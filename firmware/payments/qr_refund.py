@@ -92,7 +92,7 @@ class QrRefunds:
         if result.get("kind") == "error" and not result.get("sent") and job.tries == 0 \
                 and job.op == "refund":
             # the first refund request never left: nothing can have been refunded
-            return self._done(job, "failed", reason="reason_host_down")
+            return self._done(job, "failed", reason="reason_qr_down")
         delay = RETRY_MS[min(job.tries, len(RETRY_MS) - 1)]
         job.tries += 1
         job.timer = self.term.reactor.call_later(delay, self._send, job)
