@@ -170,6 +170,7 @@ MESSAGES = {
     "reason_no_reply": "No reply: reversed",
     "reason_bad_reply": "Bad reply: reversed",
     "reason_link_lost": "Link lost: reversed",
+    "reason_qr_down": "QR unreachable",
     "reason_host_down": "Host unreachable",
     # a host certificate that failed its check (docs/payments.md)
     "reason_host_untrusted": "Host cert not trusted",

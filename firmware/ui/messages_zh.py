@@ -162,6 +162,7 @@ MESSAGES = {
     "reason_no_reply": "无应答: 已冲正",
     "reason_bad_reply": "应答异常: 已冲正",
     "reason_link_lost": "连接断开: 已冲正",
+    "reason_qr_down": "扫码平台连不上",
     "reason_host_down": "主机无法连接",
     # 主机证书校验失败 (docs/payments.md)
     "reason_host_untrusted": "主机证书不可信",
