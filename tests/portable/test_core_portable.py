@@ -202,7 +202,11 @@ def test_key_storm_never_crashes_a_flow():
     assert term.current().NAME in ("idle", "login", "home", "settings", "diagnostics",
                                    "new_operator", "notice", "sale", "offline", "upload",
                                    "queue_records", "supervisor", "pick", "void",
-                                   "refund_start", "refund", "queue_export", "cart")
+                                   "refund_start", "refund", "queue_export", "cart",
+                                   # MENU > Reports and what it opens (issue 14)
+                                   "reports", "shift", "shift_open", "shift_move",
+                                   "shift_close", "x_report", "last_z", "journal",
+                                   "settle")
 
 
 def test_device_lost_event_shows_what_to_check():
