@@ -48,6 +48,9 @@ FIELDS = {
     "rev_stan": "",       # the STAN of this record's reversal (repeats keep it)
     # chip and contactless: for the receipt and for disputes
     "aid": "", "app_label": "", "tvr": "", "tsi": "", "cryptogram": "",
+    # the chip's data at the end (DE55 as hex: the final cryptogram, 9F26/9F27, and what
+    # it covers; no card number or track): what a settlement's batch upload (0320) sends
+    "icc_data": "",
     # store and forward: approved without the host; "" | pending | uploaded | declined
     "offline": 0, "upload": "",
     # selling items: the cart the sale paid for (JSON of firmware.retail.cart.Cart's
