@@ -16,8 +16,17 @@ PROCESSING = {"sale": PROC_SALE, "void": PROC_VOID, "refund": PROC_REFUND}
 # take a PIN). 02 magnetic stripe, 80 fallback to stripe after a chip failure.
 ENTRY_MODES = {"swipe": "02", "fallback": "80", "chip": "05", "tap": "07", "manual": "01"}
 RESPONSE_MTI = {"0100": "0110", "0200": "0210", "0220": "0230", "0221": "0230",
+                "0320": "0330", "0321": "0330",
                 "0400": "0410", "0401": "0410", "0420": "0430", "0421": "0430",
-                "0500": "0510", "0800": "0810"}
+                "0500": "0510", "0501": "0510", "0800": "0810"}
+
+# Settlement (docs/host-protocol.md, section 10): DE3 of the 0500 that sends the batch's
+# totals, and of the one that closes it after a batch upload (0320s)
+PROC_SETTLE = "920000"
+PROC_SETTLE_AFTER_UPLOAD = "960000"
+SETTLE_BALANCED = "00"          # 0510: the host's totals agree, the batch is closed
+SETTLE_OUT_OF_BALANCE = "95"    # 0510: they differ, the host wants the batch uploaded
+COUNT_MAX = 999                 # DE63's counts are n3
 
 
 def de7(utc):
@@ -232,6 +241,81 @@ def offline_rrn(utc, stan):
 def repeat_mti(mti):
     """0220 -> 0221, 0420 -> 0421: the MTI of a message sent again."""
     return mti[:3] + "1"
+
+
+def settlement_totals(sales_n, sales, refunds_n, refunds):
+    """DE63 of a 0500: sales count n3, sales amount n12, refunds count n3, refunds amount
+    n12, amounts in minor units (30 digits). A count above 999 goes as 999: the host
+    cannot agree with it, answers 95 and the batch upload carries every transaction."""
+    return "%03d%012d%03d%012d" % (min(sales_n, COUNT_MAX), sales, min(refunds_n, COUNT_MAX),
+                                   refunds)
+
+
+def settlement_request(config, stan, utc, local, batch, totals, after_upload=False):
+    """0500 for the batch numbered batch (DE60, 6 digits) with its totals (DE63 of
+    settlement_totals(*totals)): DE3 920000, or 960000 to close it after a batch upload.
+    utc is the stamp of this transmission (DE7), local the terminal's time (DE12/13)."""
+    t12, t13 = local_fields(local)
+    return {"t": "0500", "3": PROC_SETTLE_AFTER_UPLOAD if after_upload else PROC_SETTLE,
+            "7": de7(utc), "11": stan, "12": t12, "13": t13,
+            "41": config["terminal"]["id"], "42": config["terminal"]["merchant_id"],
+            "60": "%06d" % batch, "63": settlement_totals(*totals)}
+
+
+def original_mti(rec):
+    """How the host first heard of a journal record: 0220 (the advice of an offline
+    approval) or 0200."""
+    return "0220" if rec.get("offline") else "0200"
+
+
+def batch_upload_request(rec, config, stan, utc):
+    """0320: one transaction of the batch, as the host first heard of it, for a batch
+    upload after a 0510 95. Its own STAN (DE11) and DE7 (this transmission, utc); the
+    original in DE60 as its MTI, STAN and DE7 (20 digits, as DE90 begins), so the host
+    books it at most once however often it is uploaded; DE12/DE13 the transaction's own
+    local time; DE37/DE38 its RRN and approval code (a host's, or the offline Y1/Y3);
+    DE55 the chip's data with its final cryptogram when it was read by chip or tap. No
+    card number: the terminal keeps none after the sale, and DE60 names the original."""
+    msg = {"t": "0320"}
+    msg.update(_common(rec, config, record_local(rec["utc"], rec.get("tz_min") or 0)))
+    msg["7"] = de7(utc)
+    msg["11"] = stan
+    msg["22"] = ENTRY_MODES.get(rec["entry"], "02") + "1"
+    msg["37"] = rec.get("rrn") or offline_rrn(rec["utc"], rec["stan"])
+    msg["38"] = (str(rec.get("auth_code") or "") + "      ")[:6]
+    msg["60"] = original_mti(rec) + rec["stan"] + de7(rec["utc"])
+    if rec.get("icc_data") and rec.get("entry") in ("chip", "tap"):
+        msg["55"] = rec["icc_data"]
+    return msg
+
+
+def _month_days(y, mo):
+    if mo == 2:
+        return 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28
+    return 30 if mo in (4, 6, 9, 11) else 31
+
+
+def record_local(utc, tz_min):
+    """(y, mo, d, h, mi, s) local of a record's UTC stamp and its offset in minutes
+    (less than a day either way)."""
+    y, mo, d = int(utc[0:4]), int(utc[5:7]), int(utc[8:10])
+    minutes = int(utc[11:13]) * 60 + int(utc[14:16]) + int(tz_min)
+    if minutes < 0:
+        minutes += 1440
+        d -= 1
+        if d < 1:
+            mo -= 1
+            if mo < 1:
+                mo, y = 12, y - 1
+            d = _month_days(y, mo)
+    elif minutes >= 1440:
+        minutes -= 1440
+        d += 1
+        if d > _month_days(y, mo):
+            d, mo = 1, mo + 1
+            if mo > 12:
+                mo, y = 1, y + 1
+    return (y, mo, d, minutes // 60, minutes % 60, int(utc[17:19]))
 
 
 def network_request(config, stan, utc, code):

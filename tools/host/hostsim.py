@@ -15,6 +15,9 @@ tester can make any case happen from the keypad:
                                              terminal's timeout, so it must reverse)
     .98              00 approved, booked     a garbled reply (undecodable)
     .99              00 approved, booked     no reply at all
+    .93              00 approved, booked     at once, but left out of the host's batch
+                                             totals until a batch upload (0320) brings
+                                             it: the settlement is out of balance (95)
     anything else    00 approved, booked     at once, with a 6-character auth code
                                              (DE38) and an RRN (DE37)
 
@@ -54,6 +57,19 @@ profile in the exchange's note ("profile:").
 A request whose reversal arrived first (0400/0420 naming it in DE90, e.g. because the
 request was held up on the way) is answered LATE_ORIGINAL (12, invalid transaction)
 and never booked: the terminal has already given it up.
+
+Settlement (docs/host-protocol.md section 10). The host keeps each terminal's batch
+totals from what it booked: approved sales and refunds (0200, 0220, 0320), neither
+reversed nor voided, not yet settled (and, when the 0500 repeats the batch it closed
+last, what that closing settled: a terminal that lost the 0510 asks again). A 0500
+920000 whose DE63 agrees is answered 00 and the batch closed; otherwise 95, and the
+terminal uploads the batch: each 0320 names its original in DE60 (MTI, STAN, DE7) and
+is booked at most once (an original the host has is not booked again; one it lacked
+is). 960000 closes the batch with every unsettled booking. For tests and the lab:
+disagree() (or --disagree N) answers the next 920000s 95 whatever the totals;
+fail_settlement() (or --settle-error CODE) answers the next 0500 with an error code and
+closes nothing; delay_answers() holds a message type's answers (late, after the
+terminal gave up); reorder_uploads() answers 0320s in reverse order.
 
 The ledger (SQLite, DIR/ledger.sqlite) keeps every request and response (card data
 masked), the bookings, reversals and settlements. A request seen before (the same
@@ -106,7 +122,11 @@ OUTCOMES = {
     97: ("00", SLOW, "approved and booked; the reply comes after --slow-ms"),
     98: ("00", GARBLED, "approved and booked; the reply is garbled"),
     99: ("00", SILENT, "approved and booked; no reply at all"),
+    93: ("00", NOW, "approved and booked; left out of the batch totals until uploaded"),
 }
+# the amount (last two digits) whose booking the host leaves out of its batch totals
+# until a batch upload brings it: a settlement that is out of balance, on purpose
+LOST_IN_BATCH = 93
 APPROVED = ("00", NOW, "approved")
 
 # Last two digits of DE4 -> (response code, note) for an advice; any other amount is
@@ -263,7 +283,7 @@ CREATE TABLE IF NOT EXISTS undecodable (
 CREATE TABLE IF NOT EXISTS bookings (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, stan TEXT, mti TEXT, de7 TEXT, kind TEXT,
     amount INTEGER, currency TEXT, pan TEXT, rrn TEXT, auth_code TEXT, invoice TEXT,
-    status TEXT, batch TEXT, settled INTEGER DEFAULT 0, ref INTEGER);
+    status TEXT, batch TEXT, settled INTEGER DEFAULT 0, ref INTEGER, missing INTEGER DEFAULT 0);
 CREATE INDEX IF NOT EXISTS bookings_key ON bookings (tid, stan);
 CREATE TABLE IF NOT EXISTS reversals (
     id INTEGER PRIMARY KEY, at TEXT, tid TEXT, stan TEXT, orig_mti TEXT, orig_stan TEXT,
@@ -305,6 +325,9 @@ class Ledger:
         for column in ("orig_de7", "reason", "de7"):
             if column not in columns:
                 self._db.execute("ALTER TABLE reversals ADD COLUMN %s TEXT" % column)
+        # and bookings before the host could leave one out of its batch totals
+        if "missing" not in [r[1] for r in self._db.execute("PRAGMA table_info(bookings)")]:
+            self._db.execute("ALTER TABLE bookings ADD COLUMN missing INTEGER DEFAULT 0")
 
     def close(self):
         with self._lock:
@@ -426,19 +449,54 @@ class Ledger:
                 return r
         return None
 
-    def unsettled_totals(self, tid):
-        """(sales count, sales amount, refunds count, refunds amount) not yet settled."""
+    def _totals(self, where, args):
         rows = self._all("SELECT kind, COUNT(*) AS n, COALESCE(SUM(amount), 0) AS total"
-                         " FROM bookings WHERE tid=? AND status='approved' AND settled=0"
-                         " AND mti IN (%s) GROUP BY kind" % ",".join("?" * len(_MONEY_MTIS)),
-                         [tid] + list(_MONEY_MTIS))
+                         " FROM bookings WHERE %s AND status='approved' AND mti IN (%s)"
+                         " GROUP BY kind" % (where, ",".join("?" * len(_MONEY_MTIS))),
+                         list(args) + list(_MONEY_MTIS))
         by = {r["kind"]: (r["n"], r["total"]) for r in rows}
         sale = by.get("sale", (0, 0))
         refund = by.get("refund", (0, 0))
         return (sale[0], sale[1], refund[0], refund[1])
 
+    def unsettled_totals(self, tid):
+        """(sales count, sales amount, refunds count, refunds amount) not yet settled,
+        without the bookings the host left out of its batch (.93, until uploaded)."""
+        return self._totals("tid=? AND settled=0 AND missing=0", (tid,))
+
+    def batch_totals(self, tid, batch):
+        """The host's totals of the terminal's batch: what is not yet settled, and when
+        the last batch this terminal closed is this one (its 0510 may have been lost),
+        what that closing settled too."""
+        totals = self.unsettled_totals(tid)
+        last = self._one("SELECT batch FROM settlements WHERE tid=? AND code='00'"
+                         " ORDER BY id DESC LIMIT 1", (tid,))
+        if last is not None and last["batch"] == batch:
+            before = self._totals("tid=? AND settled=1 AND batch=?", (tid, batch))
+            totals = tuple(a + b for a, b in zip(totals, before))
+        return totals
+
     def close_batch(self, tid, batch):
-        self._run("UPDATE bookings SET settled=1, batch=? WHERE tid=? AND settled=0", (batch, tid))
+        """Every unsettled booking of the terminal goes into the batch (and is found)."""
+        self._run("UPDATE bookings SET settled=1, batch=?, missing=0 WHERE tid=? AND settled=0",
+                  (batch, tid))
+
+    def set_missing(self, booking_id, missing):
+        self._run("UPDATE bookings SET missing=? WHERE id=?", (1 if missing else 0, booking_id))
+
+    def find_uploaded(self, tid, stan, mti, de7=None):
+        """The booking a 0320 names (DE60: the original's MTI, STAN and DE7), booked
+        first by that request or by an earlier upload of it; None when the host lacks it.
+        Without a DE7, the latest of the last DUPLICATE_WINDOW_H hours."""
+        sql = "SELECT * FROM bookings WHERE tid=? AND stan=? AND mti IN (?, '0320')"
+        args = [tid, stan, mti[:3] + "0"]
+        if de7 and de7.strip("0"):
+            sql += " AND de7=?"
+            args.append(de7)
+        else:
+            sql += " AND at>=?"
+            args.append(_since(DUPLICATE_WINDOW_H))
+        return self._one(sql + " ORDER BY id DESC", args)
 
     def record_settlement(self, tid, batch, proc, terminal, host, code):
         self._run("INSERT INTO settlements (at, tid, batch, proc, terminal, host, code)"
@@ -645,10 +703,11 @@ def _advice_problem(msg):
 class Reply:
     """What to send back for one request: a message (or raw bytes) and how."""
 
-    def __init__(self, msg=None, delivery=NOW, raw=None):
+    def __init__(self, msg=None, delivery=NOW, raw=None, delay_ms=None):
         self.msg = msg
         self.delivery = delivery
         self.raw = raw
+        self.delay_ms = delay_ms      # a SLOW reply's own delay (delay_answers())
 
     def payload(self):
         if self.delivery == SILENT:
@@ -686,11 +745,53 @@ class HostSim:
         self._connections = set()     # their handler tasks
         self._timers = set()          # slow replies not yet sent
         self._stopping = False
+        # settlement controls for tests and the lab (see disagree() and the others)
+        self._controls = threading.Lock()
+        self._disagree = []           # TIDs (None: any) whose next 920000 is answered 95
+        self._settle_errors = []      # codes for the next 0500s, whatever they say
+        self._delays = {}             # MTI class ("050") -> [ms, times left]
+        self._reorder = 0             # 0330s held and sent in reverse, this many at a time
+        self._held = {}               # writer -> {"payloads", "timer"}: 0330s held
         self._handlers = {
             "010": self._authorisation, "020": self._financial, "022": self._advice,
             "032": self._upload, "040": self._reversal, "042": self._reversal,
             "050": self._settlement, "080": self._network,
         }
+
+    # -- settlement controls (tests, the lab) ---------------------------------------------
+    def disagree(self, times=1, tid=None):
+        """The next `times` settlements (0500 920000) of terminal tid (None: any) are
+        answered 95, out of balance, whatever the totals: the terminal must upload its
+        batch (0320s), then close it with 960000."""
+        with self._controls:
+            self._disagree.extend([tid] * int(times))
+
+    def fail_settlement(self, code="96", times=1):
+        """The next `times` 0500s (920000 or 960000) are answered with code and close
+        nothing: a host in trouble."""
+        with self._controls:
+            self._settle_errors.extend([str(code)] * int(times))
+
+    def delay_answers(self, mti, ms, times=1):
+        """The answers to the next `times` requests of mti's type ("0500", "0320") leave
+        ms later: after the terminal's timeout, a late answer it must not take. The
+        request itself is processed at once (a batch may close meanwhile)."""
+        with self._controls:
+            self._delays[mti[:3]] = [int(ms), int(times)]
+
+    def reorder_uploads(self, count):
+        """0330s are held until `count` are (or half a second has passed), then sent in
+        reverse order: a host that answers out of order. 0 stops it."""
+        with self._controls:
+            self._reorder = max(0, int(count))
+
+    def _scripted(self, msg, reply):
+        with self._controls:
+            late = self._delays.get(msg["t"][:3])
+            if late and late[1] > 0 and reply.delivery == NOW:
+                late[1] -= 1
+                reply.delivery, reply.delay_ms = SLOW, late[0]
+        return reply
 
     # -- deciding -----------------------------------------------------------------------
     def handle_raw(self, raw):
@@ -717,7 +818,7 @@ class HostSim:
                 ledger.record_exchange(msg, prior, NOW, "duplicate: original response repeated")
                 self.log("%s STAN %s TID %s: duplicate, answered %s again"
                          % (mti, msg.get("11"), msg.get("41"), prior.get("39")))
-                return Reply(prior, NOW)
+                return self._scripted(msg, Reply(prior, NOW))
             try:
                 response, delivery, note = self._handlers[mti[:3]](msg)
             except Exception as exc:      # a simulator bug answers 96, as a real switch would
@@ -727,7 +828,7 @@ class HostSim:
         self.log("%s STAN %s TID %s amount %s: %s %s (%s)"
                  % (mti, msg.get("11"), msg.get("41", "-"), msg.get("4", "-"),
                     response.get("39"), delivery, note))
-        return Reply(response, delivery)
+        return self._scripted(msg, Reply(response, delivery))
 
     def _response(self, msg, code, *extra):
         out = {"t": response_mti(msg["t"]), "11": msg["11"], "39": code,
@@ -849,7 +950,9 @@ class HostSim:
         if code != "00":
             return self._emv_reply(msg, self._response(msg, code)), delivery, note
         rrn, auth = self._approval_codes()
-        self.ledger.book(msg, "refund" if proc[:2] == "20" else "sale", rrn, auth)
+        booking = self.ledger.book(msg, "refund" if proc[:2] == "20" else "sale", rrn, auth)
+        if int(msg["4"]) % 100 == LOST_IN_BATCH:
+            self.ledger.set_missing(booking, True)
         return self._emv_reply(msg, self._response(msg, "00") | {"37": rrn, "38": auth}), delivery, note
 
     def _void(self, msg):
@@ -905,18 +1008,39 @@ class HostSim:
         return code, note + ", %s verified" % kind
 
     def _upload(self, msg):
+        """0320: one transaction of a batch upload, named by DE60 (its original's MTI,
+        STAN and DE7). An original the host has is not booked again (one it left out of
+        the batch totals is found); one it lacks is booked, once however often it comes."""
         de60 = msg["60"]
-        if len(de60) < 10 or not de60[:10].isdigit():
-            return self._response(msg, "30"), NOW, "DE60 must start with original MTI + STAN"
-        orig_mti, orig_stan = de60[:4], de60[4:10]
+        if len(de60) not in (10, 20) or not de60.isdigit():
+            return self._response(msg, "30"), NOW, ("DE60 must be the original's MTI + STAN"
+                                                    " (+ DE7)")
+        orig_mti, orig_stan, orig_de7 = de60[:4], de60[4:10], de60[10:20]
         tid = msg.get("41", "")
-        if self.ledger.find_original(tid, orig_stan, orig_mti) is None:
-            upload = dict(msg, **{"11": orig_stan})
+        note = ""
+        if "55" in msg:
+            from tools.cards import emv_issuer
+            try:
+                tags = emv_issuer.normalise_tags(bytes.fromhex(msg["55"]))
+                cid = tags.get("9F27", b"")
+                if len(tags.get("9F26", b"")) != 8 or len(cid) != 1:
+                    raise emv_issuer.De55Error("no cryptogram (9F26, 9F27)")
+            except (emv_issuer.De55Error, ValueError) as exc:
+                return self._response(msg, "30"), NOW, "DE55 unusable: %s" % exc
+            note = ", %s %s" % (_CID_KINDS.get(cid[0] & 0xC0, "cryptogram"),
+                                tags["9F26"].hex().upper())
+        orig = self.ledger.find_uploaded(tid, orig_stan, orig_mti, orig_de7)
+        if orig is None:
+            upload = dict(msg, **{"11": orig_stan, "7": orig_de7 or msg.get("7", "")})
             kind = "refund" if msg["3"][:2] == "20" else "sale"
-            self.ledger.book(upload, kind, msg.get("37") or self._new_rrn(), msg.get("38", ""),
-                             mti="0320")
-            return self._response(msg, "00"), NOW, "uploaded transaction booked"
-        return self._response(msg, "00"), NOW, "uploaded transaction already known"
+            self.ledger.book(upload, kind, msg.get("37") or self._new_rrn(),
+                             msg.get("38", "").strip(), mti="0320")
+            return self._response(msg, "00"), NOW, "uploaded transaction booked" + note
+        if orig["missing"]:
+            self.ledger.set_missing(orig["id"], False)
+            return (self._response(msg, "00"), NOW,
+                    "uploaded transaction found (it was left out of the batch)" + note)
+        return self._response(msg, "00"), NOW, "uploaded transaction already known" + note
 
     def _reversal(self, msg):
         tid = msg.get("41", "")
@@ -962,14 +1086,32 @@ class HostSim:
         batch, totals, proc = msg["60"], msg["63"], msg["3"]
         if len(totals) < 30 or not totals[:30].isdigit():
             return self._response(msg, "30"), NOW, "DE63 must be 30 digits of totals"
+        if proc not in ("920000", "960000"):
+            return self._response(msg, "12"), NOW, "DE3 %s is no settlement" % proc
         terminal = (int(totals[0:3]), int(totals[3:15]), int(totals[15:18]), int(totals[18:30]))
-        host = self.ledger.unsettled_totals(tid)
-        if proc[:2] == "96":
-            code, note = "00", "batch closed after upload (host %r, terminal %r)" % (host, terminal)
-        elif host == terminal:
-            code, note = "00", "totals agree: batch %s closed" % batch
+        host = self.ledger.batch_totals(tid, batch)
+        with self._controls:
+            error = self._settle_errors.pop(0) if self._settle_errors else None
+            told = False
+            if error is None and proc[:2] == "92":
+                for i, who in enumerate(self._disagree):
+                    if who in (None, tid):
+                        del self._disagree[i]
+                        told = True
+                        break
+        if error is not None:
+            code, note = error, "told to fail: answered %s, nothing closed" % error
+        elif proc[:2] == "96":
+            # closed on what the terminal uploaded: the host has booked what it lacked
+            code, note = "00", "batch %s closed after upload (host %r, terminal %r)" % (
+                batch, host, terminal)
+        elif told or host != terminal:
+            code = "95"
+            note = "totals differ: host %r, terminal %r" % (host, terminal)
+            if host == terminal:
+                note = "told to disagree: totals %r answered 95" % (host,)
         else:
-            code, note = "95", "totals differ: host %r, terminal %r" % (host, terminal)
+            code, note = "00", "totals agree: batch %s closed" % batch
         if code == "00":
             self.ledger.close_batch(tid, batch)
         self.ledger.record_settlement(tid, batch, proc, json.dumps(terminal), json.dumps(host), code)
@@ -1024,13 +1166,19 @@ class HostSim:
                 if payload is None:
                     continue
                 if reply.delivery == SLOW:
-                    self._send_later(writer, payload)
+                    self._send_later(writer, payload, reply.delay_ms)
+                elif self._reorder and reply.msg is not None and reply.msg.get("t") == "0330":
+                    self._hold(writer, payload)
                 else:
                     self._send(writer, payload)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, OSError):
             pass
         finally:
             # the handler ends only when its transport is closed: stop() waits for that
+            held = self._held.pop(writer, None)
+            if held is not None and held["timer"] is not None:
+                held["timer"].cancel()
+                self._timers.discard(held["timer"])
             try:
                 await _close(writer)
             finally:
@@ -1050,12 +1198,34 @@ class HostSim:
             except Exception as exc:      # a broken capture must not stop the host
                 self.log("capture failed: %s" % exc)
 
-    def _send_later(self, writer, payload):
+    def _send_later(self, writer, payload, ms=None):
         def due():
             self._timers.discard(handle)
             self._send(writer, payload)
-        handle = asyncio.get_running_loop().call_later(self.slow_ms / 1000.0, due)
+        delay = self.slow_ms if ms is None else ms
+        handle = asyncio.get_running_loop().call_later(delay / 1000.0, due)
         self._timers.add(handle)
+
+    def _hold(self, writer, payload):
+        """reorder_uploads(): keep the 0330 until enough are held, then send them all in
+        reverse; what is held half a second goes anyway (reversed)."""
+        held = self._held.setdefault(writer, {"payloads": [], "timer": None})
+        held["payloads"].append(payload)
+
+        def flush():
+            out = self._held.pop(writer, None)
+            if out is None:
+                return
+            if out["timer"] is not None:
+                out["timer"].cancel()
+                self._timers.discard(out["timer"])
+            for p in reversed(out["payloads"]):
+                self._send(writer, p)
+        if len(held["payloads"]) >= self._reorder:
+            flush()
+        elif held["timer"] is None:
+            held["timer"] = asyncio.get_running_loop().call_later(0.5, flush)
+            self._timers.add(held["timer"])
 
     def start(self, host="127.0.0.1", port=0):
         """Serve from a background thread (tests, the simulator); returns (host, port)."""
@@ -1200,6 +1370,12 @@ def build_parser():
     p.add_argument("--aes-bdk", type=_aes_bdk, default=DEFAULT_AES_BDK,
                    help="AES DUKPT base derivation key, 32/48/64 hex digits (default: the "
                         "ANSI X9.24-3 test BDK)")
+    p.add_argument("--disagree", type=int, default=0, metavar="N",
+                   help="answer the first N settlements (0500 920000) 95, out of balance, "
+                        "whatever the totals: the terminal uploads its batch (0320s)")
+    p.add_argument("--settle-error", default="", metavar="CODE",
+                   help="answer the first settlement message (0500) with this response code "
+                        "(2 characters, e.g. 96) and close nothing")
     p.add_argument("--quiet", action="store_true", help="print only the start-up lines")
     return p
 
@@ -1213,8 +1389,15 @@ def main(argv=None):
             sys.stdout.write("%s hostsim: %s\n" % (time.strftime("%H:%M:%S"), line))
             sys.stdout.flush()
 
+    if args.settle_error and (len(args.settle_error) != 2 or not args.settle_error.isalnum()):
+        sys.stderr.write("hostsim: --settle-error must be a 2-character response code\n")
+        return 2
     sim = HostSim(data, tls=not args.no_tls, slow_ms=args.slow_ms, bdk=args.bdk, log=log,
                   aes_bdk=args.aes_bdk)
+    if args.disagree > 0:
+        sim.disagree(args.disagree)
+    if args.settle_error:
+        sim.fail_settlement(args.settle_error)
     host, port = args.listen
 
     async def run():
