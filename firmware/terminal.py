@@ -75,6 +75,8 @@ class Terminal:
         self.screen = None
         self.last_key = None
         self.keys_seen = 0
+        self.last_action_ms = reactor.clock()   # a key, swipe, scan or card: someone is here
+        self._settlement = None
         self._logout_timer = None
         self._tick_timer = None
         self._wd_timer = None
@@ -97,6 +99,7 @@ class Terminal:
                 from firmware.retail import stock
                 stock.catch_up(self)        # a sale approved just before a crash
                 self._recover_qr()
+                self.settlement().recover()  # a batch the host closed before the Z
                 self.payments.sign_on()
             except Exception as exc:    # a card that fails at start: shown after boot
                 if not is_fault(exc):
@@ -188,6 +191,44 @@ class Terminal:
     def role(self):
         return self.operator["role"] if self.operator else None
 
+    # -- settlement -----------------------------------------------------------
+    def settlement(self):
+        """The settlement service (firmware/payments/settlement.py), made on first use;
+        it makes each closed batch's Z through firmware/flows/report_view.py."""
+        if self._settlement is None and self.payments is not None:
+            from firmware.payments.settlement import Settlement
+            from firmware.flows.report_view import make_z
+            self._settlement = Settlement(self, lambda batch, print_it=True:
+                                          make_z(self, batch, print_it))
+        return self._settlement
+
+    def idle_for(self, ms):
+        """Nothing but the idle or login screen runs and nobody has touched the
+        terminal for ms: an automatic settlement may take it."""
+        if self.fault is not None or not self.flows:
+            return False
+        for flow in self.flows:
+            if flow.finished or flow.NAME not in ("idle", "login") or flow.state not in ("idle", "id"):
+                return False
+        return self.reactor.clock() - self.last_action_ms >= ms
+
+    def _settle_tick(self):
+        """Once a minute: [settlement] auto_at, when it is time and the terminal idle."""
+        settlement = self.settlement()
+        if settlement is None:
+            return
+        from firmware.payments.settlement import IDLE_MS
+        try:
+            if not settlement.auto_due() or not self.idle_for(IDLE_MS):
+                return
+            settlement.auto_started()
+        except Exception as exc:
+            if not is_fault(exc):
+                raise
+            return
+        from firmware.flows.settle import SettleFlow
+        self.push(SettleFlow(self, auto=True))
+
     def _arm_logout(self):
         self._disarm_logout()
         if self.operator is not None:
@@ -215,6 +256,7 @@ class Terminal:
 
     def on_swipe(self, track1, track2):
         """A magnetic stripe was read. Only a flow waiting for a card gets it."""
+        self.last_action_ms = self.reactor.clock()
         flow = self.current()
         if flow is not None and flow.dispatch(events.Event("swipe", track1=track1, track2=track2)):
             return
@@ -224,6 +266,7 @@ class Terminal:
         """A barcode was read: code as the scanner sent it (drivers/scanner.py). The
         flow that takes it checks it (firmware/retail/barcode.py); with no flow taking
         scans, the error tone and nothing else."""
+        self.last_action_ms = self.reactor.clock()
         if self.operator is not None:
             self._arm_logout()          # someone is at the terminal
         flow = self.current()
@@ -418,6 +461,7 @@ class Terminal:
     def on_key(self, name):
         self.last_key = name
         self.keys_seen += 1
+        self.last_action_ms = self.reactor.clock()
         if self.operator is not None:
             self._arm_logout()
         if self.buzzer is not None:
@@ -513,6 +557,8 @@ class Terminal:
     def _tick(self):
         self.refresh()
         self._schedule_tick()
+        if self.payments is not None:
+            self._settle_tick()
 
     def stop(self):
         for timer in (self._logout_timer, self._tick_timer, self._wd_timer, self._fault_timer):

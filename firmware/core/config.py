@@ -73,6 +73,17 @@ def _pin_security(value):
             "the acquirer's host profile names")
 
 
+def _clock_time(value):
+    """A local time of day "HH:MM" (24 h), or "" for off."""
+    if value == "":
+        return None
+    if isinstance(value, str) and len(value) == 5 and value[2] == ":" and \
+            value[:2].isdigit() and value[3:].isdigit() and int(value[:2]) < 24 and \
+            int(value[3:]) < 60:
+        return None
+    return "must be a local time \"HH:MM\" (24 h, e.g. \"21:30\") or \"\" for off"
+
+
 def _currency(value):
     if value in CURRENCIES:
         return None
@@ -273,6 +284,15 @@ SCHEMA = {
     # operator who has no open shift ("Open a shift first")
     "shifts": {
         "required": (False, _boolean),
+    },
+    # settlement with the host and the Z (docs/close-of-day.md, "Settlement"): local
+    # times "HH:MM", "" for off
+    "settlement": {
+        # from this time on the idle screen says "Settle the batch" while the open batch
+        # has records (all day when its first record is from an earlier day)
+        "remind_after": ("", _clock_time),
+        # at this time, once a day, an idle terminal settles by itself and prints the Z
+        "auto_at": ("", _clock_time),
     },
     "ui": {
         "language": ("en", _choice(LANGUAGES)),

@@ -105,6 +105,8 @@ class IdleFlow(Flow):
             reversals = len(term.payments.pending_reversals())
             if reversals and not term.pending:
                 lines.append(t("reversals_n", n=reversals))
+            # settlement: running, failed (why), unfinished; the reminder
+            lines += term.settlement().idle_lines()
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))
         if not term.system.clock_synced():
