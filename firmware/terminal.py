@@ -174,6 +174,9 @@ class Terminal:
         self.operator = op
         self.store.audit("login", op["id"], op["role"])
         self._arm_logout()
+        settlement = self.settlement()
+        if settlement is not None and settlement.z_to_print is not None:
+            self.reactor.call_soon(self._resumed_z)
         if self._trust_notice_due:      # raised while nobody was logged in
             self.reactor.call_soon(self.trust_notice)
 
@@ -201,6 +204,20 @@ class Terminal:
             self._settlement = Settlement(self, lambda batch, print_it=True:
                                           make_z(self, batch, print_it))
         return self._settlement
+
+    def _resumed_z(self):
+        """A restart finished closing a batch the host had closed: its Z on paper now,
+        and a notice saying so."""
+        doc = self.settlement().take_z_to_print()
+        if doc is None or self.operator is None:
+            return
+        from firmware.flows.report_view import print_z
+        from firmware.flows.notice import NoticeFlow
+        print_z(self, doc)
+        self.push(NoticeFlow(self, self.t("rep_settle"),
+                             [self.t("settle_closed", n=doc.get("batch")),
+                              self.t("settle_resumed"), self.t("settle_z_printing")],
+                             alert="ok"))
 
     def idle_for(self, ms):
         """Nothing but the idle or login screen runs and nobody has touched the

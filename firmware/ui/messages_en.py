@@ -373,6 +373,7 @@ MESSAGES = {
     "settle_z_printed": "Z printed",
     "settle_z_not_printed": "Z not printed",
     "settle_next": "Next batch {n}",
+    "settle_resumed": "after a restart",
     "settle_footer_send": "ENTER send  CANCEL",
     "settle_footer_wait": "Please wait",
     "idle_settling": "Settling...",

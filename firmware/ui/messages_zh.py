@@ -365,6 +365,7 @@ MESSAGES = {
     "settle_z_printed": "Z报表已打印",
     "settle_z_not_printed": "Z报表未打印",
     "settle_next": "下一批次 {n}",
+    "settle_resumed": "重启后已完成",
     "settle_footer_send": "确认发送  取消",
     "settle_footer_wait": "请稍候",
     "idle_settling": "正在结算...",
