@@ -252,6 +252,23 @@ def check_conditions(msg, profile):
     if cls in ("040", "042"):
         if msg.get("39") not in profile.reasons:
             out.append("DE39 %r is not a reason of section 9" % msg.get("39"))
+    if cls == "050":
+        # section 10: 920000 or 960000, the batch in 6 digits, the totals in 30
+        if msg.get("3") not in ("920000", "960000"):
+            out.append("DE3 %r is no settlement" % msg.get("3"))
+        if len(msg.get("60", "")) != 6 or not msg.get("60", "").isdigit():
+            out.append("DE60 is the batch number, 6 digits")
+        if len(msg.get("63", "")) != 30 or not msg.get("63", "").isdigit():
+            out.append("DE63 is 30 digits of totals")
+    if cls == "032":
+        # the original as DE90 begins (MTI, STAN, DE7); DE55 exactly for chip and tap
+        de60 = msg.get("60", "")
+        if len(de60) != 20 or not de60.isdigit() or de60[:4] not in ("0200", "0220"):
+            out.append("DE60 is the original's MTI, STAN and DE7 (20 digits)")
+        if chip != ("55" in msg):
+            out.append("DE55 exactly for a chip's upload (DE22 %s)" % msg.get("22"))
+        if len(msg.get("38", "")) != 6:
+            out.append("DE38 is the approval code, 6 characters")
     return ["%s STAN %s: %s" % (msg["t"], msg.get("11"), p) for p in out]
 
 
@@ -574,3 +591,106 @@ def test_records_queued_by_the_previous_release_go_in_this_wire(harness, hostsim
     assert rev["39"] == "17" and rev["7"] != "0101115900"
     assert hostsim.ledger.count(TID, status="approved") == 1
     assert json.dumps(hostsim.ledger.exchanges(TID)).count("4111111111111111") == 0
+
+
+# -- settlement, in balance and out of balance (section 10) --------------------------------
+
+def _settle_on_keys(h):
+    """MENU > Reports > Settle & Z, the supervisor's PIN, ENTER on the totals; the
+    result screen."""
+    h.press("MENU", "5", "3")
+    h.press(*"2580")
+    h.press("ENTER")
+    h.run(30000, until=lambda: h.flow() in (("settle", "confirm"), ("settle", "result")))
+    assert h.flow() == ("settle", "confirm"), h.text()
+    h.press("ENTER")
+    h.run(30000, until=lambda: h.flow() == ("settle", "result"))
+    assert h.flow() == ("settle", "result"), h.text()
+    text = h.text()
+    h.press("ENTER", "CANCEL", "CANCEL")
+    h.run(2000, until=lambda: h.flow() == ("idle", "idle"))
+    return text
+
+
+def _tlv(hex_data):
+    """{tag: value hex} of DE55's TLVs (one level, as section 5's DE55 is)."""
+    data, out, i = bytes.fromhex(hex_data), {}, 0
+    while i < len(data):
+        tag = data[i:i + 1]
+        i += 1
+        if tag[0] & 0x1F == 0x1F:
+            while True:
+                tag += data[i:i + 1]
+                i += 1
+                if not tag[-1] & 0x80:
+                    break
+        length = data[i]
+        i += 1
+        if length & 0x80:
+            n = length & 0x7F
+            length = int.from_bytes(data[i:i + n], "big")
+            i += n
+        out[tag.hex().upper()] = data[i:i + length].hex().upper()
+        i += length
+    return out
+
+
+def test_a_captured_settlement_is_what_the_profile_says(online, hostsim, net, profile):
+    """Batch 1 settles in balance; batch 2 (a swipe and a chip sale) is told out of
+    balance and uploads both, the chip one with its final cryptogram, then closes."""
+    frames = []
+    hostsim.capture = lambda d, raw: frames.append((d, raw))
+    h = online(**SWIPE_OK)
+    h.chip = ChipSlot(h)
+    h.term.payments.chip_reader = h.chip
+    first = h.swipe_sale("1200")
+    h.to_idle()
+    assert "In balance" in _settle_on_keys(h)
+    swipe = h.swipe_sale("700")
+    h.to_idle()
+    chip = _chip_sale(h, "1800", "online_pin")
+    assert swipe["batch"] == chip["batch"] == 2 and first["batch"] == 1
+    assert chip["icc_data"], chip
+    hostsim.disagree()
+    assert "Closed on upload" in _settle_on_keys(h)
+    hostsim.capture = None
+
+    traffic = [(d, decode(raw, profile)) for d, raw in frames]
+    requests = [m for d, m in traffic if d == "in"]
+    problems = []
+    for direction, msg in traffic:
+        if direction == "in":
+            problems += check_fields(msg, profile) + check_conditions(msg, profile)
+        else:
+            original = next(m for m in requests if m["11"] == msg["11"]
+                            and m["t"][:2] == msg["t"][:2])
+            problems += check_fields(msg, profile, original)
+    assert problems == [], "\n".join(problems)
+
+    flow = [(m["t"], m.get("3"), m.get("39")) for _, m in traffic if m["t"][:2] in ("03", "05")]
+    assert flow[:4] == [("0500", "920000", None), ("0510", "920000", "00"),
+                        ("0500", "920000", None), ("0510", "920000", "95")], flow
+    assert sorted(flow[4:8]) == [("0320", "000000", None)] * 2 + [("0330", "000000", "00")] * 2
+    assert flow[8:] == [("0500", "960000", None), ("0510", "960000", "00")], flow
+    settles = [m for m in requests if m["t"] == "0500"]
+    assert [(m["60"], m["63"]) for m in settles] == [
+        ("000001", "001000000001200000000000000000"),
+        ("000002", "002000000002500000000000000000"),
+        ("000002", "002000000002500000000000000000")]
+    uploads = {m["60"][4:10]: m for m in requests if m["t"] == "0320"}
+    assert sorted(uploads) == sorted([swipe["stan"], chip["stan"]])
+    for rec in (swipe, chip):
+        up = uploads[rec["stan"]]
+        [sale] = [m for m in requests if m["t"] == "0200" and m["11"] == rec["stan"]]
+        assert up["60"] == "0200" + sale["11"] + sale["7"]           # the original, named
+        assert (up["4"], up["22"], up["12"], up["13"]) == (sale["4"], sale["22"], sale["12"],
+                                                           sale["13"])
+        assert up["37"] == rec["rrn"] and up["38"].strip() == rec["auth_code"]
+        assert up["11"] != sale["11"] and "2" not in up and "35" not in up
+    tags = _tlv(uploads[chip["stan"]]["55"])
+    assert tags["9F27"] == "40" and len(tags["9F26"]) == 16         # the final TC
+    assert "57" not in tags and "5A" not in tags
+    # the host booked nothing twice and settled both batches
+    booked = hostsim.ledger.money_bookings(TID)
+    assert len(booked) == 3 and all(b["settled"] for b in booked)
+    assert [s["code"] for s in hostsim.ledger.settlements(TID)] == ["00", "95", "00"]
