@@ -780,6 +780,18 @@ def _port(value):
     return int(value)
 
 
+def _data_options(a):
+    """--config, --data and --board of a tool that opens a terminal's data folder (its
+    keys through the board's key root), the terminal's or a simulator's."""
+    a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
+                                    "/etc/handpos/handpos.toml)")
+    a.add_argument("--data", help="data directory (default: the configuration's "
+                                  "storage.data_dir); a simulator's, as handpos sim takes it")
+    a.add_argument("--board", default=None, help="board profile name or path (its key root "
+                                                  "opens the terminal's keys; default pizero2w, "
+                                                  "or sim when --data is given without --config)")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "hostsim":
@@ -845,14 +857,7 @@ def main(argv=None):
                          ("movements", "write the stock movements to a CSV file")):
         a = actions.add_parser(action, help=text)
         a.add_argument("file", help="the CSV file (UTF-8)")
-        a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
-                                        "/etc/handpos/handpos.toml)")
-        a.add_argument("--data", help="data directory (default: the configuration's "
-                                      "storage.data_dir); a simulator's, as handpos sim takes it")
-        a.add_argument("--board", default=None, help="board profile name or path (its key "
-                                                      "root opens the terminal's keys; default "
-                                                      "pizero2w, or sim when --data is given "
-                                                      "without --config)")
+        _data_options(a)
         if action == "import":
             a.add_argument("--partial", action="store_true",
                            help="import the good lines even when some are bad")
@@ -874,14 +879,7 @@ def main(argv=None):
                                     "fingerprint, when (exit 1 when none)")):
         # no abbreviations: `--key SECRET` must not be taken for --key-file
         a = actions.add_parser(action, help=text, allow_abbrev=False)
-        a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
-                                        "/etc/handpos/handpos.toml)")
-        a.add_argument("--data", help="data directory (default: the configuration's "
-                                      "storage.data_dir); a simulator's, as handpos sim takes it")
-        a.add_argument("--board", default=None, help="board profile name or path (its key "
-                                                      "root opens the terminal's keys; default "
-                                                      "pizero2w, or sim when --data is given "
-                                                      "without --config)")
+        _data_options(a)
         if action == "load":
             a.add_argument("--mch-id", default=None, metavar="ID",
                            help="the merchant number at the acquirer (default: [qr] mch_id)")
@@ -901,13 +899,7 @@ def main(argv=None):
     a.add_argument("--format", choices=("csv", "json"), default="csv",
                    help="csv (a header row, UTF-8) or json (a list of objects); default csv")
     a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
-    a.add_argument("--config", help="configuration file (default $HANDPOS_CONFIG or "
-                                    "/etc/handpos/handpos.toml)")
-    a.add_argument("--data", help="data directory (default: the configuration's "
-                                  "storage.data_dir); a simulator's, as handpos sim takes it")
-    a.add_argument("--board", default=None, help="board profile name or path (its key root "
-                                                  "opens the terminal's keys; default pizero2w, "
-                                                  "or sim when --data is given without --config)")
+    _data_options(a)
     a.set_defaults(func=cmd_journal)
 
     args = parser.parse_args(argv)
