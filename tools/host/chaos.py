@@ -639,7 +639,9 @@ class Chaos:
         self._wait_top(["idle:", "notice:"], 5)
 
     # -- kills -----------------------------------------------------------------------
-    def _kill_and_restart(self, i, phase):
+    def _kill_and_restart(self, i, phase, while_down=None, step="sale"):
+        """SIGKILL the terminal (noting the screen it was on), run while_down() if any
+        (what happens while it is off), start it again."""
         top = "?"
         try:
             top, _ = self.term.top()
@@ -647,7 +649,9 @@ class Chaos:
             pass
         self.term.kill()
         self.kills.append((i, phase, top))
-        self.note("sale %d: KILLED (%s; screen %s)" % (i, phase, top))
+        self.note("%s %d: KILLED (%s; screen %s)" % (step, i, phase, top))
+        if while_down is not None:
+            while_down()
         self._restart()
 
     def _restart(self):

@@ -580,19 +580,7 @@ class QrChaos(chaos.Chaos):
         self.killed_states[phase + ":" + state] += 1
         if variant:
             self.kill_variants[phase + ":" + variant] += 1
-        if while_down is None:
-            self._kill_and_restart(i, phase)
-        else:
-            top = "?"
-            try:
-                top, _ = self.term.top()
-            except ChaosError:
-                pass
-            self.term.kill()
-            self.kills.append((i, phase, top))
-            self.note("step %d: KILLED (%s; screen %s)" % (i, phase, top))
-            while_down()
-            self._restart()
+        self._kill_and_restart(i, phase, while_down, step="step")
         self.kill_phases_met[phase] += 1
 
     def _pay(self, i, step):
