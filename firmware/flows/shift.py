@@ -265,7 +265,20 @@ class OpenShiftFlow(Flow):
                 t("sh_number", n=self.shift["id"])], t("footer_continue"), alert="ok")
 
 
-class MoveFlow(Flow):
+class _PaperNote:
+    """A flow that printed self.job and says on its result what the paper did
+    (self.note): the printer's events change it."""
+
+    def printer_changed(self, ev):
+        if ev.get("state") not in ("ok", "paper_near_end"):
+            self.note = "sh_not_printed"
+
+    def printed(self, ev):
+        if ev.get("job") == self.job:
+            self.note = "sh_printed"
+
+
+class MoveFlow(_PaperNote, Flow):
     """A pay in or pay out: the amount, a reason from the list, a supervisor's PIN;
     then the move is recorded and the drawer opens with its slip."""
     NAME = "shift_move"
@@ -364,14 +377,6 @@ class MoveFlow(Flow):
         self.note = print_note(term, self.job, "printing")
         return "result"
 
-    def printer_changed(self, ev):
-        if ev.get("state") not in ("ok", "paper_near_end"):
-            self.note = "sh_not_printed"
-
-    def printed(self, ev):
-        if ev.get("job") == self.job:
-            self.note = "sh_printed"
-
     def done(self, ev):
         self.finish(self.move)
 
@@ -391,7 +396,7 @@ class MoveFlow(Flow):
                            big=format_amount(self.move["amount"], self.currency), alert="ok")
 
 
-class CloseShiftFlow(Flow):
+class CloseShiftFlow(_PaperNote, Flow):
     """The cash counted (the total, or F1: each denomination), then expected against
     counted and the difference; ENTER closes the shift and prints its report."""
     NAME = "shift_close"
@@ -534,14 +539,6 @@ class CloseShiftFlow(Flow):
             self.job = None
         self.note = print_note(term, self.job)
         return "closed"
-
-    def printer_changed(self, ev):
-        if ev.get("state") not in ("ok", "paper_near_end"):
-            self.note = "sh_not_printed"
-
-    def printed(self, ev):
-        if ev.get("job") == self.job:
-            self.note = "sh_printed"
 
     def done(self, ev):
         self.finish(self.row)
