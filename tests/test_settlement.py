@@ -327,6 +327,12 @@ def test_refused_while_a_payment_is_unfinished_or_the_batch_is_empty(online):
     _leave(h)
     assert h.host.ledger.settlements(TID) == [] and pay.batch() == 1
     pay.journal.update(stuck, state="failed")
+    _open_settle(h)
+    assert h.flow() == ("settle", "confirm")
+    h.term.logout("idle")                       # left on the totals: nothing was sent
+    assert h.term.settlement().phase == stl.IDLE
+    h.login()
+    assert h.host.ledger.settlements(TID) == []
     assert _settle(h)[0] == "In balance"
 
 

@@ -139,6 +139,15 @@ class SettleFlow(Flow):
     def down(self, ev):
         self.top = max(0, min(len(self._lines()) - 3, self.top + 1))
 
+    def stop(self):
+        """Replaced (a logout, a storage fault): what has not reached the host is
+        dropped; the host's part, once started, finishes by itself."""
+        if self.engine is not None and self.engine.phase in (stl.QUEUE, stl.READY):
+            self.engine.abandon()
+        if self.engine is not None and self.engine.listener == self._changed:
+            self.engine.listener = None
+        Flow.stop(self)
+
     def done(self, ev):
         if self.engine is not None and self.engine.phase in (stl.CLOSED, stl.REFUSED,
                                                              stl.FAILED):

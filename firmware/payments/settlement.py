@@ -233,7 +233,8 @@ class Settlement:
         """Check, upload the offline queue, work out the totals: the phase becomes
         READY (confirm() sends them), REFUSED (why), or CLOSED when the host had
         already closed this batch and only the terminal's side was left."""
-        if self.running():
+        if self.phase in RUNNING:
+            # one runs: this one joins it (a settlement started twice runs once)
             self.listener = listener or self.listener
             return self.phase
         self._reset()
@@ -286,8 +287,11 @@ class Settlement:
         self.phase = REFUSED
         self.why, self.advice, self.detail = why, advice, detail
         self._audit("settle_refused", "%s %s" % (why, detail.get("rc", "")))
-        if self.auto:
-            self._save(FAILED, why=why, rc=detail.get("rc", ""))
+        if self.auto:                   # nobody saw it: the idle screen says why
+            try:
+                self._save(FAILED, why=why, rc=detail.get("rc", ""))
+            except Exception:
+                pass
         self._tell()
         return self.phase
 
