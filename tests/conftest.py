@@ -402,3 +402,51 @@ def disk(tmp_path):
     d = SmallDisk(tmp_path / "terminal")
     yield d
     d.umount()
+
+
+# -- a chip reader answered by a virtual card on the loop -------------------------------
+class ChipSlot:
+    """drivers/pcsc.PcscReader's interface (exchange, card events) answered by a
+    tools/cards/vcard.py card on the loop: what the chip flow sees of a real reader.
+    card_options go to every VirtualCard it makes (t0=False: T=1 framing, since T=0's
+    GET RESPONSE is the PC/SC driver's, which is not here)."""
+
+    def __init__(self, h, **card_options):
+        self.h = h
+        self.card = None
+        self.card_options = card_options
+
+    def exchange(self, apdu, callback):
+        from tools.cards.vcard import CardRemoved
+        if self.card is None:
+            result = {"ok": False, "reason": "card_removed", "detail": "no card"}
+        else:
+            try:
+                result = {"ok": True, "rapdu": self.card.transmit(bytes(apdu))}
+            except CardRemoved as exc:
+                result = {"ok": False, "reason": "card_removed", "detail": str(exc)}
+        self.h.reactor.call_soon(callback, result)
+
+    def power_off(self, callback=None):
+        if callback is not None:
+            self.h.reactor.call_soon(callback, {"ok": True})
+
+    def _card(self, profile, overrides):
+        from tools.cards.vcard import VirtualCard
+        options = dict(self.card_options)
+        options.update(overrides)
+        return VirtualCard(profile, **options)
+
+    def insert(self, profile, **overrides):
+        self.card = self._card(profile, overrides)
+        self.h.term.on_card_event("inserted", self.card.atr)
+
+    def tap(self, profile):
+        self.card = self._card(profile, {})
+        self.h.term.on_card_event("tapped", self.card.atr)
+
+    def remove(self):
+        if self.card is not None:
+            self.card.remove()
+        self.card = None
+        self.h.term.on_card_event("removed")

@@ -41,7 +41,7 @@ import sqlite3
 
 import pytest
 
-from tests.conftest import SimHarness
+from tests.conftest import ChipSlot, SimHarness
 
 PIN = "1234"
 SUPERVISOR_PIN = "2580"
@@ -172,42 +172,6 @@ def scan_streams(streams, needles):
 
 
 # -- the run -----------------------------------------------------------------------------
-class ChipSlot:
-    """The chip reader's interface (exchange, card events) answered by a virtual card on
-    the loop, as tests/test_payment_faults.py does: the real kernel, flows and service."""
-
-    def __init__(self, h):
-        self.h = h
-        self.card = None
-
-    def exchange(self, apdu, callback):
-        from tools.cards.vcard import CardRemoved
-        if self.card is None:
-            result = {"ok": False, "reason": "card_removed", "detail": "no card"}
-        else:
-            try:
-                result = {"ok": True, "rapdu": self.card.transmit(bytes(apdu))}
-            except CardRemoved as exc:
-                result = {"ok": False, "reason": "card_removed", "detail": str(exc)}
-        self.h.reactor.call_soon(callback, result)
-
-    def power_off(self, callback=None):
-        if callback is not None:
-            self.h.reactor.call_soon(callback, {"ok": True})
-
-    def insert(self, profile):
-        from tools.cards.vcard import VirtualCard
-        # T=1 framing: T=0's GET RESPONSE is the PC/SC driver's, which is not here
-        self.card = VirtualCard(profile, t0=False)
-        self.h.term.on_card_event("inserted", self.card.atr)
-
-    def remove(self):
-        if self.card is not None:
-            self.card.remove()
-        self.card = None
-        self.h.term.on_card_event("removed")
-
-
 def dukpt_keys(dk):
     """{key bytes: where it sat} of every live key register of a DUKPT terminal: from
     its registers in memory where it has them, and from state() (the interface both
@@ -318,7 +282,7 @@ def _drive(run, h, net):
         return feed(data)
     h.sim.vprinter.feed = spy_feed
 
-    chip = ChipSlot(h)
+    chip = ChipSlot(h, t0=False)
     pay.chip_reader = chip
 
     def finish(customer_copy=False):

@@ -10,49 +10,10 @@ the PC/SC stack itself).
 """
 import sqlite3
 
-import pytest
-
-from tools.cards.vcard import CardRemoved, VirtualCard
+from tests.conftest import ChipSlot
 
 TID = "HP000001"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}
-
-
-class ChipSlot:
-    """drivers/pcsc.PcscReader's interface (exchange, card events) answered by a virtual
-    card on the loop: what the chip flow sees of a real reader."""
-
-    def __init__(self, h):
-        self.h = h
-        self.card = None
-
-    def exchange(self, apdu, callback):
-        if self.card is None:
-            result = {"ok": False, "reason": "card_removed", "detail": "no card"}
-        else:
-            try:
-                result = {"ok": True, "rapdu": self.card.transmit(bytes(apdu))}
-            except CardRemoved as exc:
-                result = {"ok": False, "reason": "card_removed", "detail": str(exc)}
-        self.h.reactor.call_soon(callback, result)
-
-    def power_off(self, callback=None):
-        if callback is not None:
-            self.h.reactor.call_soon(callback, {"ok": True})
-
-    def insert(self, profile, **overrides):
-        self.card = VirtualCard(profile, **overrides)
-        self.h.term.on_card_event("inserted", self.card.atr)
-
-    def tap(self, profile):
-        self.card = VirtualCard(profile)
-        self.h.term.on_card_event("tapped", self.card.atr)
-
-    def remove(self):
-        if self.card is not None:
-            self.card.remove()
-        self.card = None
-        self.h.term.on_card_event("removed")
 
 
 def _pos(online, chip=False, **offline):

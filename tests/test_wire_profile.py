@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tools.cards.vcard import CardRemoved, VirtualCard
+from tests.conftest import ChipSlot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "host-protocol.md")
@@ -352,39 +352,6 @@ def test_a_payload_of_the_release_before_is_brought_to_this_wire():
 
 # -- a real session, captured ---------------------------------------------------------------
 
-class ChipSlot:
-    """The chip reader's interface answered by a virtual card on the loop (as
-    tests/test_payment_faults.py has it): the real kernel, flows and service."""
-
-    def __init__(self, h):
-        self.h = h
-        self.card = None
-
-    def exchange(self, apdu, callback):
-        try:
-            if self.card is None:
-                raise CardRemoved("no card")
-            result = {"ok": True, "rapdu": self.card.transmit(bytes(apdu))}
-        except CardRemoved as exc:
-            result = {"ok": False, "reason": "card_removed", "detail": str(exc)}
-        self.h.reactor.call_soon(callback, result)
-
-    def power_off(self, callback=None):
-        if callback is not None:
-            self.h.reactor.call_soon(callback, {"ok": True})
-
-    def insert(self, profile):
-        # T=1 framing: T=0's GET RESPONSE is the PC/SC driver's, which is not here
-        self.card = VirtualCard(profile, t0=False)
-        self.h.term.on_card_event("inserted", self.card.atr)
-
-    def remove(self):
-        if self.card is not None:
-            self.card.remove()
-        self.card = None
-        self.h.term.on_card_event("removed")
-
-
 class Capture:
     """The host's capture hook: (direction, UTC datetime, raw) of every message; arm()
     loses the next answer to a request of a type (the link drops it on the way back,
@@ -441,7 +408,7 @@ def _session(online, hostsim, net):
     cap = Capture(net)
     hostsim.capture = cap
     h = online(**SWIPE_OK)
-    h.chip = ChipSlot(h)
+    h.chip = ChipSlot(h, t0=False)
     h.term.payments.chip_reader = h.chip
     pay = h.term.payments
     recs = {"swipe": h.swipe_sale("1200")}
@@ -641,7 +608,7 @@ def test_a_captured_settlement_is_what_the_profile_says(online, hostsim, net, pr
     frames = []
     hostsim.capture = lambda d, raw: frames.append((d, raw))
     h = online(**SWIPE_OK)
-    h.chip = ChipSlot(h)
+    h.chip = ChipSlot(h, t0=False)
     h.term.payments.chip_reader = h.chip
     first = h.swipe_sale("1200")
     h.to_idle()
