@@ -17,7 +17,8 @@ import pytest
 
 from firmware.payments import settlement as stl
 from firmware.payments.journal import record
-from tests.test_wire_profile import ChipSlot, _chip_sale
+from tests.conftest import ChipSlot
+from tests.test_wire_profile import _chip_sale
 
 TID = "HP000001"
 SWIPE_OK = {"entry_modes": ["chip", "tap", "swipe"]}
@@ -139,7 +140,7 @@ def test_in_balance_closes_the_batch_prints_the_z_once_and_moves_on(online):
 def _pos(online, chip=False, **offline):
     h = online(**offline)
     if chip:
-        h.chip = ChipSlot(h)
+        h.chip = ChipSlot(h, t0=False)
         h.term.payments.chip_reader = h.chip
     return h
 
