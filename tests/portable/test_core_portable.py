@@ -8,6 +8,7 @@ from firmware.core.store import MemoryStore
 from firmware.payments.journal import MemoryJournal
 from firmware.payments.service import Payments
 from firmware.terminal import Terminal
+from tests.portable.core_stubs import FakeClock, FixedSystem, QuietPoller
 
 
 def test_catalogues_are_complete_and_fall_back_visibly():
@@ -48,48 +49,6 @@ def test_weak_pins_and_formats():
     assert not auth.weak_pin("2580")
     assert auth.valid_pin("2580") and not auth.valid_pin("258") and not auth.valid_pin("25a0")
     assert auth.valid_id("123456") and not auth.valid_id("1234567") and not auth.valid_id("")
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0
-
-    def __call__(self):
-        return self.now
-
-
-class QuietPoller:
-    def register(self, fd, events):
-        pass
-
-    def unregister(self, fd):
-        pass
-
-    def modify(self, fd, events):
-        pass
-
-    def poll(self, timeout):
-        return []
-
-
-class FixedSystem:
-    def local_time(self):
-        return (2026, 11, 21, 9, 30, 0)
-
-    def utc_time(self):
-        return (2026, 11, 21, 1, 30, 0)
-
-    def utc_offset_min(self):
-        return 480
-
-    def clock_synced(self):
-        return False
-
-    def battery(self):
-        return (64, False)
-
-    def random_bytes(self, n):
-        return b"\x07" * n
 
 
 ALL_OK = {"display": (True, "ok"), "keypad": (True, "ok"), "buzzer": (True, "ok"),

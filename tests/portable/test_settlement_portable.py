@@ -9,48 +9,7 @@ from firmware.payments import settlement as stl
 from firmware.payments.journal import MemoryJournal, record
 from firmware.payments.service import Payments
 from firmware.terminal import Terminal
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0
-
-    def __call__(self):
-        return self.now
-
-
-class QuietPoller:
-    def register(self, fd, events):
-        pass
-
-    def unregister(self, fd):
-        pass
-
-    def modify(self, fd, events):
-        pass
-
-    def poll(self, timeout):
-        return []
-
-
-class FixedSystem:
-    def local_time(self):
-        return (2026, 3, 1, 21, 30, 0)
-
-    def utc_time(self):
-        return (2026, 3, 1, 13, 30, 0)
-
-    def utc_offset_min(self):
-        return 480
-
-    def clock_synced(self):
-        return True
-
-    def battery(self):
-        return None
-
-    def random_bytes(self, n):
-        return b"\x07" * n
+from tests.portable.core_stubs import FakeClock, FixedSystem, QuietPoller
 
 
 class Host:
@@ -85,7 +44,9 @@ class Zs:
 def _board(host=True):
     clock = FakeClock()
     reactor = Reactor(clock=clock, poller=QuietPoller())
-    term = Terminal(reactor, config.defaults(), MemoryStore(), FixedSystem(), auth_iterations=20)
+    system = FixedSystem(local=(2026, 3, 1, 21, 30, 0), utc=(2026, 3, 1, 13, 30, 0),
+                         synced=True, battery=None)
+    term = Terminal(reactor, config.defaults(), MemoryStore(), system, auth_iterations=20)
     h = Host() if host else None
     term.payments = Payments(term, MemoryJournal(), host=h)
     zs = Zs()
