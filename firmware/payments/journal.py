@@ -28,7 +28,12 @@ The journal also keeps the cash drawer's shifts (issue 14, firmware/payments/shi
               records between the two, whatever the clock did meanwhile.
   cash_moves  pay ins and pay outs of a shift, each with its reason and the
               supervisor who approved it
-  z_reports   the Z reports that closed batches, as JSON text (firmware/reports/)
+  z_reports   the Z reports that closed batches, as JSON text (firmware/reports/):
+              one a batch (save_z of a second raises ZExists)
+
+Both journals answer newest(**criteria): the matching records newest first, read as
+they are taken (the criteria: matches() below); latest(n, **criteria) and last() are
+the first n of it and the first. find(**criteria) is all of them at once, oldest first.
 
 This module holds the record shapes and an in-memory journal (for boards without
 SQLite and for the portable tests); drivers/journal_sqlite.py is the device's.
@@ -85,6 +90,52 @@ class ShiftError(Exception):
         self.detail = detail
 
 
+class ZExists(Exception):
+    """save_z of a batch that has its Z report already: one Z a batch. The journal
+    keeps the first (read it with z_reports(batch=); one that fails its check is not
+    returned there, but still holds the batch's place)."""
+
+    def __init__(self, batch):
+        super().__init__("batch %s has its Z report already: one Z a batch; print the "
+                         "stored one again (Reports > Last Z)" % (batch,))
+        self.batch = batch
+
+
+def matches(rec, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
+            currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
+            below_id=None):
+    """Whether a record meets every criterion given (None: any): state, batch, kind,
+    amount, currency and last4 equal; states and kinds hold its state and kind; stan is
+    its own STAN or its reversal's (rev_stan); utc_from <= utc < utc_to, compared as
+    text (the stamps sort as they read); below_id: its number is lower. The SQLite
+    journal asks its indexes the same (drivers/journal_sqlite.py)."""
+    if state is not None and rec["state"] != state:
+        return False
+    if batch is not None and rec["batch"] != batch:
+        return False
+    if kind is not None and rec["kind"] != kind:
+        return False
+    if states is not None and rec["state"] not in states:
+        return False
+    if kinds is not None and rec["kind"] not in kinds:
+        return False
+    if amount is not None and rec["amount"] != amount:
+        return False
+    if currency is not None and rec["currency"] != currency:
+        return False
+    if last4 is not None and rec["last4"] != last4:
+        return False
+    if stan is not None and rec["stan"] != stan and rec["rev_stan"] != stan:
+        return False
+    if utc_from is not None and rec["utc"] < utc_from:
+        return False
+    if utc_to is not None and rec["utc"] >= utc_to:
+        return False
+    if below_id is not None and rec["id"] >= below_id:
+        return False
+    return True
+
+
 def check_move(kind, amount):
     """A cash move's kind and amount, or ShiftError."""
     if kind not in MOVE_KINDS:
@@ -133,22 +184,39 @@ class MemoryJournal:
         rec = self._rows.get(txn_id)
         return dict(rec) if rec else None
 
-    def find(self, state=None, batch=None, kind=None):
+    def find(self, state=None, batch=None, kind=None, **criteria):
+        """Every matching record (newest()'s criteria), oldest first."""
         out = []
         for txn_id in sorted(self._rows):
             rec = self._rows[txn_id]
-            if state is not None and rec["state"] != state:
-                continue
-            if batch is not None and rec["batch"] != batch:
-                continue
-            if kind is not None and rec["kind"] != kind:
-                continue
-            out.append(dict(rec))
+            if matches(rec, state, batch, kind, **criteria):
+                out.append(dict(rec))
+        return out
+
+    def newest(self, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
+               currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
+               below_id=None):
+        """The records that match (see matches()), newest first, one at a time."""
+        for txn_id in sorted(self._rows, reverse=True):
+            rec = self._rows.get(txn_id)
+            if rec is not None and matches(rec, state, batch, kind, states, kinds, amount,
+                                           currency, last4, stan, utc_from, utc_to, below_id):
+                yield dict(rec)
+
+    def latest(self, n=1, **criteria):
+        """Up to n newest matching records, newest first."""
+        out = []
+        if n <= 0:
+            return out
+        for rec in self.newest(**criteria):
+            out.append(rec)
+            if len(out) >= n:
+                break
         return out
 
     def last(self, **criteria):
-        rows = self.find(**criteria)
-        return rows[-1] if rows else None
+        rows = self.latest(1, **criteria)
+        return rows[0] if rows else None
 
     def next_counter(self, name, limit):
         """Increment a counter durably and return it (STAN wraps 999999 -> 1)."""
@@ -266,6 +334,10 @@ class MemoryJournal:
 
     # -- Z reports (storage only; firmware/reports/ builds them) -------------------
     def save_z(self, batch, utc, doc_text):
+        """Keep a batch's Z report; its id. ZExists when the batch has one already."""
+        for z_id in self._z:
+            if self._z[z_id]["batch"] == batch:
+                raise ZExists(batch)
         row = {"id": self._next_z, "batch": batch, "utc": utc, "doc": doc_text}
         self._next_z += 1
         self._z[row["id"]] = row
