@@ -24,6 +24,7 @@ import json
 from firmware.core import events, keys
 from firmware.core.fsm import Flow
 from firmware.core.store import is_fault
+from firmware.payments.journal import ZExists
 from firmware.reports import layout, totals
 from firmware.ui.screen import BODY_ROWS
 
@@ -114,7 +115,10 @@ def last_z(journal):
 
 def make_z(term, batch, print_it=True):
     """The batch's Z: made and stored once (journal.save_z), printed (print_it). A Z
-    already stored for the batch is returned as stored and printed as a DUPLICATE."""
+    already stored for the batch is returned as stored and printed as a DUPLICATE. One
+    stored that does not read back (it fails its check: flagged for a supervisor) still
+    holds the batch's place (the journal keeps one Z a batch, ZExists): the Z made now
+    is printed and returned, not stored, and the audit line says so."""
     journal = term.payments.journal
     doc = stored_z(journal, batch)
     if doc is not None:
@@ -122,9 +126,14 @@ def make_z(term, batch, print_it=True):
             print_z(term, doc, duplicate=True)
         return doc
     doc = make_doc(term, "Z", batch)
-    journal.save_z(batch, doc["made_utc"], json.dumps(doc))
+    kept = ""
+    try:
+        journal.save_z(batch, doc["made_utc"], json.dumps(doc))
+    except ZExists:
+        kept = " not stored: the stored Z fails its check"
     op = term.operator["id"] if term.operator else ""
-    term.store.audit("z_report", op, "batch %d net %d" % (batch, doc["totals"]["total"]["net"]))
+    term.store.audit("z_report", op, "batch %d net %d%s" % (
+        batch, doc["totals"]["total"]["net"], kept))
     if print_it:
         print_z(term, doc)
     return doc
