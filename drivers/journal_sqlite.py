@@ -21,23 +21,48 @@ row that fails its check is read as txns rows are: left out of every read, never
 rewritten, flagged in `row_flags` (table, row) and listed by damaged() with the
 table's name in its words.
 
+Indexes made later need no schema version: each is made at every open with IF NOT
+EXISTS, and a release before it reads and writes the journal as it stands (SQLite keeps
+an index it does not know of). So are txns(utc), txns(amount), and txns(last4),
+txns(stan), txns(rev_stan) without the records that have none (a cash sale adds no
+entry to them), for newest()'s criteria; and z_reports(batch) UNIQUE: one Z a batch in
+the database too (save_z of a second raises ZExists). A journal that holds two Z of a
+batch already (from before) keeps them and opens without that index; save_z checks.
+
+A journal opened read-only (open_readonly, for the back office beside a running
+terminal: SQLite's mode=ro) creates, migrates and flags nothing and refuses every write
+(JournalReadOnly); its reads verify as the terminal's do, a row that fails is left out,
+kept in memory for damaged() and handed to on_rejected as it was read.
+
+Verification is the hot path of a report (every record of a batch): the MAC input is
+built by _Sealer, the same bytes as sqlite_durable.record_mac with its work done once
+a table, and rows are decoded by SQLite's own UTF-8 reader (the lenient one only for
+a read that meets text which is no UTF-8).
+
 Every error of the medium (full, I/O, damaged file) leaves as a StorageFault
 (firmware/core/store.py) and is reported to the guard's listener.
 """
+import contextlib
+import hmac
+import os
 import sqlite3
 import time
+from json.encoder import encode_basestring_ascii
 
 from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac, transaction
 
 from firmware.core.store import CORRUPT, StorageFault
 from firmware.payments.journal import (CASH_MOVE_FIELDS, FIELDS, SHIFT_FIELDS, Z_FIELDS,
-                                       ShiftError, check_move)
+                                       ShiftError, ZExists, check_move)
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]
 # 1: records carry a MAC; 2: counters carry a MAC too; 3: shifts, cash_moves, z_reports
-# (each row MACed) and the index on txns(batch)
+# (each row MACed) and the index on txns(batch). A version is for what a release before
+# cannot read or what must be done once (the MACs); an index made IF NOT EXISTS at every
+# open (_INDEXES) needs none.
 SCHEMA_VERSION = 3
+SCHEMA_MACS = 1             # the first version whose records carry a MAC
 # the tables of shifts and cash: name -> fields with their defaults
 _TABLES = {"shifts": SHIFT_FIELDS, "cash_moves": CASH_MOVE_FIELDS, "z_reports": Z_FIELDS}
 # how damaged() names a row of each
@@ -46,72 +71,227 @@ _ROW_WORDS = {"shifts": "shift", "cash_moves": "cash move", "z_reports": "Z repo
 _COUNTER_USED = {"stan": "SELECT 1 FROM txns WHERE stan<>'' LIMIT 1",
                  "batch": "SELECT 1 FROM txns WHERE batch>1 LIMIT 1"}
 _DEFAULTS = dict(FIELDS)
+# made at every open after the tables (a release before them reads the journal as ever).
+# last4, stan and rev_stan: partial, without the records that have none (cash): a cash
+# sale writes no page of them, and _where's "<>''" terms let SQLite use them
+_INDEXES = ("CREATE INDEX IF NOT EXISTS txns_state ON txns(state)",
+            "CREATE INDEX IF NOT EXISTS txns_batch ON txns(batch)",
+            "CREATE INDEX IF NOT EXISTS txns_utc ON txns(utc)",
+            "CREATE INDEX IF NOT EXISTS txns_amount ON txns(amount)",
+            "CREATE INDEX IF NOT EXISTS txns_last4 ON txns(last4) WHERE last4<>''",
+            "CREATE INDEX IF NOT EXISTS txns_stan ON txns(stan) WHERE stan<>''",
+            "CREATE INDEX IF NOT EXISTS txns_rev_stan ON txns(rev_stan) WHERE rev_stan<>''",
+            "CREATE INDEX IF NOT EXISTS shifts_operator ON shifts(operator, state)",
+            "CREATE INDEX IF NOT EXISTS shifts_batch ON shifts(batch)",
+            "CREATE INDEX IF NOT EXISTS cash_moves_shift ON cash_moves(shift_id)",
+            "CREATE INDEX IF NOT EXISTS z_reports_batch ON z_reports(batch)")
+_ONE_Z = "CREATE UNIQUE INDEX IF NOT EXISTS z_reports_one_a_batch ON z_reports(batch)"
 
 
 def _sql_default(value):
     return "%d" % value if isinstance(value, int) else "'%s'" % value.replace("'", "''")
 
 
+def _lenient(raw):
+    """A text as sqlite_durable.open_durable reads it: U+FFFD for bytes that are no
+    UTF-8, so a flipped byte fails the row's MAC instead of the read."""
+    return raw.decode("utf-8", "replace")
+
+
 class JournalError(StorageFault):
-    """The journal cannot be opened (a StorageFault: the terminal shows it)."""
+    """The journal cannot be opened (a StorageFault: the terminal shows it). schema: the
+    version the file holds when that is why (newer than this release, or from before
+    the MACs); cause: SQLite's words when it could not be read at all."""
+
+    def __init__(self, kind, part, detail="", schema=None, cause=None):
+        StorageFault.__init__(self, kind, part, detail)
+        self.schema = schema
+        self.cause = cause
+
+
+class JournalReadOnly(Exception):
+    """A write asked of a journal opened read-only (open_readonly): it writes nothing."""
 
 
 def _utc():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+class _Sealer:
+    """sqlite_durable.record_mac(key, table, rec, defaults) of one table's rows: the
+    same HMAC over the same bytes, with the work done once a table (the fields' order,
+    their JSON names) and the HMAC in one call. A row whose fields are not exactly the
+    table's, or that holds anything but str and int (bytes, None, a float, a bool:
+    json.dumps writes those its own way), is sealed by record_mac itself."""
+
+    def __init__(self, key, table, defaults):
+        self.key = key
+        self.table = table
+        self.defaults = defaults
+        self.prefix = (table + "|").encode()
+        # json.dumps(sort_keys=True, separators=(",", ":")) of the fields not at their
+        # default: in name order, each '"name":' then the value, ensure_ascii
+        self.order = [(name, encode_basestring_ascii(name) + ":", defaults[name])
+                      for name in sorted(defaults)]
+
+    def mac(self, rec):
+        if len(rec) != len(self.order):
+            return record_mac(self.key, self.table, rec, self.defaults)
+        parts = []
+        try:
+            for name, label, default in self.order:
+                value = rec[name]
+                if value == default:
+                    continue
+                kind = type(value)
+                if kind is str:
+                    parts.append(label + encode_basestring_ascii(value))
+                elif kind is int:
+                    parts.append(label + int.__repr__(value))
+                else:
+                    return record_mac(self.key, self.table, rec, self.defaults)
+        except KeyError:
+            return record_mac(self.key, self.table, rec, self.defaults)
+        return hmac.digest(self.key, self.prefix + ("{" + ",".join(parts) + "}").encode(),
+                           "sha256")
+
+    def ok(self, rec, mac):
+        """Whether mac is rec's (compared in constant time); a MAC that is no bytes
+        (text or a number written over it) fails."""
+        if type(mac) is not bytes:
+            if not isinstance(mac, (bytearray, memoryview)):
+                return False
+            mac = bytes(mac)
+        return hmac.compare_digest(mac, self.mac(rec))
+
+
 class SQLiteJournal:
     fault_class = StorageFault
 
-    def __init__(self, path, mac_key=None, on_fault=None, on_damaged=None):
+    def __init__(self, path, mac_key=None, on_fault=None, on_damaged=None, readonly=False,
+                 on_rejected=None):
         self.path = path
         self.key = mac_key
+        self.readonly = readonly
         self.guard = Guard("journal", on_fault, path)
         self.on_damaged = on_damaged        # callback(id) when a record fails its MAC
+        # callback(table, row) with each row that fails its check, as read (its fields
+        # unverified: to name it, never to act on it)
+        self.on_rejected = on_rejected
         self._flagged = set()
         self._row_flagged = set()
-        try:
-            self.db = open_durable(path)
-            self.guard.db = self.db
-            cols = ", ".join("%s %s NOT NULL" % (k, _TYPES[type(FIELDS[k])]) for k in _COLUMNS)
-            self.db.execute("CREATE TABLE IF NOT EXISTS txns (id INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % cols)
-            have = {row[1] for row in self.db.execute("PRAGMA table_info(txns)")}
-            for k in _COLUMNS:
-                if k not in have:   # a newer release added a field: keep old rows
-                    self.db.execute("ALTER TABLE txns ADD COLUMN %s %s NOT NULL DEFAULT %s" % (
-                        k, _TYPES[type(FIELDS[k])], "0" if isinstance(FIELDS[k], int) else "''"))
-            if "mac" not in have:
-                self.db.execute("ALTER TABLE txns ADD COLUMN mac BLOB")
-            self.db.execute("CREATE INDEX IF NOT EXISTS txns_state ON txns(state)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-            if "mac" not in {row[1] for row in self.db.execute("PRAGMA table_info(counters)")}:
-                self.db.execute("ALTER TABLE counters ADD COLUMN mac BLOB")
-            self.db.execute("CREATE TABLE IF NOT EXISTS flags (id INTEGER PRIMARY KEY, "
-                            "utc TEXT NOT NULL, what TEXT NOT NULL)")
-            self.db.execute("CREATE INDEX IF NOT EXISTS txns_batch ON txns(batch)")
+        self._seal = {}
+        if mac_key is not None:
+            self._seal["txns"] = _Sealer(mac_key, "txns", _DEFAULTS)
             for table in _TABLES:
-                self._create(table, _TABLES[table])
-            self.db.execute("CREATE INDEX IF NOT EXISTS shifts_operator ON shifts(operator, state)")
-            self.db.execute("CREATE INDEX IF NOT EXISTS shifts_batch ON shifts(batch)")
-            self.db.execute("CREATE INDEX IF NOT EXISTS cash_moves_shift ON cash_moves(shift_id)")
-            self.db.execute("CREATE INDEX IF NOT EXISTS z_reports_batch ON z_reports(batch)")
-            self.db.execute("CREATE TABLE IF NOT EXISTS row_flags (tbl TEXT NOT NULL, "
-                            "row INTEGER NOT NULL, utc TEXT NOT NULL, what TEXT NOT NULL, "
-                            "PRIMARY KEY (tbl, row))")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                self.db.close()
-                raise JournalError("io", "journal", "%s was written by a newer handpos "
-                                   "(schema %d)" % (path, version))
-            if version < SCHEMA_VERSION and self.key is not None:
-                self._migrate(version)
-            self._flagged = {r[0] for r in self.db.execute("SELECT id FROM flags")}
-            self._row_flagged = {(r[0], r[1]) for r in
-                                 self.db.execute("SELECT tbl, row FROM row_flags")}
+                self._seal[table] = _Sealer(mac_key, table, _TABLES[table])
+        try:
+            if readonly:
+                self._open_readonly(path)
+            else:
+                self._open(path)
+            self._select = {"txns": self._columns("txns", ["id"] + _COLUMNS)}
+            for table in _TABLES:
+                self._select[table] = self._columns(table, list(_TABLES[table]))
+            if "flags" in self._tables:
+                self._flagged = {r[0] for r in self.db.execute("SELECT id FROM flags")}
+            if "row_flags" in self._tables:
+                self._row_flagged = {(r[0], r[1]) for r in
+                                     self.db.execute("SELECT tbl, row FROM row_flags")}
         except (sqlite3.Error, OSError) as exc:
             fault = self.guard.fault(exc)
+            if getattr(self, "db", None) is not None:
+                self.db.close()
             raise JournalError(fault.kind if fault else "io", "journal", "cannot open %s (%s): check the SD card and "
-                               "free space" % (path, exc))
+                               "free space" % (path, exc), cause=str(exc))
+
+    @classmethod
+    def open_readonly(cls, path, mac_key, on_rejected=None, on_damaged=None):
+        """The journal for reading only, beside a running terminal (the back office's
+        export): SQLite's read-only mode, nothing created, migrated or flagged; every
+        row read is verified as the terminal verifies it. JournalError when it cannot
+        be read, or holds a schema this release cannot verify (.schema says which)."""
+        return cls(path, mac_key, on_damaged=on_damaged, readonly=True,
+                   on_rejected=on_rejected)
+
+    def _open(self, path):
+        """The device's journal: made, or brought up to this release (columns, tables,
+        indexes, MACs)."""
+        self.db = open_durable(path)
+        self.guard.db = self.db
+        cols = ", ".join("%s %s NOT NULL" % (k, _TYPES[type(FIELDS[k])]) for k in _COLUMNS)
+        self.db.execute("CREATE TABLE IF NOT EXISTS txns (id INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % cols)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(txns)")}
+        for k in _COLUMNS:
+            if k not in have:   # a newer release added a field: keep old rows
+                self.db.execute("ALTER TABLE txns ADD COLUMN %s %s NOT NULL DEFAULT %s" % (
+                    k, _TYPES[type(FIELDS[k])], "0" if isinstance(FIELDS[k], int) else "''"))
+        if "mac" not in have:
+            self.db.execute("ALTER TABLE txns ADD COLUMN mac BLOB")
+        self.db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        if "mac" not in {row[1] for row in self.db.execute("PRAGMA table_info(counters)")}:
+            self.db.execute("ALTER TABLE counters ADD COLUMN mac BLOB")
+        self.db.execute("CREATE TABLE IF NOT EXISTS flags (id INTEGER PRIMARY KEY, "
+                        "utc TEXT NOT NULL, what TEXT NOT NULL)")
+        for table in _TABLES:
+            self._create(table, _TABLES[table])
+        for sql in _INDEXES:
+            self.db.execute(sql)
+        try:
+            self.db.execute(_ONE_Z)
+        except sqlite3.IntegrityError:
+            pass            # two Z of a batch from before: kept; save_z checks instead
+        self.db.execute("CREATE TABLE IF NOT EXISTS row_flags (tbl TEXT NOT NULL, "
+                        "row INTEGER NOT NULL, utc TEXT NOT NULL, what TEXT NOT NULL, "
+                        "PRIMARY KEY (tbl, row))")
+        self._tables = self._table_names()
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        self.schema = version
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise JournalError("io", "journal", "%s was written by a newer handpos "
+                               "(schema %d)" % (path, version), schema=version)
+        if version < SCHEMA_VERSION and self.key is not None:
+            self._migrate(version)
+            self.schema = SCHEMA_VERSION
+
+    def _open_readonly(self, path):
+        """The journal as it stands, through SQLite's read-only mode: no table, column,
+        index, MAC or flag is made (a column or table a release before lacked reads as
+        its default, or as none)."""
+        from urllib.parse import quote
+        self.db = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(path)), uri=True,
+                                  isolation_level=None)
+        self.guard.db = self.db
+        self.db.text_factory = _lenient
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        self.schema = version
+        self._tables = self._table_names()
+        why = None
+        if version > SCHEMA_VERSION:
+            why = "was written by a newer handpos (schema %d)" % version
+        elif self.key is not None and version < SCHEMA_MACS:
+            why = ("was written by a release whose records carry no MAC (schema %d): "
+                   "start the terminal once under this release" % version)
+        elif "txns" not in self._tables:
+            why = "holds no journal"
+        if why is not None:
+            self.db.close()
+            raise JournalError("io", "journal", "%s %s" % (path, why),
+                               schema=version if "schema" in why else None)
+
+    def _table_names(self):
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _columns(self, table, names):
+        """The SELECT list of a table's fields, then its mac: a column the file lacks
+        (a read-only journal of a release before) as its default."""
+        if table not in self._tables:
+            return None
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(%s)" % table)}
+        defaults = _DEFAULTS if table == "txns" else _TABLES[table]
+        cols = ['"%s"' % k if k in have else _sql_default(defaults[k]) for k in names]
+        return ", ".join(cols + ["mac" if "mac" in have else "NULL"])
 
     def _create(self, table, fields):
         """A table of fields (each NOT NULL, typed by its default) and a mac; a column a
@@ -146,7 +326,7 @@ class SQLiteJournal:
 
     # -- MACs --------------------------------------------------------------------
     def _mac(self, rec):
-        return record_mac(self.key, "txns", rec, _DEFAULTS) if self.key is not None else None
+        return self._seal["txns"].mac(rec) if self.key is not None else None
 
     def _counter_mac(self, name, value):
         if self.key is None:
@@ -155,7 +335,10 @@ class SQLiteJournal:
 
     def _counter_value(self, name):
         """The counter's stored value, verified; a corrupt fault naming it otherwise."""
-        row = self.db.execute("SELECT value, mac FROM counters WHERE name=?", (name,)).fetchone()
+        row = None
+        if "counters" in self._tables:     # (a read-only journal may be of before them)
+            row = self.db.execute("SELECT value, mac FROM counters WHERE name=?",
+                                  (name,)).fetchone()
         if self.key is None:
             return row[0] if row else 0
         if row is None:
@@ -177,7 +360,9 @@ class SQLiteJournal:
     def verify_counters(self):
         """[(name, what)] of the counters that fail their check (for the self-test)."""
         bad = []
-        names = [r[0] for r in self.db.execute("SELECT name FROM counters")]
+        names = []
+        if "counters" in self._tables:
+            names = [r[0] for r in self.db.execute("SELECT name FROM counters")]
         for name in sorted(set(names) | set(_COUNTER_USED)):
             try:
                 self._counter_value(name)
@@ -187,19 +372,28 @@ class SQLiteJournal:
 
     def _checked(self, rec, mac):
         """The record if its MAC holds (or MACs are off); else flagged, and None."""
-        if self.key is None or mac_ok(self.key, "txns", rec, mac, _DEFAULTS):
+        if self.key is None or self._seal["txns"].ok(rec, mac):
             return rec
+        self._rejected("txns", rec)
         self._flag(rec["id"], "MAC failed")
         return None
+
+    def _rejected(self, table, rec):
+        if self.on_rejected is not None:
+            try:
+                self.on_rejected(table, rec)
+            except Exception:
+                pass
 
     def _flag(self, txn_id, what):
         if txn_id in self._flagged:
             return
         self._flagged.add(txn_id)
-        try:
-            self.db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?)", (txn_id, _utc(), what))
-        except sqlite3.Error:
-            pass            # kept in memory; flagged again at the next read after a restart
+        if not self.readonly:
+            try:
+                self.db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?)", (txn_id, _utc(), what))
+            except sqlite3.Error:
+                pass        # kept in memory; flagged again at the next read after a restart
         if self.on_damaged is not None:
             try:
                 self.on_damaged(txn_id)
@@ -210,11 +404,14 @@ class SQLiteJournal:
         """[(id, utc, what)] of the records that failed their check: a supervisor's to see.
         The transactions first; then the rows of shifts, cash moves and Z reports, each
         with its table named in what ("shift 3: MAC failed")."""
-        rows = self.db.execute("SELECT id, utc, what FROM flags ORDER BY id").fetchall()
+        rows, others = [], []
+        if "flags" in self._tables:
+            rows = self.db.execute("SELECT id, utc, what FROM flags ORDER BY id").fetchall()
         seen = {r[0] for r in rows}
         rows = rows + [(i, "", "MAC failed") for i in sorted(self._flagged) if i not in seen]
-        others = self.db.execute("SELECT tbl, row, utc, what FROM row_flags "
-                                 "ORDER BY tbl, row").fetchall()
+        if "row_flags" in self._tables:
+            others = self.db.execute("SELECT tbl, row, utc, what FROM row_flags "
+                                     "ORDER BY tbl, row").fetchall()
         seen = {(r[0], r[1]) for r in others}
         others += [(tbl, row, "", "MAC failed") for tbl, row in sorted(self._row_flagged)
                    if (tbl, row) not in seen]
@@ -223,11 +420,14 @@ class SQLiteJournal:
 
     def _row_checked(self, table, rec, mac):
         """A row of the shifts and cash tables if its MAC holds; else flagged, None."""
-        if self.key is None or mac_ok(self.key, table, rec, mac, _TABLES[table]):
+        if self.key is None or self._seal[table].ok(rec, mac):
             return rec
+        self._rejected(table, rec)
         mark = (table, rec["id"])
         if mark not in self._row_flagged:
             self._row_flagged.add(mark)
+            if self.readonly:
+                return None
             try:
                 self.db.execute("INSERT OR IGNORE INTO row_flags VALUES (?, ?, ?, ?)",
                                 (table, rec["id"], _utc(), "MAC failed"))
@@ -241,13 +441,16 @@ class SQLiteJournal:
         the last n rows of shifts, cash moves and Z reports that fail theirs, named
         ("shift 3"): the boot's self-test counts them all."""
         bad = []
-        for row in self.db.execute("SELECT id, %s, mac FROM txns ORDER BY id DESC LIMIT ?"
-                                   % ", ".join(_COLUMNS), (n,)).fetchall():
-            rec = dict(zip(["id"] + _COLUMNS, row[:-1]))
+        names = ["id"] + _COLUMNS
+        for row in self._fetch("SELECT %s FROM txns ORDER BY id DESC LIMIT ?"
+                               % self._select["txns"], (n,)):
+            rec = dict(zip(names, row))
             if self._checked(rec, row[-1]) is None:
                 bad.append(rec["id"])
         bad.sort()
         for table in _TABLES:
+            if self._select[table] is None:
+                continue
             top = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM %s" % table).fetchone()[0]
             good = {r["id"] for r in self._table_rows(table, "WHERE id>?", (top - n,))}
             for (row_id,) in self.db.execute("SELECT id FROM %s WHERE id>? ORDER BY id"
@@ -271,7 +474,13 @@ class SQLiteJournal:
 
     # -- writes ------------------------------------------------------------------
     def _txn(self, body):
+        self._writable()
         return transaction(self.db, body)
+
+    def _writable(self):
+        if self.readonly:
+            raise JournalReadOnly("the journal %s is open read-only: it writes nothing"
+                                  % self.path)
 
     @guarded
     def add(self, rec):
@@ -306,13 +515,28 @@ class SQLiteJournal:
         self._txn(body)
 
     # -- reads -------------------------------------------------------------------
-    def _rows(self, where="", args=()):
-        cur = self.db.execute("SELECT id, %s, mac FROM txns %s ORDER BY id"
-                              % (", ".join(_COLUMNS), where), args)
+    def _fetch(self, sql, args=()):
+        """Every row of a query, its texts decoded by SQLite's own UTF-8 reader (the
+        cheap one); a text that is no UTF-8 (a flipped byte) makes it read again with
+        U+FFFD in its place, so that row fails its MAC like any altered row."""
+        db = self.db
+        db.text_factory = str
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+        finally:
+            db.text_factory = _lenient
+        return db.execute(sql, args).fetchall()
+
+    def _rows(self, where="", args=(), order="ORDER BY id"):
         names = ["id"] + _COLUMNS
         out = []
-        for row in cur.fetchall():
-            rec = self._checked(dict(zip(names, row[:-1])), row[-1])
+        checked = self._checked
+        for row in self._fetch("SELECT %s FROM txns %s %s" % (self._select["txns"], where,
+                                                               order), args):
+            rec = checked(dict(zip(names, row)), row[-1])    # zip leaves the mac out
             if rec is not None:
                 out.append(rec)
         return out
@@ -327,43 +551,66 @@ class SQLiteJournal:
         return self._get(txn_id)
 
     @guarded
-    def find(self, state=None, batch=None, kind=None):
-        """Every matching record, oldest first, each one's MAC checked: the cost grows
-        with the journal (about 35 us a row here); for the latest few use latest()."""
-        clauses, args = self._where(state, batch, kind)
+    def find(self, state=None, batch=None, kind=None, **criteria):
+        """Every matching record (newest()'s criteria), oldest first, in one query, each
+        one's MAC checked: the cost grows with what matches; for the latest few use
+        latest(), for a search that shows the newest first newest()."""
+        clauses, args = self._where(state, batch, kind, **criteria)
         return self._rows(("WHERE " + " AND ".join(clauses)) if clauses else "", args)
 
     @staticmethod
-    def _where(state=None, batch=None, kind=None, states=None):
+    def _where(state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
+               currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
+               below_id=None):
+        """The SQL terms (joined by AND) and their arguments of the records that match
+        every criterion given: what firmware/payments/journal.py matches() says."""
         clauses, args = [], []
-        for name, value in (("state", state), ("batch", batch), ("kind", kind)):
+        for name, value in (("state", state), ("batch", batch), ("kind", kind),
+                            ("amount", amount), ("currency", currency)):
             if value is not None:
                 clauses.append("%s=?" % name)
                 args.append(value)
-        if states is not None:
-            clauses.append("state IN (%s)" % ", ".join("?" * len(states)) if states else "0")
-            args.extend(states)
+        for name, values in (("state", states), ("kind", kinds)):
+            if values is not None:
+                values = list(values)
+                clauses.append("%s IN (%s)" % (name, ", ".join("?" * len(values)))
+                               if values else "0")
+                args.extend(values)
+        # the indexes of last4, stan and rev_stan hold only the records that have one:
+        # the term <>'' (true of any value asked but '') is what lets SQLite use them
+        if last4 is not None:
+            clauses.append("last4=? AND last4<>''" if last4 else "last4=?")
+            args.append(last4)
+        if stan is not None:
+            clauses.append("(stan=? AND stan<>'' OR rev_stan=? AND rev_stan<>'')" if stan
+                           else "(stan=? OR rev_stan=?)")
+            args.extend((stan, stan))
+        for term, value in (("utc>=?", utc_from), ("utc<?", utc_to), ("id<?", below_id)):
+            if value is not None:
+                clauses.append(term)
+                args.append(value)
         return clauses, args
 
     PAGE = 16          # rows read per query by newest(); each verified only when taken
 
-    def newest(self, state=None, batch=None, kind=None, states=None):
-        """The matching records, newest first, read a page at a time (no cursor is held
-        between pages, so the caller may write meanwhile): a search for the latest few
-        reads and verifies only the rows it looks at, not the whole journal. A record
-        that fails its check is flagged and skipped, as in find()."""
-        clauses, args = self._where(state, batch, kind, states)
-        below = None
+    def newest(self, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
+               currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
+               below_id=None):
+        """The matching records (firmware/payments/journal.py matches(): state, batch,
+        kind, states, kinds, amount, currency, last4, stan (its own or its reversal's),
+        utc_from <= utc < utc_to, below_id), newest first, read a page at a time through
+        the indexes (no cursor is held between pages, so the caller may write
+        meanwhile): a search reads and verifies the rows that match as it takes them,
+        not the journal. A record that fails its check is flagged and skipped, as in
+        find()."""
+        clauses, args = self._where(state, batch, kind, states, kinds, amount, currency,
+                                    last4, stan, utc_from, utc_to)
+        names = ["id"] + _COLUMNS
+        below = below_id
         while True:
-            where = list(clauses)
-            page_args = list(args)
-            if below is not None:
-                where.append("id<?")
-                page_args.append(below)
-            rows = self._page(where, page_args)
-            names = ["id"] + _COLUMNS
+            rows = self._page(clauses, args, below)
             for row in rows:            # verified one by one, as the caller takes them
-                rec = self._checked(dict(zip(names, row[:-1])), row[-1])
+                rec = self._checked(dict(zip(names, row)), row[-1])
                 if rec is not None:
                     yield rec
             if len(rows) < self.PAGE:
@@ -371,15 +618,22 @@ class SQLiteJournal:
             below = rows[-1][0]
 
     @guarded
-    def _page(self, where, args):
-        """One page of raw rows (id, fields..., mac), newest first."""
-        return self.db.execute("SELECT id, %s, mac FROM txns %s ORDER BY id DESC LIMIT %d"
-                               % (", ".join(_COLUMNS),
-                                  ("WHERE " + " AND ".join(where)) if where else "", self.PAGE),
-                               args).fetchall()
+    def _page(self, clauses, args, below=None):
+        """One page of raw rows (id, fields..., mac), newest first, below id below. The
+        ids come first from the indexes alone (a range of stamps is sorted there, not
+        read whole for each page), then their rows."""
+        if below is not None:
+            clauses = clauses + ["id<?"]
+            args = list(args) + [below]
+        return self._fetch("SELECT %s FROM txns WHERE id IN (SELECT id FROM txns %s ORDER BY "
+                           "id DESC LIMIT %d) ORDER BY id DESC"
+                           % (self._select["txns"],
+                              ("WHERE " + " AND ".join(clauses)) if clauses else "",
+                              self.PAGE), args)
 
     def latest(self, n=1, **criteria):
-        """Up to n newest matching records, newest first, each one verified."""
+        """Up to n newest matching records (newest()'s criteria), newest first, each
+        one verified: a page of a list, the next one from below_id=the last one's id."""
         out = []
         if n <= 0:
             return out
@@ -393,6 +647,18 @@ class SQLiteJournal:
         """The newest matching record (verified), or None: reads from the newest down."""
         rows = self.latest(1, **criteria)
         return rows[0] if rows else None
+
+    @contextlib.contextmanager
+    def snapshot(self):
+        """Reads in one read transaction: they see the journal as it stood at the first
+        of them (WAL: the terminal writes on meanwhile, and waits for nothing). For reads
+        only; the read-only journal's way to take a day whole."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
 
     @guarded
     def next_counter(self, name, limit):
@@ -429,13 +695,13 @@ class SQLiteJournal:
 
     # -- shifts and cash (issue 14) --------------------------------------------------
     def _table_rows(self, table, where="", args=(), order="ORDER BY id"):
-        fields = _TABLES[table]
-        names = list(fields)
-        cur = self.db.execute("SELECT %s, mac FROM %s %s %s" % (
-            ", ".join('"%s"' % k for k in names), table, where, order), args)
+        names = list(_TABLES[table])
+        select = self._select[table]
+        if select is None:          # a read-only journal of a release before the table
+            return []
         out = []
-        for row in cur.fetchall():
-            rec = self._row_checked(table, dict(zip(names, row[:-1])), row[-1])
+        for row in self._fetch("SELECT %s FROM %s %s %s" % (select, table, where, order), args):
+            rec = self._row_checked(table, dict(zip(names, row)), row[-1])
             if rec is not None:
                 out.append(rec)
         return out
@@ -453,7 +719,7 @@ class SQLiteJournal:
         row["id"] = cur.lastrowid
         if self.key is not None:
             self.db.execute("UPDATE %s SET mac=? WHERE id=?" % table,
-                            (record_mac(self.key, table, row, fields), row["id"]))
+                            (self._seal[table].mac(row), row["id"]))
         return row["id"]
 
     def _open_shift(self, shift_id):
@@ -521,8 +787,7 @@ class SQLiteJournal:
             names = [k for k in SHIFT_FIELDS if k != "id"]
             self.db.execute("UPDATE shifts SET %s, mac=? WHERE id=?" % ", ".join(
                 '"%s"=?' % k for k in names), [row[k] for k in names] + [
-                record_mac(self.key, "shifts", row, SHIFT_FIELDS) if self.key is not None
-                else None, shift_id])
+                self._seal["shifts"].mac(row) if self.key is not None else None, shift_id])
             return row
         return self._txn(body)
 
@@ -556,9 +821,18 @@ class SQLiteJournal:
     # -- Z reports (storage only; firmware/reports/ builds them) ---------------------
     @guarded
     def save_z(self, batch, utc, doc_text):
-        """Keep a Z report (its document as JSON text); its id."""
-        return self._txn(lambda: self._insert("z_reports", {"batch": batch, "utc": utc,
-                                                            "doc": doc_text}))
+        """Keep a batch's Z report (its document as JSON text); its id. ZExists when the
+        batch has one already, even one that fails its check (it keeps the batch's
+        place: one Z a batch, the unique index says so too)."""
+        def body():
+            if self.db.execute("SELECT 1 FROM z_reports WHERE batch=? LIMIT 1",
+                               (batch,)).fetchone():
+                raise ZExists(batch)
+            try:
+                return self._insert("z_reports", {"batch": batch, "utc": utc, "doc": doc_text})
+            except sqlite3.IntegrityError:
+                raise ZExists(batch)
+        return self._txn(body)
 
     @guarded
     def z_reports(self, batch=None):
@@ -570,6 +844,8 @@ class SQLiteJournal:
     @guarded
     def last_z(self):
         """The newest Z report that verifies, or None."""
+        if self._select["z_reports"] is None:
+            return None
         below = None
         while True:
             where, args = "", ()
@@ -587,6 +863,7 @@ class SQLiteJournal:
 
     @guarded
     def probe(self):
+        self._writable()
         probe(self.db)
 
     def close(self):

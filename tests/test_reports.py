@@ -246,3 +246,29 @@ def test_last_z_without_any_says_so(harness):
     assert len(h.sim.vprinter.receipts) == n
     h.press("CANCEL")
     assert h.flow()[0] == "reports"
+
+
+def test_a_z_whose_stored_copy_fails_its_check_is_made_again_not_stored(tmp_path):
+    """The journal keeps one Z a batch (save_z of a second raises ZExists): when the
+    stored one fails its check, make_z returns and prints the Z it made, and the audit
+    line says it was not stored; the damaged one stays, flagged."""
+    from drivers.journal_sqlite import SQLiteJournal
+    from drivers.sqlite_durable import mac_key
+    from firmware.flows.report_view import make_z, stored_z
+    from firmware.payments.journal import record
+    from tools.bench.reports import BenchTerm, _catalogue
+    journal = SQLiteJournal(str(tmp_path / "journal.db"), mac_key(b"k" * 32, "journal"))
+    journal.add(record(amount=1250, state="approved", batch=1, utc="2026-06-30T02:00:00Z"))
+    term = BenchTerm(journal, 1, _catalogue()[0])
+    audit = []
+    term.store.audit = lambda event, op="", detail="": audit.append((event, detail))
+    doc = make_z(term, 1, print_it=False)
+    assert make_z(term, 1, print_it=False) == doc == stored_z(journal, 1)
+    assert audit == [("z_report", "batch 1 net 1250")]
+    journal.db.execute("UPDATE z_reports SET doc=replace(doc, '1250', '9250')")  # on the card
+    again = make_z(term, 1, print_it=False)
+    assert again["report"] == "Z" and again["totals"]["total"]["net"] == 1250
+    assert audit[-1] == ("z_report", "batch 1 net 1250 not stored: the stored Z fails its check")
+    assert journal.db.execute("SELECT COUNT(*) FROM z_reports").fetchone()[0] == 1
+    assert [what for _, _, what in journal.damaged()] == ["Z report 1: MAC failed"]
+    journal.close()

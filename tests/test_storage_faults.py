@@ -297,12 +297,11 @@ def _journal_of(path, n, key=b"k" * 32):
     return j
 
 
-def test_latest_reads_and_verifies_only_the_rows_it_returns(tmp_path, monkeypatch):
-    import drivers.journal_sqlite as js
+def test_latest_reads_and_verifies_only_the_rows_it_returns(tmp_path):
     j = _journal_of(tmp_path / "journal.db", 300)
     checked = []
-    real = js.mac_ok
-    monkeypatch.setattr(js, "mac_ok", lambda *a, **k: checked.append(a[2]["id"]) or real(*a, **k))
+    real = j._checked
+    j._checked = lambda rec, mac: checked.append(rec["id"]) or real(rec, mac)
     assert j.last()["id"] == 300
     assert [r["id"] for r in j.latest(3)] == [300, 299, 298]
     assert j.last(state="failed")["id"] == 298                   # i % 7 == 3: ids 4, 11, ... 298
