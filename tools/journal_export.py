@@ -16,11 +16,11 @@ pair is the Z's voids line, not its net. So, for each currency,
 
 to the cent, for a day that is one batch (batch is a column, for days that are not).
 
-The journal is read, never written: a read-only SQLite connection in one read
-transaction, so it runs while the terminal does (WAL: a reader does not stop the
-writer, and sees the journal as it was when it began). Every record's MAC is checked
-as the terminal checks it (drivers/journal_sqlite.py); one that fails is left out and
-named on stderr by its number, and the exit status is 1.
+The journal is read, never written: drivers/journal_sqlite.py's read-only journal
+(SQLite's read-only mode) in one read transaction, so it runs while the terminal does
+(WAL: a reader does not stop the writer, and sees the journal as it was when it began).
+Every record it returns has passed its MAC check there, as the terminal's reads do; one
+that fails is left out and named on stderr by its number, and the exit status is 1.
 
 Exit status: 0 written; 1 written without the damaged records named on stderr; 2
 nothing written (the one line on stderr says why).
@@ -35,15 +35,12 @@ import sqlite3
 import sys
 
 from firmware.core.money import CURRENCIES, format_amount
-from firmware.payments.journal import FIELDS
 
 COLUMNS = ("id", "local_time", "kind", "method", "brand", "entry", "pan_masked",
            "amount", "amount_minor", "currency", "state", "in_net", "stan", "rrn",
            "auth_code", "operator", "batch", "offline", "upload", "original_id")
 NEGATIVE = ("refund", "void")           # kinds that give money back
 IN_NET = ("sale", "refund")             # kinds the Z's net counts, when approved
-SCHEMA_MACS = 1                         # drivers/journal_sqlite.py: records carry a MAC
-_FIELDS = [k for k in FIELDS if k != "id"]
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -130,83 +127,72 @@ def to_json(rows):
 
 
 # -- reading ------------------------------------------------------------------------
-def open_read_only(path):
-    """The journal for reading only: SQLite's read-only mode, a WAL reader beside the
-    running terminal. Nothing in the journal is written; of a stopped terminal's journal
-    SQLite leaves the empty -wal and -shm beside it, as any reader does (0600 under the
-    command's umask, the terminal's own user: the data folder's checks pass)."""
-    from urllib.parse import quote
+def journal_path(data_dir):
+    """The data folder's journal.db, or Refused when there is none."""
+    path = os.path.join(data_dir, "journal.db")
     if not os.path.exists(path):
         raise Refused("no journal in %s (journal.db): the terminal has recorded nothing "
                       "there yet; check --data or --config" % os.path.dirname(path))
+    return path
+
+
+def open_read_only(path, mac_key, rejected):
+    """The journal for reading only (SQLiteJournal.open_readonly: SQLite's read-only
+    mode, a WAL reader beside the running terminal). Nothing in the journal is written;
+    of a stopped terminal's journal SQLite leaves the -wal (empty) and -shm (its index
+    of the WAL) beside it, as any reader does, with journal.db's mode (0600, the
+    terminal's own user: the data folder's checks pass), for the terminal to take over.
+    rejected: {id: the record as read} of those that fail their MAC, filled as they
+    are met."""
+    from drivers.journal_sqlite import SCHEMA_VERSION, JournalError, SQLiteJournal
+
+    def reject(table, rec):
+        if table == "txns":
+            rejected.setdefault(rec["id"], rec)
     try:
-        db = sqlite3.connect("file:%s?mode=ro" % quote(os.path.abspath(path)), uri=True,
-                             isolation_level=None)
-        # as the terminal reads it: a flipped byte in a text fails the MAC, not the read
-        db.text_factory = lambda raw: raw.decode("utf-8", "replace")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error as exc:
+        return SQLiteJournal.open_readonly(path, mac_key, on_rejected=reject)
+    except JournalError as exc:
+        if exc.schema is not None and exc.schema > SCHEMA_VERSION:
+            raise Refused("the journal %s was written by a newer handpos (schema %d): export "
+                          "it with that release" % (path, exc.schema))
+        if exc.schema is not None:
+            raise Refused("the journal %s was written by an older release whose records "
+                          "carry no MAC: start the terminal once under this release, then "
+                          "export" % path)
         raise Refused("the journal %s cannot be read (%s): check the file, or copy it "
-                      "from the device backup" % (path, exc))
-    from drivers.journal_sqlite import SCHEMA_VERSION
-    if version > SCHEMA_VERSION:
-        db.close()
-        raise Refused("the journal %s was written by a newer handpos (schema %d): export "
-                      "it with that release" % (path, version))
-    if version < SCHEMA_MACS:
-        db.close()
-        raise Refused("the journal %s was written by an older release whose records carry "
-                      "no MAC: start the terminal once under this release, then export"
-                      % path)
-    return db
+                      "from the device backup" % (path, exc.cause or exc.detail))
 
 
-def read_day(db, mac_key, day):
+def read_day(journal, day, rejected):
     """(records of the day oldest first, [(id, utc) of damaged records]) for a date.
 
     Candidates are the records stamped within a day either side (an offset is at most
-    14 h); each one's MAC is checked. A damaged record is named when its stamp says
+    14 h), read through the journal's index of stamps, each one verified there. A
+    damaged record (rejected: the journal's on_rejected) is named when its stamp says
     this day or its number lies among the day's records (its stamp may be what changed).
     """
-    from drivers.sqlite_durable import mac_ok
-    defaults = dict(FIELDS)
     lo = (day - datetime.timedelta(days=1)).isoformat()
     hi = (day + datetime.timedelta(days=2)).isoformat()
-    names = ["id"] + _FIELDS
     want = day.isoformat()
-    good, bad = [], []
-    db.execute("BEGIN")                 # one snapshot: the running terminal writes on
-    try:
-        cols = {r[1] for r in db.execute("PRAGMA table_info(txns)")}
-        select = ", ".join(k if k in cols else "NULL" for k in _FIELDS)
-        rows = db.execute("SELECT id, %s, mac FROM txns WHERE utc >= ? AND utc < ? "
-                          "ORDER BY id" % select, (lo, hi)).fetchall()
-        ids = [r[0] for r in rows]
+    with journal.snapshot():            # one snapshot: the running terminal writes on
+        near = journal.find(utc_from=lo, utc_to=hi)
+        ids = [r["id"] for r in near] + list(rejected)
         if ids:                         # the damaged among the day's numbers too
-            rows = db.execute("SELECT id, %s, mac FROM txns WHERE (utc >= ? AND utc < ?) "
-                              "OR id BETWEEN ? AND ? ORDER BY id" % select,
-                              (lo, hi, ids[0], ids[-1])).fetchall()
-    finally:
-        db.execute("COMMIT")
-    suspects = []
-    for raw in rows:
-        rec = dict(zip(names, raw[:-1]))
-        for k in _FIELDS:               # a column an older journal lacks: its default
-            if rec[k] is None:
-                rec[k] = FIELDS[k]
-        if not mac_ok(mac_key, "txns", rec, raw[-1], defaults):
-            suspects.append(rec)
-            continue
+            journal.txns_after(min(ids) - 1, max(ids))
+    good = []
+    for rec in near:
         stamp = local_time(rec)
         if stamp is not None and stamp[:10] == want:
             good.append(rec)
     first = good[0]["id"] if good else None
     last = good[-1]["id"] if good else None
-    for rec in suspects:
+    bad = []
+    for txn_id in sorted(rejected):
+        rec = rejected[txn_id]
         stamp = local_time(rec)
         if (stamp is not None and stamp[:10] == want) or \
-                (first is not None and first <= rec["id"] <= last):
-            bad.append((rec["id"], str(rec["utc"])))
+                (first is not None and first <= txn_id <= last):
+            bad.append((txn_id, str(rec["utc"])))
     return good, bad
 
 
@@ -234,27 +220,29 @@ def command(args, profile, data_dir, out=None):
     """`handpos journal export` on the terminal's data folder data_dir; the exit status.
     out: where the data goes without --output (standard output's bytes)."""
     from drivers.sqlite_durable import mac_key
+    from firmware.core.store import StorageFault
     try:
         day = parse_day(args.day)
-        db = open_read_only(os.path.join(data_dir, "journal.db"))
+        path = journal_path(data_dir)
+        from board import datadir
         try:
-            from board import datadir
-            from firmware.core.store import StorageFault
-            try:
-                data_key = datadir.open_keys(profile, data_dir).key("data")
-            except StorageFault as exc:     # KeyStoreError among them
-                hint = ""
-                if os.path.exists(os.path.join(data_dir, "sim.lock")) and \
-                        profile.get("board", {}).get("name") != "sim":
-                    hint = " (a simulator's data folder: add --board sim)"
-                raise Refused("the terminal's keys do not open: %s%s" % (exc, hint))
-            try:
-                good, bad = read_day(db, mac_key(data_key, "journal"), day)
-            except sqlite3.Error as exc:
-                raise Refused("the journal cannot be read (%s): try again; if it stays, "
-                              "copy journal.db from the device backup" % exc)
+            data_key = datadir.open_keys(profile, data_dir).key("data")
+        except StorageFault as exc:     # KeyStoreError among them
+            hint = ""
+            if os.path.exists(os.path.join(data_dir, "sim.lock")) and \
+                    profile.get("board", {}).get("name") != "sim":
+                hint = " (a simulator's data folder: add --board sim)"
+            raise Refused("the terminal's keys do not open: %s%s" % (exc, hint))
+        rejected = {}
+        journal = open_read_only(path, mac_key(data_key, "journal"), rejected)
+        try:
+            good, bad = read_day(journal, day, rejected)
+        except (sqlite3.Error, StorageFault) as exc:
+            raise Refused("the journal cannot be read (%s): try again; if it stays, "
+                          "copy journal.db from the device backup"
+                          % getattr(exc, "detail", exc))
         finally:
-            db.close()
+            journal.close()
         rows = [row(rec) for rec in good]
         data = to_json(rows) if args.format == "json" else to_csv(rows)
         if args.output:
