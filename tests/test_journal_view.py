@@ -364,18 +364,65 @@ def test_2000_records_scroll_without_reading_them_all(harness):
     flow = h.term.current()
     assert len(flow.listing.cache) <= 2 * journal_view.WINDOW + 1
 
-    # a search deep down: a chunk a turn, the keypad live meanwhile
+    # a search by amount reads the records of that amount, no others (the journal's
+    # index): record #6, found at once, nothing left to look through
     del checked[:]
     h.press("F1", "1", "1", "0", "5", "ENTER")        # 1.05: record #6
+    assert not flow.searching() and flow.listing.done
+    assert [r.split()[0] for r in _rows(h)] == ["#6"]
+    assert set(checked) == {6} and flow.listing.looked == 1
+    h.press("CANCEL", "F1", "1", "9", "9", "ENTER")   # 0.99: none, and nothing read
+    assert "Nothing found" in h.text() and flow.listing.looked == 0
+
+    # a date reads the records stamped within 14 hours of it, a chunk a turn, the
+    # keypad live meanwhile: 2026-03-01 lies under the 560 records of the 2nd
+    h.press("CANCEL")
+    del checked[:]
+    h.press("F1", "5", *"20260301")
+    h.press("ENTER")
     assert flow.searching() and flow.listing.looked < 2000
     assert "Searching" in h.text()                    # the footer counts what it looked at
     _searched(h)
-    assert [r.split()[0] for r in _rows(h)] == ["#6"]
-    assert flow.listing.done and flow.listing.looked == 2000
+    assert _selected(h).startswith("#1440 "), h.text()
+    assert 560 < flow.listing.looked < 600 and len(set(checked)) < 600
 
     # CANCEL stops a search where it is
-    h.press("CANCEL", "F1", "1", "9", "9", "ENTER")   # 0.99: none
+    h.press("CANCEL", "F1", "5", *"20260301")
+    h.press("ENTER")
     assert flow.searching()
     h.press("CANCEL")
     assert not flow.searching() and h.flow() == ("journal", "list")
     assert _selected(h).startswith("#2000 ")
+
+
+def test_searches_read_only_the_records_that_match(harness):
+    """Card records among 1,500 cash sales: by last 4, by STAN (the sale's own, and a
+    reversal's), by amount, each one verifies the records it lists and no others."""
+    h = harness()
+    h.first_supervisor()
+    h.login()
+    journal = h.term.payments.journal
+    _bulk(journal, 1500)
+    card = dict(kind="sale", method="card", operator="1", tz_min=0, card_label="VISA",
+                pan_masked="424242******4242", last4="4242", utc="2026-03-02T12:00:00Z")
+    a = journal.add(record(state="approved", amount=17777, stan="000501", **card))
+    b = journal.add(record(state="reversed", amount=18888, stan="000502", rev_stan="000503",
+                           **card))
+    _bulk(journal, 300, day="2026-04-0")
+    checked = []
+    real = journal._checked
+
+    def counting(rec, mac):
+        checked.append(rec["id"])
+        return real(rec, mac)
+    journal._checked = counting
+    _journal(h)
+    flow = h.term.current()
+    for kind, digits, want in ((2, "4242", [b, a]), (4, "502", [b]), (4, "503", [b]),
+                               (4, "501", [a]), (1, "18888", [b])):
+        del checked[:]
+        _find(h, kind, *digits)
+        assert [r.split()[0] for r in _rows(h)] == ["#%d" % i for i in want], h.text()
+        assert sorted(set(checked)) == sorted(want), (digits, checked)
+        assert flow.listing.looked == len(want)
+        h.press("CANCEL")

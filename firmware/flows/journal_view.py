@@ -13,10 +13,12 @@
 A journal holds tens of thousands of records and each read verifies a MAC, so nothing
 here reads it whole: the list takes records from the journal's newest() (newest first,
 a page at a time) as the rows on screen need them, keeps the numbers it has seen (to go
-back up) and the records near the selection only. A search looks at CHUNK records a
+back up) and the records near the selection only. A search asks newest() for what it
+wants (amount and currency, last4, stan: the journal's indexes), so it reads the
+records that match and no others; a date asks for the stamps within 14 hours of that
+day and keeps those whose local date it is. Whatever it reads, it takes CHUNK records a
 turn of the event loop, showing what it has found so far: the keypad stays live, CANCEL
-stops it. (The journal has no query by amount, card or date yet: each search verifies
-what it passes, as the driver's find() would.)
+stops it.
 
 Who may: whoever may open Reports (cashier and supervisor) browses and reprints;
 each reprint is audited with the operator who asked for it.
@@ -26,7 +28,7 @@ from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
 from firmware.core.store import is_fault
 from firmware.flows.common import AmountField, Field
-from firmware.payments.receipts import _local
+from firmware.payments.receipts import _add_days, _local
 from firmware.ui.receipt import display_width
 from firmware.ui.screen import BODY_ROWS, ROW_COLUMNS, wrap
 
@@ -59,6 +61,15 @@ def local_date(rec):
     return _local(rec)[0]
 
 
+def day_stamps(day):
+    """(utc_from, utc_to) holding every record whose local date is day ('YYYY-MM-DD'),
+    whatever its offset (UTC-12 to UTC+14): 14 hours either side of the day in UTC."""
+    y, m, d = int(day[:4]), int(day[5:7]), int(day[8:10])
+    before = _add_days(y, m, d, -1)
+    after = _add_days(y, m, d, 1)
+    return ("%04d-%02d-%02dT10:00:00Z" % before, "%04d-%02d-%02dT14:00:00Z" % after)
+
+
 def parse_date(text):
     """'20250630' -> '2025-06-30', or None when it is no calendar date."""
     if len(text) != 8 or not text.isdigit():
@@ -74,13 +85,15 @@ def parse_date(text):
 
 
 class Listing:
-    """The journal's records, newest first, that pass match (None: all), read only as
-    far as asked. ids holds the numbers of every match seen so far (small: numbers
-    only); the records themselves are cached around the selection and read again by
-    number when the person scrolls back to them."""
+    """The journal's records, newest first, that the journal finds by criteria (its
+    newest()'s: none, all of them) and that pass match (None: all), read only as far as
+    asked. ids holds the numbers of every match seen so far (small: numbers only); the
+    records themselves are cached around the selection and read again by number when the
+    person scrolls back to them."""
 
-    def __init__(self, journal, match=None, title=""):
+    def __init__(self, journal, criteria=None, match=None, title=""):
         self.journal = journal
+        self.criteria = criteria or {}
         self.match = match
         self.title = title          # the search, as the list's title says it
         self.ids = []
@@ -91,11 +104,7 @@ class Listing:
 
     def _records(self):
         if self._source is None:
-            journal = self.journal
-            if hasattr(journal, "newest"):
-                self._source = journal.newest()
-            else:                   # an in-memory journal: already all in memory
-                self._source = iter(list(reversed(journal.find())))
+            self._source = self.journal.newest(**self.criteria)
         return self._source
 
     def pull(self, need, budget):
@@ -321,16 +330,17 @@ class JournalFlow(Flow):
         what = FINDS[self.find_index][0]
         value = self.field.value
         t = self.t
+        match = None
         if what == "jr_f_amount":
             if not value:
                 return self._refuse("jr_e_amount")
             cur = self.term.config["money"]["currency"]
-            match = lambda r: r["amount"] == value and r["currency"] == cur
+            criteria = {"amount": value, "currency": cur}
             title = format_amount(value, cur, with_code=True)
         elif what == "jr_f_last4":
             if len(value) != 4:
                 return self._refuse("jr_e_last4")
-            match = lambda r: r["last4"] == value
+            criteria = {"last4": value}
             title = t("jr_t_last4", d=value)
         elif what == "jr_f_number":
             if not value or not int(value):
@@ -340,15 +350,17 @@ class JournalFlow(Flow):
             if not value or not int(value):
                 return self._refuse("jr_e_stan")
             stan = "%06d" % int(value)
-            match = lambda r: r["stan"] == stan or r["rev_stan"] == stan
+            criteria = {"stan": stan}       # the record's own STAN or its reversal's
             title = t("jr_t_stan", s=stan)
         else:
             day = parse_date(value)
             if day is None:
                 return self._refuse("jr_e_date")
+            utc_from, utc_to = day_stamps(day)
+            criteria = {"utc_from": utc_from, "utc_to": utc_to}
             match = lambda r: local_date(r) == day
             title = day
-        self._use(Listing(self.term.payments.journal, match, title))
+        self._use(Listing(self.term.payments.journal, criteria, match, title))
         return "list"
 
     def _refuse(self, msg):
