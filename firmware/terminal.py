@@ -201,8 +201,8 @@ class Terminal:
         if self._settlement is None and self.payments is not None:
             from firmware.payments.settlement import Settlement
             from firmware.flows.report_view import make_z
-            self._settlement = Settlement(self, lambda batch, print_it=True:
-                                          make_z(self, batch, print_it))
+            self._settlement = Settlement(self, lambda batch, print_it=True, settled=None:
+                                          make_z(self, batch, print_it, settled))
         return self._settlement
 
     def _resumed_z(self):

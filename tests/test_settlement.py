@@ -123,6 +123,7 @@ def test_in_balance_closes_the_batch_prints_the_z_once_and_moves_on(online):
     assert all(b[4] == 1 for b in _bookings(h.host))          # every booking settled
     [z] = _z_receipts(h, before)
     assert "Batch 1" in z and "DUPLICATE" not in z
+    assert "Settlement" in z and "In balance" in z, z        # how the host agreed
     assert pay.batch() == 2 and pay.journal.counter("settled") == 1
     assert len(pay.journal.z_reports(batch=1)) == 1
     h.run(8000, until=lambda: "Z printed" in _lines(h))
@@ -227,8 +228,11 @@ def test_out_of_balance_uploads_every_card_payment_chip_with_its_cryptogram(onli
     assert offline["offline"] == 1 and pay.queue.pending()
     net.set("pass")
     assert chip["state"] == "approved" and chip["icc_data"]
+    before = len(h.sim.vprinter.receipts)
     lines = _settle(h)
     assert lines[:2] == ["Closed on upload", "Batch 1 closed"], lines
+    [z] = _z_receipts(h, before)
+    assert "After upload" in z, z                               # the Z says how it closed
     assert not pay.queue.pending()
     host = h.host
     # the advice reached the host before the totals did
@@ -519,7 +523,7 @@ def test_a_terminal_without_a_host_closes_its_batch_locally(harness):
     lines = _send(h)
     assert _lines(h)[:2] == ["Closed locally", "Batch 1 closed"], lines
     [z] = _z_receipts(h, before)
-    assert "12.50" in z
+    assert "12.50" in z and "Local close" in z, z
     _closed_once(h, 1)
     events = [r[1] for r in h.term.store.audit_log(40)]
     assert "settle_local" in events

@@ -113,8 +113,10 @@ def last_z(journal):
     return _doc_of(journal.last_z())
 
 
-def make_z(term, batch, print_it=True):
-    """The batch's Z: made and stored once (journal.save_z), printed (print_it). A Z
+def make_z(term, batch, print_it=True, settled=None):
+    """The batch's Z: made and stored once (journal.save_z), printed (print_it);
+    settled says how the batch closed ("in_balance", "uploaded", "local", or None when
+    not known: a close a restart finished), printed under the batch number. A Z
     already stored for the batch is returned as stored and printed as a DUPLICATE. One
     stored that does not read back (it fails its check: flagged for a supervisor) still
     holds the batch's place (the journal keeps one Z a batch, ZExists): the Z made now
@@ -126,6 +128,8 @@ def make_z(term, batch, print_it=True):
             print_z(term, doc, duplicate=True)
         return doc
     doc = make_doc(term, "Z", batch)
+    if settled:
+        doc["settled"] = settled
     kept = ""
     try:
         journal.save_z(batch, doc["made_utc"], json.dumps(doc))

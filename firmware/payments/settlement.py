@@ -99,7 +99,7 @@ class Settlement:
 
     def __init__(self, term, make_z):
         self.term = term
-        # make_z(batch, print_it) -> doc: the batch's Z stored once (firmware/flows/
+        # make_z(batch, print_it, settled) -> doc: the batch's Z stored once (firmware/flows/
         # report_view.py make_z), printed when print_it; injected by the terminal
         self.make_z = make_z
         self.phase = IDLE
@@ -533,6 +533,13 @@ class Settlement:
             "after upload" if self.out_of_balance else "in balance"))
         self._finish(batch)
 
+    def _how_closed(self, resumed):
+        """How this batch closed, for its Z: None when a restart finished a close whose
+        way this start did not see."""
+        if resumed:
+            return None
+        return "local" if self.local else "uploaded" if self.out_of_balance else "in_balance"
+
     def _finish(self, batch, resumed=False, print_now=True):
         """The terminal's side of a closed batch: its Z (made and printed once), the
         batch number moved on, the state cleared. Safe to run again after a restart.
@@ -544,7 +551,7 @@ class Settlement:
             if made:
                 self.z = self.make_z(batch, False)       # stored already: not printed again
             else:
-                self.z = self.make_z(batch, print_now)
+                self.z = self.make_z(batch, print_now, self._how_closed(resumed))
                 if not print_now:
                     self.z_to_print = self.z
                 self._save("z")

@@ -112,6 +112,8 @@ def rows(doc, t, duplicate=False, reprinted_local=""):
     if duplicate:
         _center(out, "** " + t("rpt_duplicate") + " **", True)
     _pair(out, t("rpt_batch", n=doc["batch"]), cur)
+    if doc.get("settled"):                      # how the host and the terminal agreed
+        _pair(out, t("rpt_settled"), t("rpt_settled_" + doc["settled"]))
     if s["first_local"]:
         _pair(out, t("rpt_from"), s["first_local"])
         _pair(out, t("rpt_to"), s["last_local"])

@@ -35,9 +35,11 @@ class Host:
 class Zs:
     def __init__(self):
         self.made = []
+        self.settled = []           # how each batch closed, as its Z says
 
-    def __call__(self, batch, print_it=True):
+    def __call__(self, batch, print_it=True, settled=None):
         self.made.append((batch, print_it))
+        self.settled.append(settled)
         return {"batch": batch, "totals": {}}
 
 
@@ -122,6 +124,7 @@ def test_in_balance():
     assert engine.phase == stl.TOTALS and engine.state()["phase"] == stl.TOTALS
     host.answer(0, "00")
     assert engine.phase == stl.CLOSED and zs.made == [(1, True)]
+    assert zs.settled == ["in_balance"]
     assert term.payments.batch() == 2 and j.counter(stl.SETTLED) == 1
     assert engine.state() == {}
     assert engine.begin("1") == stl.REFUSED and engine.why == "settle_err_empty"
@@ -151,6 +154,7 @@ def test_out_of_balance_uploads_in_a_window_answered_in_any_order():
     host.answer(7, "00")
     assert engine.phase == stl.CLOSED and engine.out_of_balance
     assert term.payments.batch() == 2 and zs.made == [(1, True)]
+    assert zs.settled == ["uploaded"]
 
 
 def test_a_refusal_keeps_the_batch_and_late_answers_are_dropped():
@@ -181,6 +185,7 @@ def test_a_close_the_host_made_is_finished_once_after_a_restart():
     j.next_counter(stl.SETTLED, stl.BATCH_LIMIT)   # the host's 00 written, then the power went
     assert engine.recover() is True
     assert zs.made == [(1, False)] and engine.z_to_print is not None
+    assert zs.settled == [None]         # how the host agreed, this start did not see
     assert term.payments.batch() == 2 and engine.take_z_to_print()["batch"] == 1
     assert engine.take_z_to_print() is None
     assert engine.recover() is False and zs.made == [(1, False)]
@@ -196,6 +201,7 @@ def test_unfinished_payments_and_a_terminal_without_a_host():
     assert engine.begin("1") == stl.READY and engine.local
     engine.confirm()
     assert engine.phase == stl.CLOSED and zs.made == [(1, True)]
+    assert zs.settled == ["local"]
     assert term.payments.batch() == 2 and j.counter(stl.SETTLED) == 1
 
 
