@@ -52,8 +52,9 @@ from json.encoder import encode_basestring_ascii
 from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, record_mac, transaction
 
 from firmware.core.store import CORRUPT, StorageFault
-from firmware.payments.journal import (CASH_MOVE_FIELDS, FIELDS, SHIFT_FIELDS, Z_FIELDS,
-                                       ShiftError, ZExists, check_move)
+from firmware.payments.journal import (ALERT_FIELDS, CASH_MOVE_FIELDS, FIELDS, SHIFT_FIELDS,
+                                       Z_FIELDS, ShiftError, ZExists, check_alert, check_move,
+                                       totals_of)
 
 _TYPES = {int: "INTEGER", str: "TEXT"}
 _COLUMNS = [k for k in FIELDS if k != "id"]
@@ -64,9 +65,13 @@ _COLUMNS = [k for k in FIELDS if k != "id"]
 SCHEMA_VERSION = 3
 SCHEMA_MACS = 1             # the first version whose records carry a MAC
 # the tables of shifts and cash: name -> fields with their defaults
-_TABLES = {"shifts": SHIFT_FIELDS, "cash_moves": CASH_MOVE_FIELDS, "z_reports": Z_FIELDS}
+# alerts (issue 15: limit and anomaly hits, firmware/payments/alerts.py) came later as
+# a table an older release does not know of and leaves alone: no schema version
+_TABLES = {"shifts": SHIFT_FIELDS, "cash_moves": CASH_MOVE_FIELDS, "z_reports": Z_FIELDS,
+           "alerts": ALERT_FIELDS}
 # how damaged() names a row of each
-_ROW_WORDS = {"shifts": "shift", "cash_moves": "cash move", "z_reports": "Z report"}
+_ROW_WORDS = {"shifts": "shift", "cash_moves": "cash move", "z_reports": "Z report",
+              "alerts": "limit or anomaly hit"}
 # a counter's row missing although a record shows it was used: (sql, what it means)
 _COUNTER_USED = {"stan": "SELECT 1 FROM txns WHERE stan<>'' LIMIT 1",
                  "batch": "SELECT 1 FROM txns WHERE batch>1 LIMIT 1"}
@@ -81,6 +86,9 @@ _INDEXES = ("CREATE INDEX IF NOT EXISTS txns_state ON txns(state)",
             "CREATE INDEX IF NOT EXISTS txns_last4 ON txns(last4) WHERE last4<>''",
             "CREATE INDEX IF NOT EXISTS txns_stan ON txns(stan) WHERE stan<>''",
             "CREATE INDEX IF NOT EXISTS txns_rev_stan ON txns(rev_stan) WHERE rev_stan<>''",
+            # the limits' day of one operator, the anomaly checks' card (issue 15)
+            "CREATE INDEX IF NOT EXISTS txns_operator_utc ON txns(operator, utc)",
+            "CREATE INDEX IF NOT EXISTS txns_pan ON txns(pan_masked) WHERE pan_masked<>''",
             "CREATE INDEX IF NOT EXISTS shifts_operator ON shifts(operator, state)",
             "CREATE INDEX IF NOT EXISTS shifts_batch ON shifts(batch)",
             "CREATE INDEX IF NOT EXISTS cash_moves_shift ON cash_moves(shift_id)",
@@ -561,12 +569,12 @@ class SQLiteJournal:
     @staticmethod
     def _where(state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
                currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
-               below_id=None):
+               below_id=None, operator=None, pan_masked=None):
         """The SQL terms (joined by AND) and their arguments of the records that match
         every criterion given: what firmware/payments/journal.py matches() says."""
         clauses, args = [], []
         for name, value in (("state", state), ("batch", batch), ("kind", kind),
-                            ("amount", amount), ("currency", currency)):
+                            ("amount", amount), ("currency", currency), ("operator", operator)):
             if value is not None:
                 clauses.append("%s=?" % name)
                 args.append(value)
@@ -581,6 +589,9 @@ class SQLiteJournal:
         if last4 is not None:
             clauses.append("last4=? AND last4<>''" if last4 else "last4=?")
             args.append(last4)
+        if pan_masked is not None:
+            clauses.append("pan_masked=? AND pan_masked<>''" if pan_masked else "pan_masked=?")
+            args.append(pan_masked)
         if stan is not None:
             clauses.append("(stan=? AND stan<>'' OR rev_stan=? AND rev_stan<>'')" if stan
                            else "(stan=? OR rev_stan=?)")
@@ -595,7 +606,7 @@ class SQLiteJournal:
 
     def newest(self, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
                currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
-               below_id=None):
+               below_id=None, operator=None, pan_masked=None):
         """The matching records (firmware/payments/journal.py matches(): state, batch,
         kind, states, kinds, amount, currency, last4, stan (its own or its reversal's),
         utc_from <= utc < utc_to, below_id), newest first, read a page at a time through
@@ -604,7 +615,7 @@ class SQLiteJournal:
         not the journal. A record that fails its check is flagged and skipped, as in
         find()."""
         clauses, args = self._where(state, batch, kind, states, kinds, amount, currency,
-                                    last4, stan, utc_from, utc_to)
+                                    last4, stan, utc_from, utc_to, None, operator, pan_masked)
         names = ["id"] + _COLUMNS
         below = below_id
         while True:
@@ -630,6 +641,12 @@ class SQLiteJournal:
                            % (self._select["txns"],
                               ("WHERE " + " AND ".join(clauses)) if clauses else "",
                               self.PAGE), args)
+
+    def totals(self, **criteria):
+        """(count, amount) of the matching records (newest()'s criteria), each one
+        verified as find() reads it (a record that fails its check is not counted):
+        a day's sales of an operator for the limits, through txns(operator, utc)."""
+        return totals_of(self.find(**criteria))
 
     def latest(self, n=1, **criteria):
         """Up to n newest matching records (newest()'s criteria), newest first, each
@@ -860,6 +877,24 @@ class SQLiteJournal:
             if len(raw) < 8:
                 return None
             below = raw[-1][0]
+
+    # -- limit and anomaly hits (issue 15; firmware/payments/alerts.py) ----------------
+    def alert_add(self, row):
+        """Keep a hit or its outcome (ALERT_FIELDS), sealed; its id."""
+        row = check_alert(row)
+        row.pop("id", None)
+        return self._txn(lambda: self._insert("alerts", row))
+
+    @guarded
+    def alerts(self, n=50, below_id=None):
+        """Up to n rows that verify, newest first, below id below_id when given."""
+        if self._select["alerts"] is None:      # a read-only journal from before
+            return []
+        where, args = "", ()
+        if below_id is not None:
+            where, args = "WHERE id<?", (below_id,)
+        rows = self._table_rows("alerts", where, args, "ORDER BY id DESC LIMIT %d" % int(n))
+        return rows
 
     @guarded
     def probe(self):

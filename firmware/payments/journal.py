@@ -77,6 +77,15 @@ CASH_MOVE_FIELDS = {
 }
 MOVE_KINDS = ("pay_in", "pay_out")
 Z_FIELDS = {"id": 0, "batch": 0, "utc": "", "doc": ""}
+# limits and anomaly checks (issue 15, firmware/payments/alerts.py): one row a hit and
+# one a supervisor's override or the cashier's step back, for the Anomalies report.
+# kind: limit | anomaly; rule: the limit's or rule's name (docs/limits.md); outcome:
+# asked (a supervisor is asked) | declined (by configuration) | override | cancelled
+ALERT_FIELDS = {
+    "id": 0, "utc": "", "tz_min": 0, "kind": "", "rule": "", "operator": "",
+    "supervisor": "", "amount": 0, "currency": "", "outcome": "", "detail": "",
+}
+ALERT_OUTCOMES = ("asked", "declined", "override", "cancelled")
 
 
 class ShiftError(Exception):
@@ -103,9 +112,9 @@ class ZExists(Exception):
 
 def matches(rec, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
             currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
-            below_id=None):
+            below_id=None, operator=None, pan_masked=None):
     """Whether a record meets every criterion given (None: any): state, batch, kind,
-    amount, currency and last4 equal; states and kinds hold its state and kind; stan is
+    amount, currency, last4, operator and pan_masked equal; states and kinds hold its state and kind; stan is
     its own STAN or its reversal's (rev_stan); utc_from <= utc < utc_to, compared as
     text (the stamps sort as they read); below_id: its number is lower. The SQLite
     journal asks its indexes the same (drivers/journal_sqlite.py)."""
@@ -133,7 +142,37 @@ def matches(rec, state=None, batch=None, kind=None, states=None, kinds=None, amo
         return False
     if below_id is not None and rec["id"] >= below_id:
         return False
+    if operator is not None and rec["operator"] != operator:
+        return False
+    if pan_masked is not None and rec["pan_masked"] != pan_masked:
+        return False
     return True
+
+
+def totals_of(records):
+    """(count, amount) of records: what totals() answers."""
+    n = 0
+    total = 0
+    for rec in records:
+        n += 1
+        total += rec["amount"]
+    return n, total
+
+
+def check_alert(row):
+    """An alert row with every field, or ValueError naming the field that is wrong."""
+    out = dict(ALERT_FIELDS)
+    for k in row:
+        if k not in ALERT_FIELDS:
+            raise KeyError("alerts have no field %r" % k)
+    out.update(row)
+    if out["kind"] not in ("limit", "anomaly"):
+        raise ValueError("alert kind %r: limit or anomaly" % (out["kind"],))
+    if out["outcome"] not in ALERT_OUTCOMES:
+        raise ValueError("alert outcome %r: one of %s" % (out["outcome"], ", ".join(ALERT_OUTCOMES)))
+    if isinstance(out["amount"], bool) or not isinstance(out["amount"], int):
+        raise ValueError("alert amount %r: a whole number of minor units" % (out["amount"],))
+    return out
 
 
 def check_move(kind, amount):
@@ -161,7 +200,8 @@ class MemoryJournal:
         self._shifts = {}
         self._moves = {}
         self._z = {}
-        self._next_shift = self._next_move = self._next_z = 1
+        self._alerts = {}
+        self._next_shift = self._next_move = self._next_z = self._next_alert = 1
 
     def add(self, rec):
         rec = dict(rec)
@@ -195,13 +235,19 @@ class MemoryJournal:
 
     def newest(self, state=None, batch=None, kind=None, states=None, kinds=None, amount=None,
                currency=None, last4=None, stan=None, utc_from=None, utc_to=None,
-               below_id=None):
+               below_id=None, operator=None, pan_masked=None):
         """The records that match (see matches()), newest first, one at a time."""
         for txn_id in sorted(self._rows, reverse=True):
             rec = self._rows.get(txn_id)
             if rec is not None and matches(rec, state, batch, kind, states, kinds, amount,
-                                           currency, last4, stan, utc_from, utc_to, below_id):
+                                           currency, last4, stan, utc_from, utc_to, below_id,
+                                           operator, pan_masked):
                 yield dict(rec)
+
+    def totals(self, **criteria):
+        """(count, amount) of the matching records (newest()'s criteria): a day's
+        sales of an operator for the limits (firmware/payments/limits.py)."""
+        return totals_of(self.newest(**criteria))
 
     def latest(self, n=1, **criteria):
         """Up to n newest matching records, newest first."""
@@ -351,6 +397,26 @@ class MemoryJournal:
         if not self._z:
             return None
         return dict(self._z[max(self._z)])
+
+    # -- limit and anomaly hits (issue 15; firmware/payments/alerts.py) ------------
+    def alert_add(self, row):
+        """Keep a hit or its outcome (ALERT_FIELDS); its id."""
+        row = check_alert(row)
+        row["id"] = self._next_alert
+        self._next_alert += 1
+        self._alerts[row["id"]] = row
+        return row["id"]
+
+    def alerts(self, n=50, below_id=None):
+        """Up to n rows, newest first, below id below_id when given."""
+        out = []
+        for alert_id in sorted(self._alerts, reverse=True):
+            if below_id is not None and alert_id >= below_id:
+                continue
+            out.append(dict(self._alerts[alert_id]))
+            if len(out) >= n:
+                break
+        return out
 
     def close(self):
         pass

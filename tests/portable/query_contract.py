@@ -39,7 +39,8 @@ def fill(j, n, seed=14):
                      pan_masked=("411111******" + last4) if card else "",
                      stan=("%06d" % (i % 700 + 1)) if card else "",
                      utc="2026-06-%02dT%02d:%02d:00Z" % (day, minute // 60, minute % 60),
-                     tz_min=rnd.pick((480, 0, -300)), batch=1 + i * 5 // n)
+                     tz_min=rnd.pick((480, 0, -300)), batch=1 + i * 5 // n,
+                     operator=("1", "7", "")[i % 3])
         ids.append(j.add(rec))
         if card and i % 11 == 0:            # reversed: its reversal's STAN kept
             j.update(ids[-1], state="reversed", rev_stan="%06d" % (i % 300 + 900))
@@ -70,6 +71,14 @@ def _cases():
          lambda r: r["kind"] == "sale" and r["last4"] == "1111" and r["amount"] == 5000),
         ({"batch": 2, "utc_from": "2026-06-03", "kinds": ("sale",)},
          lambda r: r["batch"] == 2 and r["utc"] >= "2026-06-03" and r["kind"] == "sale"),
+        # the limits' day of one operator and the anomaly checks' card (issue 15)
+        ({"operator": "7", "utc_from": "2026-06-03", "utc_to": "2026-06-04",
+          "kinds": ("sale",), "states": ("approved",)},
+         lambda r: r["operator"] == "7" and "2026-06-03" <= r["utc"] < "2026-06-04"
+         and r["kind"] == "sale" and r["state"] == "approved"),
+        ({"operator": ""}, lambda r: r["operator"] == ""),
+        ({"pan_masked": "411111******4242"}, lambda r: r["pan_masked"] == "411111******4242"),
+        ({"pan_masked": "", "kind": "refund"}, lambda r: r["pan_masked"] == "" and r["kind"] == "refund"),
     )
 
 
@@ -87,6 +96,7 @@ def check_query(make, n):
         assert got == list(reversed(want)), (criteria, len(got), len(want))
         assert j.find(**criteria) == want, criteria
         assert j.last(**criteria) == (want[-1] if want else None), criteria
+        assert j.totals(**criteria) == (len(want), sum(r["amount"] for r in want)), criteria
         below = [r for r in want if r["id"] < middle]
         assert list(j.newest(below_id=middle, **criteria)) == list(reversed(below)), criteria
         # a list's pages: 7 at a time, each from below the last one shown
