@@ -14,6 +14,8 @@ LIMIT_KEYS = ("per_payment", "total", "count")
 PIN_SCHEMES = ("tdes-dukpt", "aes-dukpt")
 # the default offline limits in major units: 100.00 a payment, 1,000.00 and 500 stored
 DEFAULT_LIMITS = (100, 1000, 500)
+# what a limit or anomaly hit does ([limits] always asks a supervisor)
+ACTIONS = ("supervisor", "decline")
 
 
 def _alnum(length):
@@ -280,6 +282,47 @@ SCHEMA = {
         "max_amount": (1000000, _int_range(1, 99999999999)),
         "cash": (True, _boolean),
     },
+    # limits on what is taken and given back (docs/limits.md), in [money]'s minor units;
+    # 0: no limit. Over one, a supervisor approves or the payment does not go. The
+    # terminal's own count every operator's payments of its local day; cashier_* count
+    # the payments of one operator whose role is cashier
+    "limits": {
+        "per_payment": (0, _int_range(0, 99999999999)),         # one sale
+        "daily_total": (0, _int_range(0, 99999999999)),         # the day's sales
+        "daily_count": (0, _int_range(0, 999999)),              # the day's sales, counted
+        "refund_per_payment": (0, _int_range(0, 99999999999)),  # one refund
+        "refund_daily_total": (0, _int_range(0, 99999999999)),  # the day's refunds
+        "cashier_per_payment": (0, _int_range(0, 99999999999)),
+        "cashier_daily_total": (0, _int_range(0, 99999999999)),
+        "cashier_daily_count": (0, _int_range(0, 999999)),
+        "cashier_refund_per_payment": (0, _int_range(0, 99999999999)),
+        "cashier_refund_daily_total": (0, _int_range(0, 99999999999)),
+    },
+    # patterns that ask a second look (docs/limits.md); each *_action is "supervisor"
+    # (a supervisor approves or it does not go) or "decline"; a count of 0 turns a rule off
+    "anomaly": {
+        # one card this many times (this one included) within same_card_min minutes
+        "same_card_count": (3, _int_range(0, 99)),
+        "same_card_min": (10, _int_range(1, 1440)),
+        "same_card_action": ("supervisor", _choice(ACTIONS)),
+        # a sale above this many times the median of the terminal's recent sales...
+        "high_amount_factor": (10, _int_range(0, 1000)),
+        # ...the median of its last high_amount_sales approved sales, once it has at
+        # least high_amount_min_sales of them
+        "high_amount_sales": (50, _int_range(3, 500)),
+        "high_amount_min_sales": (10, _int_range(3, 500)),
+        "high_amount_action": ("supervisor", _choice(ACTIONS)),
+        # the last this many card payments all declined
+        "decline_run": (3, _int_range(0, 99)),
+        "decline_run_action": ("supervisor", _choice(ACTIONS)),
+        # one operator's refunds and voids (this one included) within backs_min minutes
+        "backs_count": (5, _int_range(0, 99)),
+        "backs_min": (60, _int_range(1, 1440)),
+        "backs_action": ("supervisor", _choice(ACTIONS)),
+        # a refund to a card no sale of this terminal was paid with
+        "refund_new_card": (True, _boolean),
+        "refund_new_card_action": ("supervisor", _choice(ACTIONS)),
+    },
     # the cash drawer's shifts (docs/close-of-day.md): true refuses a cash sale of an
     # operator who has no open shift ("Open a shift first")
     "shifts": {
@@ -403,11 +446,33 @@ def validate(raw):
             errors.append("retail.scale_rules #%d.decimals = %d: %s has %d decimals, so a "
                           "label price with more cannot be charged; use decimals = %d or less"
                           % (i + 1, rule["decimals"], config["money"]["currency"], exp, exp))
+    errors += limit_problems(config)
     off = config["offline"]
     if off["warn_age_h"] >= off["max_age_h"]:
         errors.append("offline.warn_age_h = %d: must be less than offline.max_age_h (%d)"
                       % (off["warn_age_h"], off["max_age_h"]))
     return config, errors
+
+
+def limit_problems(config):
+    """A per payment limit above the day's total it belongs to can never be reached:
+    one line each (both set, 0 being none); and a median wanted from fewer sales than
+    it may take."""
+    problems = []
+    lim = config["limits"]
+    for prefix in ("", "cashier_"):
+        for per, day in (("per_payment", "daily_total"),
+                         ("refund_per_payment", "refund_daily_total")):
+            p, d = lim[prefix + per], lim[prefix + day]
+            if p and d and p > d:
+                problems.append("limits.%s%s = %d: more than limits.%s%s (%d); lower it, or "
+                                "raise the day's" % (prefix, per, p, prefix, day, d))
+    an = config["anomaly"]
+    if an["high_amount_min_sales"] > an["high_amount_sales"]:
+        problems.append("anomaly.high_amount_min_sales = %d: more than "
+                        "anomaly.high_amount_sales (%d), the sales the median is taken of"
+                        % (an["high_amount_min_sales"], an["high_amount_sales"]))
+    return problems
 
 
 def lab_problems(config):
