@@ -44,12 +44,65 @@ class MemoryStore:
     def set_setting(self, key, value):
         self._settings[key] = value
 
-    # audit trail
+    # audit trail: rows (seq, utc, event, operator, detail, prev, mac); chained once a
+    # key is attached (firmware/security/auditchain.py, docs/audit.md)
+    audit_chain = None
+    audit_clock = None              # a callable giving the UTC text, where the board has one
+
+    def attach_audit_chain(self, chain):
+        """Seal the trail from now on (chain: firmware.security.auditchain.AuditChain,
+        given by the board: core imports no domain)."""
+        self.audit_chain = chain
+
+        def seal_row(seq, prev, mac):
+            for i, r in enumerate(self._audit):
+                if r[0] == seq:
+                    self._audit[i] = r[:5] + (prev, mac)
+        detail = chain.attach(len([r for r in self._audit if r[6] is not None]) > 0,
+                              lambda seq: [r for r in self._audit if r[0] > seq],
+                              self._audit[-1] if self._audit else None,
+                              lambda: list(self._audit), self._utc(), seal_row)
+        if detail is not None:
+            self.audit(chain.START_EVENT, "", detail)
+
+    def _utc(self):
+        return self.audit_clock() if self.audit_clock is not None else ""
+
     def audit(self, event, operator="", detail=""):
-        self._audit.append((len(self._audit) + 1, event, operator, detail))
+        seq = (self._audit[-1][0] if self._audit else 0) + 1
+        utc = self._utc()
+        prev = mac = None
+        if self.audit_chain is not None:
+            seq = self.audit_chain.next_seq(seq - 1)
+            prev, mac = self.audit_chain.link(seq, utc, event, operator or "", detail or "")
+        self._audit.append((seq, utc, event, operator or "", detail or "", prev, mac))
+        if self.audit_chain is not None:
+            self.audit_chain.written(seq, mac)
 
     def audit_log(self, limit=50):
-        return list(reversed(self._audit[-limit:]))
+        return [r[:1] + r[2:5] for r in reversed(self._audit[-limit:])]
+
+    def audit_rows(self, after=0, limit=None):
+        rows = [r for r in self._audit if r[0] > after]
+        return rows[:limit] if limit is not None else rows
+
+    def audit_verify(self):
+        """The whole trail checked (an auditchain.Verdict), or None when not chained."""
+        if self.audit_chain is None:
+            return None
+        return self.audit_chain.verify(list(self._audit))
+
+    def audit_check_tail(self, n=200):
+        """The boot self-test's check: the records since the last break found (or the
+        chain's start), at most the last n, against the head found at open."""
+        if self.audit_chain is None:
+            return None
+        anchor = 0
+        for r in self._audit:
+            if r[2] in self.audit_chain.ANCHORS:
+                anchor = r[0]
+        rows = [r for r in self._audit if r[0] >= anchor]
+        return self.audit_chain.check_tail(rows[-n:])
 
     def close(self):
         pass
