@@ -64,8 +64,9 @@ def required(config, op, action):
 
 
 class Mfa:
-    """Enrolment, checks and lockout. now() is UTC seconds since 1970 (the phone's
-    codes follow the real time, not the monotonic clock); random_bytes(n) the
+    """Enrolment, checks and lockout. store: the Store, or a function giving it (a
+    store the board reopens after a fault); now() is UTC seconds since 1970 (the
+    phone's codes follow the real time, not the monotonic clock); random_bytes(n) the
     terminal's random source."""
 
     def __init__(self, secrets, store, now, random_bytes, max_failures=MAX_FAILURES,
@@ -158,7 +159,7 @@ class Mfa:
     def _failures(self, op_id):
         """(count, until unix s)."""
         try:
-            raw = self.store.get_setting(FAIL_KEY + op_id, "") or ""
+            raw = self._store().get_setting(FAIL_KEY + op_id, "") or ""
         except Exception:               # a store that cannot be read: its fault is shown
             raw = ""
         parts = raw.split(",")
@@ -169,7 +170,7 @@ class Mfa:
     def _set_failures(self, op_id, count, until):
         if (count, until) == self._failures(op_id):
             return
-        self.store.set_setting(FAIL_KEY + op_id, "%d,%d" % (count, until))
+        self._store().set_setting(FAIL_KEY + op_id, "%d,%d" % (count, until))
 
     def _failed(self, op_id, answer):
         count = self._failures(op_id)[0] + 1
@@ -179,8 +180,25 @@ class Mfa:
         self._set_failures(op_id, count, 0)
         return answer
 
+    def _store(self):
+        return self.store() if callable(self.store) else self.store
+
     def failures(self, op_id):
         return self._failures(op_id)[0]
+
+
+def utc_seconds(t):
+    """Seconds since 1970 of a UTC (y, m, d, h, mi, s), as TOTP counts them; written
+    out because MicroPython's time module counts from 2000 on some ports."""
+    y, m, d = t[0], t[1], t[2]
+    if m <= 2:
+        y -= 1
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + t[3] * 3600 + t[4] * 60 + t[5]
 
 
 def _hex(data):

@@ -194,3 +194,14 @@ def test_required_by_config():
     cfg["mfa"]["at_login"] = True
     assert mfa.required(cfg, sup, "login")
     assert not mfa.required(cfg, None, "login")
+
+
+def test_utc_seconds_as_totp_counts_them():
+    # RFC 6238's times, and the turns of a leap year and of the century
+    assert mfa.utc_seconds((1970, 1, 1, 0, 0, 59)) == 59
+    assert mfa.utc_seconds((2005, 3, 18, 1, 58, 29)) == 1111111109
+    assert mfa.utc_seconds((2009, 2, 13, 23, 31, 30)) == 1234567890
+    assert mfa.utc_seconds((2033, 5, 18, 3, 33, 20)) == 2000000000
+    assert mfa.utc_seconds((2603, 10, 11, 11, 33, 20)) == 20000000000
+    assert mfa.utc_seconds((2024, 2, 29, 0, 0, 0)) == 1709164800
+    assert mfa.utc_seconds((2000, 3, 1, 0, 0, 0)) == 951868800
