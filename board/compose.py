@@ -200,6 +200,7 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     if dd.fault is not None:
         _fault(term, dd.fault)
     term.cl_leds = b.cl_leds
+    term.mfa = build_mfa(dd, term, system, console)
     if isinstance(b.store, SQLiteStore):
         b.store.guard.on_fault = term.storage_fault
     elif term.fault is None:
@@ -480,6 +481,25 @@ def build_qr(b, config, console, term):
     qr = QrPayments(term, term.payments, link, messages, config)
     link.on_link = qr.link_changed      # the acquirer's own reachability, not the card host's
     return qr
+
+
+def build_mfa(dd, term, system, console):
+    """The operators' second factor (docs/mfa.md): TOTP enrolments sealed in
+    DATA/keys/mfa.sealed under a key derived from the data key (drivers/mfa_store.py);
+    codes checked against the system's UTC. Without keys (a fault that stops service
+    anyway) enrolments would live in memory only, and the console says so."""
+    from drivers.mfa_store import SealedSecrets
+    from firmware.security import mfa
+
+    def now():
+        return mfa.utc_seconds(system.utc_time())
+    if dd is not None and dd.keys is not None:
+        secrets = SealedSecrets(dd.keys)
+    else:
+        console("mfa: the terminal's keys do not open: TOTP enrolments are not kept")
+        secrets = mfa.MemorySecrets()
+    # the store through the terminal: a store reopened after a fault is the one used
+    return mfa.Mfa(secrets, lambda: term.store, now, system.random_bytes)
 
 
 def qr_merchant(dd, config, console, term):

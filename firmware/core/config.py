@@ -113,6 +113,21 @@ def _entry_modes(value):
     return "must be a list of one or more of: " + ", ".join(ENTRY_MODES)
 
 
+def _subset(options):
+    """A list of distinct values from options (may be empty)."""
+    def check(value):
+        if isinstance(value, list) and all(v in options for v in value) \
+                and len(set(value)) == len(value):
+            return None
+        return "must be a list of distinct values from: " + ", ".join(options)
+    return check
+
+
+# [mfa]: what asks for a second factor (firmware/security/mfa.py, docs/mfa.md)
+MFA_ACTIONS = ("pin_reset", "key_load", "export", "update", "factory_reset")
+MFA_ROLES = ("cashier", "supervisor", "technician")
+
+
 def _limits(value):
     """[offline.limits.USD] per_payment / total / count, in the currency's minor units."""
     if not isinstance(value, dict):
@@ -275,6 +290,13 @@ SCHEMA = {
     # are allowed; the idle screen says LAB while it is on
     "lab": {
         "enabled": (False, _boolean),
+    },
+    # a second factor (TOTP from a phone app) for these roles: at login when at_login,
+    # and before each of actions (docs/mfa.md)
+    "mfa": {
+        "at_login": (False, _boolean),
+        "actions": (list(MFA_ACTIONS), _subset(MFA_ACTIONS)),
+        "roles": (["supervisor", "technician"], _subset(MFA_ROLES)),
     },
     "money": {
         "currency": ("USD", _currency),
