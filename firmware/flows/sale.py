@@ -34,6 +34,8 @@ class SaleFlow(PinEntry, Flow):
         # the customer's payment code is being paid, or the merchant's shown (flows.qr
         # runs above this state)
         "qr": {"timeout": None, "on": {}},
+        # issue 15: a limit or anomaly hit; flows.limit_gate runs above this state
+        "gate": {"enter": "open_gate", "timeout": None, "on": {}},
         "tendered": {"timeout": ENTRY,
                      "on": {"digit": "type_tendered", keys.BKSP: "type_tendered",
                             keys.CLEAR: "type_tendered", keys.ENTER: "tendered_done",
@@ -95,6 +97,9 @@ class SaleFlow(PinEntry, Flow):
         self.fallback = False
         self.jobs = []
         self.original = original
+        self.gate_hits = []             # issue 15: the hits the gate shows
+        self.gate_then = None           # the state the payment goes on to, approved
+        self.gate_card = False          # the hits came with the card (it is held)
         if cart is not None:
             self.amount.value = cart.total()
 
@@ -105,7 +110,7 @@ class SaleFlow(PinEntry, Flow):
         # an item sale: the amount is the cart's; the payment records carry the cart
         import json
         self.term.payments.cart = json.dumps(self.cart.to_dict())
-        self.goto("method")
+        self.goto(self._gated("method", self._amount_hits()))      # issue 15
 
     def finish(self, result=None):
         self._drop_cart()
@@ -128,6 +133,12 @@ class SaleFlow(PinEntry, Flow):
             self.term.beep("error")
 
     def amount_done(self, ev):
+        nxt = self._amount_next(ev)
+        if nxt is None:
+            return None
+        return self._gated(nxt, self._amount_hits())    # issue 15: limits, anomalies
+
+    def _amount_next(self, ev):
         if self.amount.value <= 0:
             self.error = "err_amount_zero"
             return None
@@ -250,8 +261,46 @@ class SaleFlow(PinEntry, Flow):
             self.error = "err_not_same_card"
             return "card_error"
         if self.KIND == "sale" and self.card.service_code[2:3] in PIN_SERVICE_DIGITS:
-            return "pin"
-        return "authorising"      # refunds credit the card: no PIN
+            nxt = "pin"
+        else:
+            nxt = "authorising"      # refunds credit the card: no PIN
+        # issue 15: the card's anomaly checks, before its authorisation goes out
+        from firmware.payments.checks import card_hits
+        hits = card_hits(self.term, self.KIND, self.amount.value, self.card.masked)
+        self.gate_card = bool(hits)
+        return self._gated(nxt, hits)
+
+    # -- issue 15: limits and anomaly checks (firmware/payments/limits.py, anomaly.py) --
+    def _amount_hits(self):
+        from firmware.payments.checks import amount_hits
+        return amount_hits(self.term, self.KIND, self.amount.value, self.original)
+
+    def _gated(self, nxt, hits):
+        """nxt, or the gate first when something was hit (nxt once approved)."""
+        if not hits:
+            return nxt
+        self.gate_hits = hits
+        self.gate_then = nxt
+        return "gate"
+
+    def open_gate(self):
+        from firmware.flows.limit_gate import LimitGateFlow
+        self.term.push(LimitGateFlow(self.term, self.gate_hits))
+
+    def _gate_done(self, result):
+        """The gate's end: approved, on to where the payment was going; else back
+        (nothing was sent), as CANCEL from there would."""
+        self.gate_hits = []
+        self.error = None
+        if result is not None:
+            return self.gate_then
+        if self.gate_card:
+            self.gate_card = False
+            return self.back_to_method(None)
+        if self.cart is not None or getattr(self, "part", None) is not None:
+            self.finish(None)
+            return None
+        return "amount"
 
     def chip_in(self, ev):
         return self._start_chip("contact")
@@ -275,6 +324,8 @@ class SaleFlow(PinEntry, Flow):
         return None
 
     def child_done(self, child, result):
+        if child.NAME == "limit_gate":          # issue 15
+            return self._gate_done(result)
         if child.NAME in ("qr", "qr_show"):
             if result is None:          # nothing sent: another way to pay
                 return "method"

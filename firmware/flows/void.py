@@ -14,6 +14,8 @@ class VoidFlow(Flow):
     STATES = {
         "supervisor": {"enter": "ask_supervisor", "timeout": None, "on": {}},
         "pick": {"enter": "ask_pick", "timeout": None, "on": {}},
+        # issue 15: an anomaly hit (one operator's voids and refunds); flows.limit_gate
+        "gate": {"enter": "open_gate", "timeout": None, "on": {}},
         "working": {"enter": "send", "timeout": None, "on": {"voided": "voided"}},
         "result": {"timeout": 60000,
                    "on": {keys.ENTER: "done", keys.CANCEL: "done", "timeout": "done",
@@ -25,9 +27,14 @@ class VoidFlow(Flow):
         self.supervisor = None
         self.original = None
         self.rec = None
+        self.gate_hits = []
 
     def ask_supervisor(self):
         self.term.push(SupervisorFlow(self.term, "menu_void"))
+
+    def open_gate(self):                # issue 15
+        from firmware.flows.limit_gate import LimitGateFlow
+        self.term.push(LimitGateFlow(self.term, self.gate_hits))
 
     def eligible(self, rec):
         if rec["kind"] != "sale":
@@ -48,7 +55,7 @@ class VoidFlow(Flow):
         self.term.push(PickFlow(self.term, "menu_void", self.eligible))
 
     def child_done(self, child, result):
-        if child.NAME not in ("supervisor", "pick"):
+        if child.NAME not in ("supervisor", "pick", "limit_gate"):
             return None         # a notice over this flow (offline payment, device lost)
         if result is None:
             self.finish(None)
@@ -56,8 +63,13 @@ class VoidFlow(Flow):
         if child.NAME == "supervisor":
             self.supervisor = result
             return "pick"
+        if child.NAME == "limit_gate":
+            return "working"
         self.original = result
-        return "working"
+        # issue 15: before the void leaves the terminal
+        from firmware.payments.checks import void_hits
+        self.gate_hits = void_hits(self.term, result)
+        return "gate" if self.gate_hits else "working"
 
     def send(self):
         if self.original["method"] == "qr":     # the acquirer cancels the order
