@@ -5,7 +5,8 @@ operator, setting or audit line that the screen already confirmed.
 """
 import sqlite3
 
-from drivers.sqlite_durable import Guard, guarded, open_durable, probe, quick_check
+from drivers.sqlite_durable import (Guard, guarded, open_durable, probe, quick_check,
+                                     transaction)
 import time
 
 from firmware.core.store import StorageFault
@@ -19,9 +20,11 @@ CREATE TABLE IF NOT EXISTS operators (
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, utc TEXT NOT NULL, event TEXT NOT NULL,
-    operator TEXT NOT NULL, detail TEXT NOT NULL);
+    operator TEXT NOT NULL, detail TEXT NOT NULL, prev BLOB, mac BLOB);
 """
-SCHEMA_VERSION = 2          # 2: operators.kdf (the PIN hash each PIN is kept under)
+SCHEMA_VERSION = 3          # 2: operators.kdf (the PIN hash each PIN is kept under)
+#                             3: audit.prev, audit.mac (the chain: docs/audit.md)
+AUDIT_COLUMNS = "seq, utc, event, operator, detail, prev, mac"
 
 
 class StoreError(StorageFault):
@@ -47,6 +50,10 @@ class SQLiteStore:
             if version == 1:
                 self.db.execute("ALTER TABLE operators ADD COLUMN kdf TEXT NOT NULL "
                                 "DEFAULT 'pbkdf2-sha256'")
+            audit_columns = [r[1] for r in self.db.execute("PRAGMA table_info(audit)")]
+            if "mac" not in audit_columns:      # before 3: sealed when the key comes
+                self.db.execute("ALTER TABLE audit ADD COLUMN prev BLOB")
+                self.db.execute("ALTER TABLE audit ADD COLUMN mac BLOB")
             if version < SCHEMA_VERSION:
                 self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
             elif version > SCHEMA_VERSION:
@@ -130,20 +137,102 @@ class SQLiteStore:
         finally:
             self.db.execute("PRAGMA secure_delete=OFF")
 
-    # audit
+    # audit: each record sealed to the one before it once a chain is attached
+    # (firmware/security/auditchain.py; the board attaches it with the audit key)
+    audit_chain = None
+
     def audit(self, event, operator="", detail=""):
         """An audit line. One the card cannot take is reported to the listener (the
         terminal stops service and says why) but not raised: an audit line must never
-        be what keeps a payment's own record from being finished."""
+        be what keeps a payment's own record from being finished. Nor does anything
+        else it meets (a head file the card refuses, a bug in the chain)."""
         try:
             self._audit(event, operator, detail)
         except StorageFault:
             pass
+        except Exception as exc:        # never into a payment; said on the console
+            import sys
+            sys.stderr.write("handpos: audit line %s not written: %r\n" % (event, exc))
 
     @guarded
     def _audit(self, event, operator, detail):
-        self.db.execute("INSERT INTO audit (utc, event, operator, detail) VALUES (?,?,?,?)",
-                        (_utc(), event, operator or "", detail or ""))
+        utc, operator, detail = _utc(), operator or "", detail or ""
+        chain = self.audit_chain
+        if chain is None:
+            self.db.execute("INSERT INTO audit (utc, event, operator, detail) VALUES (?,?,?,?)",
+                            (utc, event, operator, detail))
+            return
+
+        def write():
+            highest = self.db.execute("SELECT MAX(seq) FROM audit").fetchone()[0] or 0
+            counter = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='audit'"
+                                      ).fetchone()
+            seq = chain.next_seq(max(highest, counter[0] if counter else 0))
+            prev, mac = chain.link(seq, utc, event, operator, detail)
+            self.db.execute("INSERT INTO audit (%s) VALUES (?,?,?,?,?,?,?)" % AUDIT_COLUMNS,
+                            (seq, utc, event, operator, detail, prev, mac))
+            return seq, mac
+        seq, mac = transaction(self.db, write)
+        chain.written(seq, mac)         # the head after the record: a power cut between
+        #                                 leaves a head one behind, which attach() mends
+
+    @guarded
+    def attach_audit_chain(self, chain):
+        """Seal the trail from now on. The first time (no record sealed, no head yet),
+        the records written before the chain are sealed as found, in one transaction,
+        and a record says so. Raises StorageFault (the store's or the head file's)."""
+        self.audit_chain = chain
+        sealed = self.db.execute("SELECT 1 FROM audit WHERE mac IS NOT NULL LIMIT 1").fetchone()
+
+        def seal_row(seq, prev, mac):
+            self.db.execute("UPDATE audit SET prev=?, mac=? WHERE seq=?", (prev, mac, seq))
+
+        def old_rows():
+            return self._audit_rows("ORDER BY seq")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            last = self._audit_rows("ORDER BY seq DESC LIMIT 1")
+            detail = chain.attach(sealed is not None,
+                                  lambda seq: self._audit_rows("WHERE seq>? ORDER BY seq", (seq,)),
+                                  last[0] if last else None, old_rows, _utc(), seal_row)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        if detail is not None:
+            self._audit(chain.START_EVENT, "", detail)
+
+    def _audit_rows(self, where, args=()):
+        return self.db.execute("SELECT %s FROM audit %s" % (AUDIT_COLUMNS, where),
+                               args).fetchall()
+
+    @guarded
+    def audit_rows(self, after=0, limit=None):
+        """Records (seq, utc, event, operator, detail, prev, mac) after seq, in order."""
+        if limit is None:
+            return self._audit_rows("WHERE seq>? ORDER BY seq", (after,))
+        return self._audit_rows("WHERE seq>? ORDER BY seq LIMIT ?", (after, limit))
+
+    @guarded
+    def audit_verify(self):
+        """The whole trail checked (an auditchain.Verdict), or None when not chained."""
+        if self.audit_chain is None:
+            return None
+        return self.audit_chain.verify(self._audit_rows("ORDER BY seq"))
+
+    @guarded
+    def audit_check_tail(self, n=200):
+        """The boot self-test's check: the records since the last break the terminal
+        found (or the chain's start), at most the last n, against the head found at
+        open. None when not chained."""
+        chain = self.audit_chain
+        if chain is None:
+            return None
+        anchor = self.db.execute("SELECT MAX(seq) FROM audit WHERE event IN (?,?)",
+                                 chain.ANCHORS).fetchone()[0] or 0
+        rows = self._audit_rows("WHERE seq>=? ORDER BY seq DESC LIMIT ?", (anchor, n))
+        return chain.check_tail(list(reversed(rows)))
 
     @guarded
     def audit_log(self, limit=50):
