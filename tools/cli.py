@@ -1,6 +1,7 @@
 """The `handpos` command: run the terminal, the simulator, check a configuration,
 import a moved offline queue, take the catalogue on and off as CSV, load the QR
-acquirer's merchant key, or export a day of the journal for the back office."""
+acquirer's merchant key, export a day of the journal for the back office, or check and
+export the audit trail."""
 import argparse
 import os
 import sys
@@ -632,7 +633,7 @@ def _read_qr_key(args):
     return (lines[0] if lines else ""), None
 
 
-def _qr_audit(data_dir, event, detail):
+def _qr_audit(data_dir, event, detail, keys):
     """An audit row in the terminal's store (stopped meanwhile), when it has one; the
     reason when it could not be written, else None."""
     from drivers.store_sqlite import SQLiteStore
@@ -645,6 +646,9 @@ def _qr_audit(data_dir, event, detail):
     except StorageFault as exc:
         return str(exc)
     try:
+        from drivers import audittrail
+        # sealed into the chain as the terminal seals it (docs/audit.md)
+        store.attach_audit_chain(audittrail.open_chain(keys))
         store._audit(event, "", detail)     # the raising form: audit() keeps quiet
     except StorageFault as exc:
         return str(exc)
@@ -711,7 +715,7 @@ def _qr_key_load(args, keystore):
             replaced = "; replaces mch_id %s, key %s" % (old["mch_id"],
                                                          keystore.qr_fingerprint(old["key"]))
         unaudited = _qr_audit(data_dir, "qr_key_loaded", "mch_id %s key %s%s"
-                              % (mch_id, fingerprint, replaced))
+                              % (mch_id, fingerprint, replaced), keys)
         print("handpos qr-key: loaded the merchant key of mch_id %s (key %s, SHA-256) into %s%s; "
               "QR payments use it from the terminal's next start"
               % (mch_id, fingerprint, keystore.qr_sealed(keys).path, replaced))
@@ -772,6 +776,22 @@ def cmd_journal(args):
         return 2
     config, profile, data_dir = found
     return journal_export.command(args, profile, data_dir)
+
+
+def _audit_say(line):
+    sys.stderr.write("handpos audit: " + line + "\n")
+    sys.stderr.flush()
+
+
+def cmd_audit(args):
+    """`handpos audit verify|export`: the audit trail checked against its chain, or
+    written out for the back office (docs/audit.md). Read-only: the terminal may run."""
+    from tools import audit_trail
+    found = _tool_data_dir(args, _audit_say, "nothing was checked", "audit " + args.action)
+    if found is None:
+        return 2
+    config, profile, data_dir = found
+    return audit_trail.command(args, profile, data_dir)
 
 
 def _port(value):
@@ -901,6 +921,22 @@ def main(argv=None):
     a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     _data_options(a)
     a.set_defaults(func=cmd_journal)
+
+    p = sub.add_parser("audit", help="the audit trail: check its chain, or export it for "
+                                     "the back office (docs/audit.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("verify", help="check every record against the chain; names each "
+                                          "edited, removed, inserted or reordered record by "
+                                          "number (exit 1), 0 when intact")
+    _data_options(a)
+    a.set_defaults(func=cmd_audit)
+    a = actions.add_parser("export", help="every record with its check, as CSV or JSON; "
+                                          "read-only, the terminal may run")
+    a.add_argument("--format", choices=("csv", "json"), default="csv",
+                   help="csv (a header row, UTF-8) or json (a list of objects); default csv")
+    a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
+    _data_options(a)
+    a.set_defaults(func=cmd_audit)
 
     args = parser.parse_args(argv)
     args.argv = argv
