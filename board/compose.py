@@ -35,6 +35,7 @@ from drivers import scanner as scanner_drv
 from drivers.evdev_pipe import open_input_device
 from board import datadir
 from drivers.journal_sqlite import JournalError, SQLiteJournal
+from drivers import audittrail
 from drivers.keystore import KeyStoreError, SealedMissing
 from drivers.sdnotify import Notifier
 from drivers.store_sqlite import SQLiteStore, StoreError
@@ -152,6 +153,8 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
     try:
         b.store = SQLiteStore(path)
         tests["storage"] = (True, "ok")
+        # the audit trail sealed under the device's audit key (docs/audit.md)
+        audittrail.attach(b.store, dd.keys, console)
     except StoreError as exc:
         console(str(exc))
         b.store = Unavailable(exc)
@@ -630,6 +633,7 @@ def check_storage(b, config, console, max_ms=1500):
             console("storage: %s" % exc)
             report.append((exc.kind, part, 0))
     term.storage_report = report
+    check_audit(b, console)
     if [r for r in report if r[0] != "unchecked"]:
         ok, detail = term.selftests.get("storage", (True, ""))
         what = "; ".join("%s %s" % (part, what) for what, part, n in report)
@@ -640,6 +644,39 @@ def check_storage(b, config, console, max_ms=1500):
             pass
 
 
+def check_audit(b, console):
+    """The boot self-test of the audit trail: the records since the last break found
+    (at most 200) and the chain's sealed head. A broken trail does not stop service (it
+    is a record of what happened, not what the terminal needs to take payments): the
+    self-test and Diagnostics say "Audit trail: FAIL, broken at #n", the idle screen
+    keeps a notice, the console names each problem, and the finding is itself sealed
+    into the trail (audit_broken), so the next start checks from there."""
+    term = b.terminal
+    check = getattr(b.store, "audit_check_tail", None)
+    if check is None or getattr(b.store, "audit_chain", None) is None:
+        return
+    try:
+        verdict = check()
+    except StorageFault as exc:         # the store's own fault is shown already
+        console("audit: the trail could not be checked: %s" % exc)
+        return
+    if verdict is None:
+        return
+    if verdict.ok():
+        term.selftests["audit"] = (True, "ok")
+        return
+    first = verdict.first_bad()
+    term.audit_broken = first
+    term.selftests["audit"] = (False, "broken at #%d" % first)
+    texts = [text for seq, kind, text in verdict.problems]
+    for text in texts[:20]:
+        console("audit: %s" % text)
+    if len(texts) > 20:
+        console("audit: %d more problems: handpos audit verify lists them" % (len(texts) - 20))
+    detail = "; ".join(texts[:5]) + ("; %d more" % (len(texts) - 5) if len(texts) > 5 else "")
+    term.store.audit(b.store.audit_chain.BROKEN_EVENT, "", detail)
+
+
 def probe_storage(b, config, console):
     """The terminal's retry: each database takes a real write again, or raises its
     StorageFault. A database that could not be opened at start is opened now."""
@@ -648,6 +685,7 @@ def probe_storage(b, config, console):
         store = SQLiteStore(os.path.join(config["storage"]["data_dir"], "handpos.db"),
                             on_fault=term.storage_fault)
         b.store = term.store = term.auth.store = store
+        audittrail.attach(store, b.datadir.keys if b.datadir else None, console)
     if isinstance(b.journal, Unavailable) or isinstance(b.queue, Unavailable):
         journal, queue = open_payments_storage(config, lambda line: None, _Sink(), b.datadir)
         for db in (journal, queue):

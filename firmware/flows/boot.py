@@ -16,8 +16,9 @@ from firmware.ui.screen import BODY_ROWS
 
 # The order the checks are listed in, and their words in the catalogue.
 PARTS = ("display", "keypad", "msr", "scanner", "chip", "printer", "buzzer", "led", "storage",
-         "keys", "clock", "battery")
-OPTIONAL = ("msr", "scanner", "chip", "keys")     # listed only on boards that have one
+         "keys", "audit", "clock", "battery")
+# listed only on boards that have one (audit: where the trail is sealed, docs/audit.md)
+OPTIONAL = ("msr", "scanner", "chip", "keys", "audit")
 
 
 class BootFlow(Flow):
@@ -136,6 +137,8 @@ class BootFlow(Flow):
         for part in bad:
             rows.append(self.line_for(part))
             rows.append("  " + self.t("check_" + part))
+            if part == "audit":
+                rows.append("  " + audit_broken_row(self.term))
             if part == "storage":
                 rows.extend(self.storage_rows())
         for part in self.parts():
@@ -164,6 +167,11 @@ class BootFlow(Flow):
                            alert="error", status=False, top=self.top)
         else:
             self.term.show(t("selftest_title"), rows, t("starting"), status=False, top=self.top)
+
+
+def audit_broken_row(term):
+    """Where the audit trail's chain breaks first: "Broken at #n"."""
+    return term.t("audit_broken_at", n=getattr(term, "audit_broken", None) or "?")
 
 
 def key_root_word(term):

@@ -1,6 +1,6 @@
 """Diagnostics for the technician: every peripheral can be checked from the keypad."""
 from firmware.core import events, keys
-from firmware.flows.boot import PARTS
+from firmware.flows.boot import PARTS, audit_broken_row
 from firmware.flows.common import MenuFlow
 from firmware.ui.receipt import Receipt
 from firmware.core.version import VERSION
@@ -99,7 +99,8 @@ class DiagnosticsFlow(MenuFlow):
         t = self.t
         rows = []
         for part in PARTS:
-            if part in ("clock", "battery") or (part in ("msr", "scanner", "chip") and part not in self.term.selftests):
+            if part in ("clock", "battery") or (part in ("msr", "scanner", "chip", "audit")
+                                                and part not in self.term.selftests):
                 continue
             ok, detail = self.term.selftests.get(part, (False, "absent"))
             if part == "printer" and self.term.printer is None:
@@ -111,6 +112,8 @@ class DiagnosticsFlow(MenuFlow):
             rows.append(t("dev_" + part) + ": " + word)
             if not ok:
                 rows.append("  " + t("check_" + part))
+                if part == "audit":
+                    rows.append("  " + audit_broken_row(self.term))
         return rows
 
     def printer_test(self):

@@ -107,6 +107,8 @@ class IdleFlow(Flow):
                 lines.append(t("reversals_n", n=reversals))
             # settlement: running, failed (why), unfinished; the reminder
             lines += term.settlement().idle_lines()
+        if getattr(term, "audit_broken", None):     # found at start: docs/audit.md
+            lines.append(t("idle_audit_broken", n=term.audit_broken))
         if term.printer_state not in ("ok", "paper_near_end"):
             lines.append(t("printer_" + term.printer_state))
         if not term.system.clock_synced():

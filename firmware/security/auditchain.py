@@ -311,6 +311,8 @@ class AuditChain:
         taken up (_open()). Returns the detail of the record saying the chain began (the
         store writes it), or None."""
         head = self.read_head()
+        if head is not None and not any_sealed and head.seq == head.sealed_to:
+            head = None     # a start cut short (its head written, its records not): again
         if head is None and self.head_problem is None and not any_sealed:
             return self.start(old_rows(), utc, seal_row)
         self._open(head, rows_after, last_row)
