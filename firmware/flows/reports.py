@@ -8,6 +8,8 @@
   4 Journal      browse and search the transactions, open one, reprint it DUPLICATE
                  (firmware/flows/journal_view.py)
   5 Last Z       the last Z report again, marked DUPLICATE (firmware/flows/report_view.py)
+  6 Anomalies    the limit and anomaly hits recorded, newest first, with how each ended
+                 (firmware/flows/anomaly_view.py; docs/limits.md)
 
 Who may do what is decided in each part (a cashier opens and closes a shift and prints
 an X report; a supervisor's PIN is asked for pay in / pay out, settlement and Z).
@@ -20,6 +22,7 @@ ENTRIES = (
     ("rep_settle", "settle"),
     ("rep_journal", "journal"),
     ("rep_last_z", "last_z"),
+    ("rep_anomalies", "anomalies"),
 )
 
 
@@ -53,4 +56,9 @@ class ReportsFlow(MenuFlow):
     def last_z(self):
         from firmware.flows.report_view import LastZFlow
         self.term.push(LastZFlow(self.term))
+        return None
+
+    def anomalies(self):
+        from firmware.flows.anomaly_view import AnomaliesFlow
+        self.term.push(AnomaliesFlow(self.term))
         return None
