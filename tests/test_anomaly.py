@@ -212,3 +212,34 @@ def test_chinese_screens_and_report(harness):
     h.term.push(AnomaliesFlow(h.term))
     h.run(100)
     assert "异常记录" in h.text() and "主管 1 批准" in h.text()
+
+
+def test_a_chip_card_is_checked_before_its_authorisation_goes_out(online):
+    from tests.conftest import ChipSlot
+    h = online()
+    h.chip = ChipSlot(h, t0=False)
+    h.term.payments.chip_reader = h.chip
+    _rules(h, same_card_count=2)
+
+    def insert(digits):
+        h.press(*digits)
+        h.press("ENTER", "1")
+        h.wait_for("Insert, tap or swipe")
+        h.chip.insert("online_pin")
+        h.wait_for("Customer PIN")
+        h.press(*"1234")
+        h.press("ENTER")
+
+    insert("1000")
+    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
+    assert h.term.payments.journal.last()["state"] == "approved"
+    h.chip.remove()
+    h.to_idle()
+    insert("1100")
+    assert h.flow() == ("limit_gate", "show"), h.text()
+    assert "Same card 2x" in h.text()
+    h.press("CANCEL")
+    h.run(2000, until=lambda: h.flow()[0] == "sale")
+    assert h.flow() == ("sale", "card_error") and "Cancelled" in h.text()
+    assert h.host.ledger.count("HP000001") == 1
+    assert len(h.term.payments.journal.find(kind="sale")) == 1

@@ -26,7 +26,10 @@ def pos(tmp_path_factory):
     address = "%s:%d" % host.start("127.0.0.1", 0)
     config = tmp / "handpos.toml"
     config.write_text('[host]\naddress = "%s"\nca_file = "%s"\nresponse_timeout_s = 10\n'
-                      '[security]\ntest_keys = true\n[lab]\nenabled = true\n' % (address, host.ca_file))
+                      '[security]\ntest_keys = true\n[lab]\nenabled = true\n'
+                      # the same test cards again and again: no anomaly rule (issue 15)
+                      '[anomaly]\nsame_card_count = 0\nhigh_amount_factor = 0\ndecline_run = 0\n'
+                      'backs_count = 0\nrefund_new_card = false\n' % (address, host.ca_file))
     sock = str(tmp / "ctl")
     proc = subprocess.Popen([sys.executable, "-m", "tools", "sim", "--headless", "--control", sock,
                              "--config", str(config), "--data", str(tmp / "data"),
