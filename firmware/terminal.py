@@ -369,9 +369,15 @@ class Terminal:
         """A database could not record. Nothing new is taken from here on: the fault's
         screen replaces what is on show, except a payment under way, which ends first
         (with the outcome the payments service could give it)."""
+        first = self.fault is None
         if self.fault is None or fault.kind == CORRUPT:
             self.fault = fault
         self.selftests["storage"] = (False, str(fault))
+        if first and getattr(fault, "part", "store") != "store":
+            # another database failed: the store can still say when (docs/audit.md); never
+            # for the store's own fault, whose audit line would fail and call here again
+            from firmware.core.store import fault_code
+            self.store.audit("storage_fault", "", "%s %s" % (fault_code(fault), fault))
         self._arm_fault_retry()
         current = self.current()
         if current is None or current.NAME in ("boot", "storage_fault") or self._busy():
