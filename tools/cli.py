@@ -496,15 +496,33 @@ def cmd_import_queue(args):
             _import_say("refused: %s" % exc)
             return 2
         skipped = got["records"] - got["added"]
+        unaudited = _import_audit(data_dir, _profile_or_exit(args.board),
+                                  "queue_imported", "%d of %d records of terminal %s, export %s"
+                                  % (got["added"], got["records"], got["tid"],
+                                     got["export_id"][:8]))
         print("handpos import-queue: %d records of terminal %s queued on %s (export %s, made "
               "%s)%s; start the terminal: it uploads them when it reaches the host"
               % (got["added"], got["tid"], config["terminal"]["id"], got["export_id"][:8],
                  got["created_utc"],
                  "; %d already in this queue, skipped" % skipped if skipped else ""))
+        if unaudited:
+            _import_say("not in the audit trail: %s" % unaudited)
         return 0
     finally:
         for lock in held:
             lock.close()
+
+
+def _import_audit(data_dir, profile, event, detail):
+    """The import's audit row, sealed into the trail (the terminal stopped meanwhile, so
+    the chain has one writer); why not, or None."""
+    from board import datadir
+    from firmware.core.store import StorageFault
+    try:
+        keys = datadir.open_keys(profile, data_dir)
+    except StorageFault as exc:
+        return str(exc)
+    return _qr_audit(data_dir, event, detail, keys)
 
 
 def _hold_stopped(data_dir):
@@ -634,8 +652,9 @@ def _read_qr_key(args):
 
 
 def _qr_audit(data_dir, event, detail, keys):
-    """An audit row in the terminal's store (stopped meanwhile), when it has one; the
-    reason when it could not be written, else None."""
+    """An audit row in the terminal's store (stopped meanwhile: the chain must have one
+    writer), sealed into its chain, when it has a store; the reason when it could not be
+    written, else None."""
     from drivers.store_sqlite import SQLiteStore
     from firmware.core.store import StorageFault
     path = os.path.join(data_dir, "handpos.db")
