@@ -131,3 +131,39 @@ def test_a_config_that_skipped_the_check_does_not_build(tmp_path):
     with pytest.raises(ConfigError) as err:
         build(load_profile("sim"), config)
     assert "security.test_keys" in err.value.problems[0]
+
+
+@pytest.mark.parametrize("section,key,value,words", [
+    ("limits", "per_payment", -1, "from 0 to 99999999999"),
+    ("limits", "daily_count", 1.5, "whole number"),
+    ("limits", "cashier_refund_daily_total", "100", "whole number"),
+    ("anomaly", "same_card_count", 100, "from 0 to 99"),
+    ("anomaly", "same_card_min", 0, "from 1 to 1440"),
+    ("anomaly", "backs_action", "block", "must be one of: supervisor, decline"),
+    ("anomaly", "refund_new_card", "yes", "true or false"),
+])
+def test_limits_and_anomaly_bad_values(section, key, value, words):
+    """Issue 15: [limits] and [anomaly] refuse what they cannot hold, one line each."""
+    test_each_bad_value_names_key_value_and_what_is_allowed(section, key, value, words)
+
+
+def test_limits_and_anomaly_defaults_and_what_cannot_work_together():
+    config, errors = schema.validate({})
+    assert errors == []
+    assert all(v == 0 for v in config["limits"].values())        # no limit: as before
+    an = config["anomaly"]
+    assert an["same_card_count"] == 3 and an["same_card_min"] == 10
+    assert all(an[k] == "supervisor" for k in an if k.endswith("_action"))
+    _, errors = schema.validate({"limits": {"per_payment": 50000, "daily_total": 40000,
+                                            "cashier_refund_per_payment": 900,
+                                            "cashier_refund_daily_total": 800},
+                                 "anomaly": {"high_amount_sales": 5, "high_amount_min_sales": 6}})
+    assert errors == [
+        "limits.per_payment = 50000: more than limits.daily_total (40000); lower it, or "
+        "raise the day's",
+        "limits.cashier_refund_per_payment = 900: more than limits.cashier_refund_daily_total "
+        "(800); lower it, or raise the day's",
+        "anomaly.high_amount_min_sales = 6: more than anomaly.high_amount_sales (5), the "
+        "sales the median is taken of"]
+    _, errors = schema.validate({"limits": {"per_payment": 50000}})     # the day's: none
+    assert errors == []
