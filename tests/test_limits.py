@@ -187,3 +187,28 @@ def test_settings_rows_say_every_limit(harness):
     lines = limit_lines(h.term)
     assert lines[:6] == ["Per payment", "  500.00", "Daily total", "  none", "Daily count", "  40"]
     assert "Cashier: refund/day" in lines and len(lines) == 20
+
+
+def test_the_sqlite_journal_keeps_the_hits_sealed(tmp_path):
+    """The alerts table: newest first, a page below an id, each row MACed: one edited
+    on the card is left out and named by damaged()."""
+    import sqlite3
+    from drivers.journal_sqlite import SQLiteJournal
+    path = str(tmp_path / "journal.db")
+    j = SQLiteJournal(path, mac_key=b"k" * 32)
+    for i in range(5):
+        j.alert_add({"kind": "anomaly", "rule": "same_card", "outcome": "asked", "amount": i,
+                     "currency": "USD", "operator": "5", "utc": "2026-03-01T01:0%d:00Z" % i})
+    with pytest.raises(ValueError):
+        j.alert_add({"kind": "limit", "outcome": "maybe"})
+    assert [a["amount"] for a in j.alerts(3)] == [4, 3, 2]
+    assert [a["id"] for a in j.alerts(10, below_id=3)] == [2, 1]
+    j.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE alerts SET outcome='override', supervisor='5' WHERE id=4")
+    db.commit()
+    db.close()
+    j = SQLiteJournal(path, mac_key=b"k" * 32)
+    assert [a["id"] for a in j.alerts()] == [5, 3, 2, 1]
+    assert any("limit or anomaly hit" in what for _, _, what in j.damaged())
+    j.close()
