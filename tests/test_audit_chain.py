@@ -291,13 +291,31 @@ def test_boot_self_test_on_a_tampered_trail(tmp_path):
         assert found and ("#%d was edited" % seq) in found[0][3]
         assert any("audit: #%d was edited" % seq in line for line in h.console)
         h.press("ENTER")                        # service goes on: the login
-        h.wait_for("ID")
+        h.login()
+        h.wait_for("! Audit broken #%d" % seq)  # and the idle screen keeps the notice
     finally:
         h.close()
     h = _harness(tmp_path)                      # found once: the next start checks from there
     try:
         h.run(200)
         assert h.term.selftests["audit"] == (True, "ok")
+    finally:
+        h.close()
+
+
+def test_a_journal_fault_is_audited_once(tmp_path):
+    """Another database failing is a line in the store's trail, sealed; the store's own
+    fault is not audited into itself."""
+    from firmware.core.store import StorageFault
+    h = _harness(tmp_path)
+    try:
+        h.first_supervisor()
+        h.term.storage_fault(StorageFault("io", "journal", "read error"))
+        h.term.storage_fault(StorageFault("io", "journal", "read error"))
+        h.term.storage_fault(StorageFault("full", "store", "no space"))
+        lines = [r for r in h.term.store.audit_log(20) if r[1] == "storage_fault"]
+        assert len(lines) == 1 and lines[0][3].startswith("E-22 "), lines
+        assert h.term.store.audit_verify().ok()
     finally:
         h.close()
 
