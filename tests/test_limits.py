@@ -212,3 +212,25 @@ def test_the_sqlite_journal_keeps_the_hits_sealed(tmp_path):
     assert [a["id"] for a in j.alerts()] == [5, 3, 2, 1]
     assert any("limit or anomaly hit" in what for _, _, what in j.damaged())
     j.close()
+
+
+def test_a_cart_over_the_limit_asks_before_its_methods(shop):
+    """An item sale: the cart's total meets the limits at pay; CANCEL goes back to the
+    cart, which keeps its lines; approved, the methods."""
+    from tools.sim import demo_codes
+    h = shop()
+    h.term.config["limits"]["per_payment"] = 200
+    h.scan(demo_codes.ITEMS[0])                 # water 1.29
+    h.scan(demo_codes.ITEMS[1])                 # cola 1.49: 2.78 in all
+    h.press("ENTER")
+    assert h.flow() == ("limit_gate", "show"), h.text()
+    assert "Per payment" in h.text() and "Limit 2.00" in h.text()
+    h.press("CANCEL")
+    assert h.flow() == ("cart", "cart") and "Cola" in h.text(), h.text()
+    assert h.term.payments.journal.last() is None
+    h.press("ENTER", "ENTER")
+    h.press("2", "5", "8", "0", "ENTER")        # the supervisor logged in: PIN only
+    assert h.flow() == ("sale", "method"), h.text()
+    h.press("2", "ENTER")
+    h.run(3000, until=lambda: h.flow()[1] in ("change", "copy"))
+    assert h.term.payments.journal.last()["amount"] == 278
