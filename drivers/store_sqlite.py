@@ -111,6 +111,19 @@ class SQLiteStore:
         self.db.execute("UPDATE operators SET salt=?, pin_hash=?, kdf=?, iterations=? WHERE id=?",
                         (salt, pin_hash, kdf, cost, op_id))
 
+    @guarded
+    def update_operator(self, op_id, role=None, name=None, active=None):
+        """A supervisor's edit: the role (and the name that says it), enabled or not."""
+        sets, values = [], []
+        for column, value in (("role", role), ("name", name),
+                              ("active", None if active is None else (1 if active else 0))):
+            if value is not None:
+                sets.append(column + "=?")
+                values.append(value)
+        if sets:            # one statement: the edit is kept whole or not at all
+            self.db.execute("UPDATE operators SET %s WHERE id=?" % ", ".join(sets),
+                            values + [op_id])
+
     # settings
     @guarded
     def get_setting(self, key, default=None):

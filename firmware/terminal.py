@@ -22,7 +22,7 @@ it resolves what the fault left (recover) and goes back to work by itself.
 from firmware.core import events
 from firmware.core.store import CORRUPT, is_fault
 from firmware.ui import i18n
-from firmware.security.auth import Auth
+from firmware.security.auth import Auth, Policy
 from firmware.ui.screen import Screen, Status
 
 LANG_SETTING = "ui.language"
@@ -62,7 +62,9 @@ class Terminal:
         kwargs = {}
         if auth_iterations:
             kwargs["iterations"] = auth_iterations
-        self.auth = Auth(store, reactor.clock, system.random_bytes, hasher=pin_hasher, **kwargs)
+        self.auth = Auth(store, reactor.clock, system.random_bytes, hasher=pin_hasher,
+                         policy=Policy.from_config(config.get("auth")), utc=system.utc_time,
+                         **kwargs)
         # the first run ("create a supervisor") only on a terminal that never had data:
         # the board says (board/datadir.py); on_in_service records that it now has
         self.first_run_ok = True
@@ -193,6 +195,19 @@ class Terminal:
 
     def role(self):
         return self.operator["role"] if self.operator else None
+
+    def can(self, action):
+        """May the operator logged in start action (firmware/security/permissions.py)?"""
+        from firmware.security import permissions
+        return permissions.allowed(self.role(), action)
+
+    def refuse(self, action, title):
+        """A person reached for what their role may not do: said, audited, never done."""
+        from firmware.flows.notice import NoticeFlow
+        self.beep("error")
+        who = self.operator["id"] if self.operator else ""
+        self.store.audit("refused", who, "%s %s" % (action, self.role() or "-"))
+        self.push(NoticeFlow(self, self.t(title), [self.t("not_allowed")]))
 
     # -- settlement -----------------------------------------------------------
     def settlement(self):

@@ -15,7 +15,7 @@ class SimHarness:
     """The whole simulated board in this process: real drivers on stand-in transports."""
 
     def __init__(self, tmp_path, language="en", host=None, synced=False, chip=False, offline=None,
-                 qr=None, **ui):
+                 qr=None, auth=None, mfa=None, **ui):
         from board.configfile import load_profile
         from tools.sim.simulator import Simulator
         config = schema.defaults()
@@ -24,6 +24,16 @@ class SimHarness:
         config["ui"].update(ui)
         config["security"]["test_keys"] = True
         config["lab"]["enabled"] = True
+        # one supervisor runs most tests: it approves its own refunds here; the tests of
+        # the second person (tests/test_operators.py) turn it on
+        config["auth"]["second_person"] = False
+        config["auth"].update(auth or {})
+        # likewise the supervisor's authenticator code for a queue export: asked only
+        # where a test asks for it (tests/test_mfa.py, tests/test_operators.py)
+        if mfa is None:
+            config["mfa"]["actions"] = [a for a in config["mfa"]["actions"] if a != "export"]
+        else:
+            config["mfa"].update(mfa)
         if offline:
             config["offline"].update(offline)
         # issue 15: the anomaly rules are on by default, and the suites swipe one test
@@ -173,6 +183,21 @@ class SimHarness:
         """What the catalogue has on hand of the item with this PLU."""
         item = self.term.catalogue.find_by_plu(plu)
         return self.term.catalogue.stock(item["id"])
+
+    def add_operator(self, role_key, op_id, pin, sup_pin="2580"):
+        """Settings > Operators > Add, as the supervisor logged in (its own PIN approves:
+        the harness turns [auth] second_person off unless a test asks); back to idle."""
+        self.press("MENU", "6", "3")                 # Settings > Operators
+        self.press(*sup_pin)
+        self.press("ENTER")
+        assert self.flow() == ("operators", "list"), (self.flow(), self.text())
+        self.press("ENTER", role_key, *op_id)        # + Add operator
+        self.press("ENTER", *pin)
+        self.press("ENTER", *pin)
+        self.press("ENTER")
+        assert "Created: ID %s" % op_id in self.text(), self.text()
+        self.press("ENTER", "CANCEL", "CANCEL", "CANCEL")
+        self.run(500, until=lambda: self.flow() == ("idle", "idle"))
 
     def login(self, op_id="1", pin="2580"):
         if self.term.current() is not None and self.term.current().NAME == "boot":

@@ -284,7 +284,8 @@ def test_code_replay_recovery_and_lockout_across_a_restart(harness):
 
 
 def test_not_enrolled_is_sent_to_enrol_and_config_decides(harness):
-    h = _start(harness)
+    from firmware.core import config as schema
+    h = _start(harness, mfa=schema.defaults()["mfa"])     # the product's [mfa]
     h.term.set_language("zh")
     clock = _clock(h, T0)
     op = h.term.operator

@@ -282,6 +282,16 @@ SCHEMA = {
         "show_timeout_s": (120, _int_range(30, 600)),
         "request_timeout_s": (10, _int_range(3, 60)),
     },
+    # operators' PINs and the second person (docs/operators.md)
+    "auth": {
+        "max_failures": (5, _int_range(3, 10)),      # wrong PINs in a row, then a lockout
+        "lockout_min": (15, _int_range(1, 1440)),    # kept across restarts
+        "pin_max_age_days": (90, _int_range(0, 3650)),   # then a new PIN at login; 0: never
+        "pin_history": (4, _int_range(0, 12)),       # earlier PINs a new one may not repeat
+        # refunds, voids, price overrides, operator management, limit overrides, queue
+        # export and a Z's reprint need a supervisor other than the operator acting
+        "second_person": (True, _boolean),
+    },
     "security": {
         # load the ANSI X9.24 test key when no key was loaded (simulator, lab only)
         "test_keys": (False, _boolean),

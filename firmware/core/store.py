@@ -33,6 +33,12 @@ class MemoryStore:
         op = self._operators[op_id]
         op["salt"], op["pin_hash"], op["kdf"], op["iterations"] = salt, pin_hash, kdf, cost
 
+    def update_operator(self, op_id, role=None, name=None, active=None):
+        op = self._operators[op_id]
+        for key, value in (("role", role), ("name", name), ("active", active)):
+            if value is not None:
+                op[key] = value
+
     def list_operators(self):
         # IDs are digit strings: order them as numbers, as the SQLite store does
         return [dict(self._operators[k]) for k in sorted(self._operators, key=_numeric)]

@@ -1,18 +1,19 @@
-"""The home menu. Entries not built yet say so; entries need the right role."""
+"""The home menu. Every entry asks the permission table (Terminal.can) first."""
 from firmware.flows.common import MenuFlow
 
-# message id, method, roles allowed (None: everyone logged in)
+# message id, method: each method's action in firmware/security/permissions.py is its
+# name (the one table of who may do what)
 ENTRIES = (
-    ("menu_sale", "sale", None),
-    ("menu_refund", "refund", None),      # a supervisor's PIN is asked inside
-    ("menu_void", "void", None),          # likewise
-    ("menu_reprint", "reprint", None),
-    ("menu_reports", "reports", ("supervisor", "cashier")),
-    ("menu_settings", "settings", None),
-    ("menu_diagnostics", "diagnostics", ("supervisor", "technician")),
-    ("menu_logout", "logout", None),
-    ("menu_offline", "offline", None),    # upload now for everyone; export asks a supervisor
-    ("menu_stock", "stock", None),        # looking is for everyone; changes ask a supervisor
+    ("menu_sale", "sale"),
+    ("menu_refund", "refund"),      # a supervisor's PIN is asked inside
+    ("menu_void", "void"),          # likewise
+    ("menu_reprint", "reprint"),
+    ("menu_reports", "reports"),
+    ("menu_settings", "settings"),
+    ("menu_diagnostics", "diagnostics"),
+    ("menu_logout", "logout"),
+    ("menu_offline", "offline"),    # upload now for everyone; export asks a supervisor
+    ("menu_stock", "stock"),        # looking is for sellers; changes ask a supervisor
 )
 
 
@@ -21,20 +22,21 @@ class HomeFlow(MenuFlow):
     TITLE = "home_title"
 
     def entries(self):
-        return [(e[0], e[1]) for e in ENTRIES]
+        return list(ENTRIES)
 
-    def _allowed(self, method):
-        for msg, name, roles in ENTRIES:
-            if name == method:
-                return roles is None or self.term.role() in roles
-        return False
+    def open(self, ev):
+        """Every entry asks the permission table first: refused, said and audited."""
+        entries = self.entries()
+        if not entries:
+            return None
+        msg, method = entries[self.index]
+        if not self.term.can(method):
+            self.term.refuse(method, msg)
+            return None
+        return getattr(self, method)()
 
     def _not_built(self, msg):
         return self.say(self.t(msg), self.t("not_built"))
-
-    def _refuse(self, msg):
-        self.term.beep("error")
-        return self.say(self.t(msg), self.t("not_allowed"))
 
     def sale(self):
         from firmware.flows.sale import SaleFlow
@@ -73,8 +75,6 @@ class HomeFlow(MenuFlow):
         return self.say(self.t("menu_reprint"), self.t("reprinting", n=rec["id"]))
 
     def reports(self):
-        if not self._allowed("reports"):
-            return self._refuse("menu_reports")
         from firmware.flows.reports import ReportsFlow
         self.term.push(ReportsFlow(self.term))
         return None
@@ -85,8 +85,6 @@ class HomeFlow(MenuFlow):
         return None
 
     def diagnostics(self):
-        if not self._allowed("diagnostics"):
-            return self._refuse("menu_diagnostics")
         from firmware.flows.diagnostics import DiagnosticsFlow
         self.term.push(DiagnosticsFlow(self.term))
         return None

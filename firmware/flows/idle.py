@@ -31,6 +31,9 @@ class IdleFlow(Flow):
 
     def quick_sale(self, ev):
         """A digit on the idle screen starts a sale with that digit already typed."""
+        if not self.term.can("sale"):
+            self.term.refuse("sale", "menu_sale")
+            return "menu"
         from firmware.flows.sale import SaleFlow
         sale = SaleFlow(self.term)
         self.term.push(sale)
@@ -41,6 +44,9 @@ class IdleFlow(Flow):
         """A scan on the idle screen starts a sale of items with that item; a receipt's
         barcode (a customer bringing goods back) starts its refund."""
         from firmware.retail import receipt_code
+        if not self.term.can("sale"):       # a technician sells and refunds nothing
+            self.term.refuse("sale", "menu_sale")
+            return "menu"
         if receipt_code.is_receipt_code(ev.get("code")):
             from firmware.flows.void import RefundStartFlow
             self.term.push(RefundStartFlow(self.term, scan=ev))
@@ -51,6 +57,9 @@ class IdleFlow(Flow):
 
     def item_sale(self, ev):
         """F1: a sale of items started by typing a PLU."""
+        if not self.term.can("sale"):
+            self.term.refuse("sale", "menu_sale")
+            return "menu"
         from firmware.flows.cart import CartFlow
         self.term.push(CartFlow(self.term))
         return "menu"

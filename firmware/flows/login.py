@@ -1,4 +1,6 @@
-"""Login: operator ID, then PIN. Three wrong PINs lock that ID out for a while."""
+"""Login: operator ID, then PIN. [auth] max_failures wrong PINs lock that ID out for
+[auth] lockout_min (kept across restarts); a PIN too old or reset by a supervisor is
+changed before anything else."""
 from firmware.security import auth
 from firmware.core import keys
 from firmware.flows.common import Field
@@ -20,6 +22,7 @@ class LoginFlow(Flow):
                        keys.ENTER: "pin_done", keys.CANCEL: "clear_id", "timeout": "clear_id"}},
         "locked": {"enter": "enter_locked", "timeout": 1000,
                    "on": {keys.CANCEL: "clear_id", "timeout": "tick_locked"}},
+        "change": {"timeout": None, "on": {}},      # MfaCheckFlow or PinChangeFlow on top
     }
 
     def __init__(self, term):
@@ -27,6 +30,7 @@ class LoginFlow(Flow):
         self.field = Field(auth.ID_MAX)
         self.op_id = ""
         self.error = None
+        self.pending = None
 
     def enter_id(self):
         self.field = Field(auth.ID_MAX)
@@ -63,17 +67,51 @@ class LoginFlow(Flow):
         op, reason = self.term.auth.check(self.op_id, pin)
         pin = None
         if op is not None:
-            self.stop()
-            self.term.login(op)
-            self.term.beep("ok")
-            self.term.go_home()     # replaces this flow with the idle screen
-            return None
+            from firmware.flows.mfa import MfaCheckFlow, mfa_required
+            if mfa_required(self.term, op, "login"):
+                # [mfa] at_login: the authenticator's code before anything else
+                self.pending = op
+                self.term.push(MfaCheckFlow(self.term, op, "login"))
+                return "change"
+            if op.get("must_change"):
+                # the PIN is proven but too old or a one-time one: a new PIN first
+                from firmware.flows.pin_change import PinChangeFlow
+                self.pending = op
+                self.term.push(PinChangeFlow(self.term, op, forced=op["must_change"]))
+                return "change"
+            return self._in(op)
         self.term.beep("error")
         self.term.store.audit("login_failed", self.op_id, reason)
         if reason == "locked":
+            self.term.store.audit("lockout", self.op_id, "%d min" % (
+                self.term.auth.policy.lockout_ms // 60000))
             return "locked"
         self.error = "err_login_inactive" if reason == "inactive" else "err_login"
         self.op_id = ""
+        return "id"
+
+    def _in(self, op):
+        self.stop()
+        self.term.login(op)
+        self.term.beep("ok")
+        self.term.go_home()     # replaces this flow with the idle screen
+        return None
+
+    def child_done(self, child, result):
+        op, self.pending = self.pending, None
+        if child.NAME == "mfa_check" and result is not None and op is not None:
+            if op.get("must_change"):
+                from firmware.flows.pin_change import PinChangeFlow
+                self.pending = op
+                self.term.push(PinChangeFlow(self.term, op, forced=op["must_change"]))
+                return "change"
+            return self._in(op)
+        if child.NAME == "pin_change" and result and op is not None:
+            op["must_change"] = ""
+            return self._in(op)
+        self.op_id = ""
+        self.error = ("pc_needed" if child.NAME == "pin_change" else "err_login") \
+            if op is not None else None
         return "id"
 
     def enter_locked(self):
@@ -98,6 +136,7 @@ class LoginFlow(Flow):
                            t("footer_entry"), masked=self.field.shown())
         elif self.state == "locked":
             secs = (self.term.auth.locked_for(self.op_id) + 999) // 1000
-            self.term.show(t("login_title"), [t("err_locked", id=self.op_id),
-                                              t("try_again_in", s=secs)],
+            wait = t("try_again_in", s=secs) if secs < 120 else \
+                t("try_again_min", m=(secs + 59) // 60)
+            self.term.show(t("login_title"), [t("err_locked", id=self.op_id), wait],
                            t("footer_back"), alert="error")

@@ -79,7 +79,7 @@ class NewOperatorFlow(Flow):
             self.error = "err_pin_format"
             self.field.clear()
             return None
-        if auth.weak_pin(value):
+        if auth.weak_pin(value, self.op_id):
             self.error = "err_pin_weak"
             self.field.clear()
             return None

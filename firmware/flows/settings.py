@@ -1,7 +1,7 @@
-"""Settings: language for everyone; operators for supervisors; what this terminal is."""
+"""Settings: language and one's own PIN for everyone; operators for supervisors; the
+policies for supervisors and technicians; what this terminal is."""
 from firmware.ui import i18n
 from firmware.flows.common import MenuFlow
-from firmware.flows.operator import NewOperatorFlow
 from firmware.core.version import VERSION
 
 
@@ -9,11 +9,27 @@ class SettingsFlow(MenuFlow):
     NAME = "settings"
     TITLE = "settings_title"
 
+    # message id, method, action in firmware/security/permissions.py: an entry a role
+    # may not use is not shown to it (a cashier sees no other operator)
+    ENTRIES = (
+        (None, "language", "settings"),
+        ("set_change_pin", "change_pin", "change_pin"),
+        ("set_operators", "operators", "operators"),
+        ("off_policy", "offline_policy", "policy"),
+        ("set_about", "about", "settings"),
+        ("set_host_trust", "host_trust", "policy"),
+        ("set_mfa_enrol", "mfa_enrol", "mfa_enrol"),
+    )
+
     def entries(self):
         other = "zh" if self.t.lang == "en" else "en"
-        return [("set_language_" + other, "language"), ("set_add_operator", "add_operator"),
-                ("set_operators", "operators"), ("off_policy", "offline_policy"),
-                ("set_about", "about"), ("set_host_trust", "host_trust")]
+        return [(msg or "set_language_" + other, method) for msg, method, action in self.ENTRIES
+                if self.term.can(action)]
+
+    def change_pin(self):
+        from firmware.flows.pin_change import PinChangeFlow
+        self.term.push(PinChangeFlow(self.term, self.term.operator))
+        return None
 
     def host_trust(self):
         """The host certificate alarm: what was seen, and a technician's clearing."""
@@ -34,18 +50,15 @@ class SettingsFlow(MenuFlow):
         self.term.store.audit("language", who, new)
         return self.say(self.t("language_now", name=i18n.LANGUAGE_NAMES[new]))
 
-    def add_operator(self):
-        if self.term.role() != "supervisor":
-            self.term.beep("error")
-            return self.say(self.t("set_add_operator"), self.t("not_allowed"))
-        self.term.push(NewOperatorFlow(self.term))
+    def mfa_enrol(self):
+        from firmware.flows.mfa import MfaEnrollFlow
+        self.term.push(MfaEnrollFlow(self.term, self.term.operator))
         return None
 
     def operators(self):
-        rows = []
-        for op in self.term.store.list_operators():
-            rows.append("%s %s" % (op["id"], self.t("role_" + op["role"])))
-        return self.say(*rows)
+        from firmware.flows.operators import OperatorsFlow
+        self.term.push(OperatorsFlow(self.term))
+        return None
 
     def about(self):
         cfg = self.term.config

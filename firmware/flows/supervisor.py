@@ -1,5 +1,10 @@
-"""A supervisor's ID and PIN, asked for on the spot (void, refund)."""
-from firmware.security import auth
+"""A supervisor's ID and PIN, asked for on the spot (void, refund, ...).
+
+For what permissions.SECOND_PERSON names (money back, price overrides, people, limits,
+exports, a Z's reprint) the supervisor must be another person than the operator
+acting when [auth] second_person is on: a supervisor logged in is not asked for their
+own PIN then, and their own ID is refused ("Another supervisor")."""
+from firmware.security import auth, permissions
 from firmware.core import keys
 from firmware.flows.common import Field
 from firmware.core.fsm import Flow
@@ -17,7 +22,11 @@ class SupervisorFlow(Flow):
         "pin": {"enter": "enter_pin", "timeout": ENTRY,
                 "on": {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type",
                        keys.ENTER: "pin_done", keys.CANCEL: "back"}},
+        "mfa": {"timeout": None, "on": {}},         # MfaCheckFlow on top
     }
+
+    # what a purpose is to [mfa] actions: the supervisor's authenticator code too
+    MFA_ACTIONS = {"off_export": "export"}
 
     def __init__(self, term, purpose):
         Flow.__init__(self, term)
@@ -25,11 +34,18 @@ class SupervisorFlow(Flow):
         self.field = Field(auth.ID_MAX)
         self.op_id = ""
         self.error = None
+        section = term.config.get("auth") or {}
+        self.second = section.get("second_person", True) and \
+            permissions.needs_second_person(purpose)
+        self.acting = term.operator["id"] if term.operator else ""
+        self.approver = None
 
     def enter_id(self):
         self.field = Field(auth.ID_MAX)
-        # a logged-in supervisor approves with their own PIN: ID already known
-        if self.term.role() == "supervisor" and not self.op_id and not self.error:
+        # a logged-in supervisor approves with their own PIN: ID already known (unless
+        # a second person must approve)
+        if self.term.role() == "supervisor" and not self.op_id and not self.error \
+                and not self.second:
             self.op_id = self.term.operator["id"]
             return "pin"
         return None
@@ -40,6 +56,11 @@ class SupervisorFlow(Flow):
 
     def id_done(self, ev):
         if not self.field.value:
+            return None
+        if self.second and self.field.value == self.acting:
+            self.term.beep("error")
+            self.error = "err_same_person"
+            self.field.clear()
             return None
         self.op_id = self.field.value
         return "pin"
@@ -64,9 +85,30 @@ class SupervisorFlow(Flow):
                 reason, "err_login")
             self.op_id = ""
             return "id"
-        self.term.store.audit("supervisor_ok", op["id"], self.purpose)
+        action = self.MFA_ACTIONS.get(self.purpose)
+        if action:
+            from firmware.flows.mfa import MfaCheckFlow, mfa_required
+            if mfa_required(self.term, op, action):
+                self.approver = op
+                self.term.push(MfaCheckFlow(self.term, op, action))
+                return "mfa"
+        return self._approved(op)
+
+    def _approved(self, op):
+        detail = self.purpose
+        if self.second:
+            detail += " for " + (self.acting or "-")
+        self.term.store.audit("supervisor_ok", op["id"], detail)
         self.finish(op)
         return None
+
+    def child_done(self, child, result):
+        op, self.approver = self.approver, None
+        if result is not None and op is not None:
+            return self._approved(op)
+        self.op_id = ""
+        self.error = "err_login"
+        return "id"
 
     def render(self):
         t = self.t

@@ -111,11 +111,15 @@ def test_whole_first_run_and_login_on_the_core_alone():
 
 def test_every_state_of_every_flow_has_a_timeout_or_a_parent():
     from firmware.flows import boot, diagnostics, home, idle, login, notice, operator, settings, setup
-    waiting = {("setup", "creating"), ("idle", "menu")}   # a child flow runs above these
+    from firmware.flows import operators, pin_change
+    # a child flow runs above these (its own states time out)
+    waiting = {("setup", "creating"), ("idle", "menu"), ("login", "change"),
+               ("operators", "supervisor"), ("operators", "adding"), ("operators", "mfa")}
     for mod, cls in ((boot, "BootFlow"), (setup, "SetupFlow"), (login, "LoginFlow"),
                      (idle, "IdleFlow"), (home, "HomeFlow"), (settings, "SettingsFlow"),
                      (diagnostics, "DiagnosticsFlow"), (notice, "NoticeFlow"),
-                     (operator, "NewOperatorFlow")):
+                     (operator, "NewOperatorFlow"), (operators, "OperatorsFlow"),
+                     (pin_change, "PinChangeFlow")):
         flow = getattr(mod, cls)
         for state, spec in flow.STATES.items():
             if (flow.NAME, state) in waiting:
