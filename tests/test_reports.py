@@ -221,11 +221,13 @@ def test_z_is_stored_once_and_the_last_z_is_a_duplicate(board):
     assert "Reprinted" in text
     printer = h.term.printer
     h.term.printer = None                                  # no printer: said, no harm
-    h.press("F1")
+    h.press("F1")                                          # a supervisor says yes first
+    assert h.flow() == ("supervisor", "pin"), h.text()
+    h.press("2", "5", "8", "0", "ENTER")
     assert "Not printed" in h.text()
     h.term.printer = printer
     n = len(h.sim.vprinter.receipts)
-    h.press("F1")
+    h.press("F1", "2", "5", "8", "0", "ENTER")
     paper = _report_paper(h, "DUPLICATE", n)
     assert "** DUPLICATE **" in paper and "Z REPORT" in paper and "Reprinted" in paper
     assert _amount(paper, "NET") == "17.50"

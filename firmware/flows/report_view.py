@@ -257,11 +257,33 @@ class LastZFlow(ReportView):
     TITLE = "rpt_last_z_title"
     DUPLICATE = True
 
+    STATES = dict(ReportView.STATES)
+    STATES["supervisor"] = {"timeout": None, "on": {}}     # SupervisorFlow on top
+
     def read(self):
         return last_z(self.term.payments.journal)
 
     def empty_lines(self):
         return [self.t("rpt_no_z")]
+
+    def print_it(self, ev):
+        """A second copy of a closed day: a supervisor other than the operator acting
+        says yes first (permissions.SECOND_PERSON)."""
+        if self.doc is None:
+            return None
+        from firmware.flows.supervisor import SupervisorFlow
+        self.term.push(SupervisorFlow(self.term, "rep_z_reprint"))
+        return "supervisor"
+
+    def child_done(self, child, result):
+        if child.NAME == "supervisor" and result is not None:
+            ReportView.print_it(self, None)
+        return "view"
+
+    def load(self):
+        if self.doc is not None:
+            return None             # back from the supervisor: the same DUPLICATE
+        return ReportView.load(self)
 
     def send(self):
         return print_z(self.term, self.doc, duplicate=True)

@@ -37,7 +37,7 @@ TABLE = {
 # limits, records leaving the terminal, a second copy of a closed day
 SECOND_PERSON = (
     "menu_refund", "menu_void", "ct_sup_price", "ct_sup_discount", "op_manage",
-    "lim_override", "off_export", "rep_z_reprint", "set_change",
+    "gate_purpose", "off_export", "rep_z_reprint",
 )
 
 

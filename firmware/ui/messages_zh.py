@@ -953,4 +953,5 @@ MESSAGES = {
     "op_pin_reset": "{id} 临时密码已设",
     "op_pin_reset_2": "下次登录时修改",
     "op_manage": "管理操作员",
+    "rep_z_reprint": "补打Z报表",
 }
