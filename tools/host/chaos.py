@@ -524,6 +524,8 @@ class Chaos:
                 '[security]\ntest_keys = true\n[lab]\nenabled = true\n'
                 '[ui]\nidle_logout_s = 86400\nentry_timeout_s = 600\nmenu_timeout_s = 3600\n'
                 'card_timeout_s = 300\n'
+                # one supervisor approves its own refunds and voids here
+                '[auth]\nsecond_person = false\n'
                 # the same test cards, refunds and voids by the dozen: no anomaly rule
                 '[anomaly]\nsame_card_count = 0\nhigh_amount_factor = 0\ndecline_run = 0\n'
                 'backs_count = 0\nrefund_new_card = false\n'
