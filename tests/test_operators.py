@@ -234,3 +234,20 @@ def test_a_pin_reset_asks_the_approvers_totp(harness):
     h.press("CANCEL")
     assert h.flow() == ("operators", "edit"), h.text()       # nothing reset
     assert not _audit(h, "pin_reset")
+
+
+def test_the_only_supervisor_may_add_the_second_one(harness):
+    h = harness(auth=SECOND, mfa={"actions": []})
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "6", "3")                 # no other supervisor: its own PIN is asked
+    assert h.flow() == ("supervisor", "pin"), h.text()
+    h.press("2", "5", "8", "0", "ENTER")
+    assert h.flow() == ("operators", "list"), h.text()
+    h.press("ENTER", "2", "2")                # + Add: a supervisor, ID 2
+    h.press("ENTER", "3", "6", "9", "1", "ENTER", "3", "6", "9", "1", "ENTER")
+    assert "Created: ID 2" in h.text(), h.text()
+    assert _audit(h, "supervisor_ok")[0][3] == "op_manage sole supervisor"
+    h.to_idle(tries=8)
+    h.press("MENU", "6", "3")                 # now there is another: it must approve
+    assert h.flow() == ("supervisor", "id"), h.text()

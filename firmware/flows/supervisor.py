@@ -38,7 +38,22 @@ class SupervisorFlow(Flow):
         self.second = section.get("second_person", True) and \
             permissions.needs_second_person(purpose)
         self.acting = term.operator["id"] if term.operator else ""
+        if self.second and purpose == "op_manage" and not self._other_supervisor():
+            # the only supervisor may add the second one: else no terminal could ever
+            # have one (audited as such)
+            self.second = False
+            self.sole = True
+        else:
+            self.sole = False
         self.approver = None
+
+    def _other_supervisor(self):
+        try:
+            ops = self.term.store.list_operators()
+        except Exception:
+            return True
+        return any(op["role"] == "supervisor" and op.get("active", True)
+                   and op["id"] != self.acting for op in ops)
 
     def enter_id(self):
         self.field = Field(auth.ID_MAX)
@@ -98,6 +113,8 @@ class SupervisorFlow(Flow):
         detail = self.purpose
         if self.second:
             detail += " for " + (self.acting or "-")
+        elif self.sole:
+            detail += " sole supervisor"
         self.term.store.audit("supervisor_ok", op["id"], detail)
         self.finish(op)
         return None
