@@ -561,7 +561,6 @@ MESSAGES = {
     "lim_max": "Limit {amount}",
     "lim_max_n": "Limit {n}",
     "lim_none": "none",
-    "lim_settings": "Limits",
     "an_same_card": "Same card {n}x",
     "an_in_min": "in {m} min",
     "an_high_amount": "Over {n}x usual",

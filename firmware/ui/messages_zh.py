@@ -553,7 +553,6 @@ MESSAGES = {
     "lim_max": "限额 {amount}",
     "lim_max_n": "限 {n} 笔",
     "lim_none": "无",
-    "lim_settings": "交易限额",
     "an_same_card": "同一卡 {n} 次",
     "an_in_min": "{m} 分钟内",
     "an_high_amount": "超平时 {n} 倍",
