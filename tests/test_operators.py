@@ -251,3 +251,19 @@ def test_the_only_supervisor_may_add_the_second_one(harness):
     h.to_idle(tries=8)
     h.press("MENU", "6", "3")                 # now there is another: it must approve
     assert h.flow() == ("supervisor", "id"), h.text()
+
+
+def test_settings_show_the_limits_to_a_supervisor_and_not_to_a_cashier(harness):
+    h = harness()
+    h.first_supervisor()
+    h.term.config["limits"]["per_payment"] = 50000
+    h.login()
+    h.press("MENU", "6", "8")                    # Settings > Limits (the last entry)
+    assert "Per payment" in h.text() and "Daily count" in h.text(), h.text()
+    assert "500.00" in h.text(), h.text()
+    h.to_idle(tries=6)
+    h.term.auth.create("7", "Cashier 7", "cashier", "1357")
+    _logout(h)
+    h.login("7", "1357")
+    h.press("MENU", "6")
+    assert "Limits" not in h.text(), h.text()

@@ -19,6 +19,7 @@ class SettingsFlow(MenuFlow):
         ("set_about", "about", "settings"),
         ("set_host_trust", "host_trust", "policy"),
         ("set_mfa_enrol", "mfa_enrol", "mfa_enrol"),
+        ("set_limits", "limits", "policy"),
     )
 
     def entries(self):
@@ -38,6 +39,11 @@ class SettingsFlow(MenuFlow):
         from firmware.flows.hosttrust import HostTrustFlow
         self.term.push(HostTrustFlow(self.term))
         return None
+
+    def limits(self):
+        """The [limits] in words (docs/limits.md), scrolled with UP/DOWN."""
+        from firmware.flows.anomaly_view import limit_lines
+        return self.say(*limit_lines(self.term))
 
     def offline_policy(self):
         from firmware.flows.offline import policy_lines

@@ -961,4 +961,5 @@ MESSAGES = {
     "op_pin_reset_2": "Changed at next login",
     "op_manage": "Manage operators",
     "rep_z_reprint": "Reprint a Z",
+    "set_limits": "Limits",
 }

@@ -953,4 +953,5 @@ MESSAGES = {
     "op_pin_reset_2": "下次登录时修改",
     "op_manage": "管理操作员",
     "rep_z_reprint": "补打Z报表",
+    "set_limits": "交易限额",
 }
