@@ -142,6 +142,16 @@ def test_many_refunds_and_voids_by_one_cashier(harness):
     assert h.term.payments.journal.find(kind="void") == []
     a = _alerts(h)[1]
     assert (a["rule"], a["operator"], a["outcome"]) == ("backs", CASHIER, "asked")
+    h.term.push(VoidFlow(h.term))               # again; a supervisor approves it
+    _supervisor(h)
+    h.press("ENTER", "ENTER")
+    assert h.flow() == ("limit_gate", "show"), h.text()
+    h.press("ENTER")
+    _supervisor(h)
+    h.wait_for("VOIDED", 8000)
+    # the latest sale had a refund: the void takes the one before
+    assert [r["state"] for r in h.term.payments.journal.find(kind="sale")] == ["voided", "approved"]
+    assert _alerts(h)[0]["outcome"] == "override" and _alerts(h)[0]["supervisor"] == "1"
 
 
 def test_a_refund_to_a_card_never_used_for_a_sale(pos):
@@ -243,3 +253,14 @@ def test_a_chip_card_is_checked_before_its_authorisation_goes_out(online):
     assert h.flow() == ("sale", "card_error") and "Cancelled" in h.text()
     assert h.host.ledger.count("HP000001") == 1
     assert len(h.term.payments.journal.find(kind="sale")) == 1
+    h.chip.remove()
+    h.to_idle()
+    insert("1200")                              # again; a supervisor approves this time
+    assert h.flow() == ("limit_gate", "show"), h.text()
+    h.press("ENTER", *"2580")                   # the supervisor logged in: PIN only
+    h.press("ENTER")
+    h.run(15000, until=lambda: h.flow() in (("sale", "result"), ("sale", "copy")))
+    rec = h.term.payments.journal.last()
+    assert rec["state"] == "approved" and rec["amount"] == 1200 and rec["entry"] == "chip"
+    assert h.host.ledger.approved_total("HP000001") == 1000 + 1200
+    assert _alerts(h)[0]["outcome"] == "override"
