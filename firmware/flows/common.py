@@ -4,6 +4,13 @@ from firmware.core.fsm import Flow
 from firmware.ui.screen import BODY_ROWS
 
 
+def entry_keys(**more):
+    """A typing state's "on" table: digits, BKSP and CLEAR to type(), and more."""
+    out = {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type"}
+    out.update(more)
+    return out
+
+
 class Field:
     """Digits typed on the keypad: BKSP takes one back, CLEAR empties it."""
 

@@ -5,18 +5,11 @@ the lockout ended). Opening it asks a supervisor other than the one logged in wh
 keeps one active supervisor at least: the last one cannot be disabled or demoted."""
 from firmware.security import auth
 from firmware.core import keys
-from firmware.flows.common import Field
+from firmware.flows.common import Field, entry_keys as _on
 from firmware.core.fsm import Flow
 
 ENTRY = "entry_timeout_s"
 MENU = "menu_timeout_s"
-_TYPE = {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type"}
-
-
-def _on(**more):
-    out = dict(_TYPE)
-    out.update(more)
-    return out
 
 
 class OperatorsFlow(Flow):

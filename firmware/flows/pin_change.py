@@ -3,17 +3,10 @@ reset it (forced: the PIN was just proven), or chosen in Settings (the old PIN f
 Weak PINs and the last [auth] pin_history PINs are refused."""
 from firmware.security import auth
 from firmware.core import keys
-from firmware.flows.common import Field
+from firmware.flows.common import Field, entry_keys as _on
 from firmware.core.fsm import Flow
 
 ENTRY = "entry_timeout_s"
-_TYPE = {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type"}
-
-
-def _on(**more):
-    out = dict(_TYPE)
-    out.update(more)
-    return out
 
 
 class PinChangeFlow(Flow):

@@ -15,6 +15,8 @@ Portable: hashlib.sha256 only; no f-strings, dataclasses or typing (MicroPython)
 """
 import hashlib
 
+from firmware.security.auth import _equal as _same    # in time that does not leak where
+
 VERSION = b"handpos audit v1"
 GENESIS = b"\x00" * 32
 MAC_LEN = 32
@@ -78,15 +80,6 @@ def authentic(key, row, seq=None):
         return False
     return _same(seal(key, bytes(prev), s if seq is None else seq, utc, event, operator,
                       detail), bytes(mac))
-
-
-def _same(a, b):
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for x, y in zip(a, b):
-        diff |= x ^ y
-    return diff == 0
 
 
 class Head:
