@@ -267,3 +267,15 @@ def test_settings_show_the_limits_to_a_supervisor_and_not_to_a_cashier(harness):
     h.login("7", "1357")
     h.press("MENU", "6")
     assert "Limits" not in h.text(), h.text()
+
+
+def test_a_cashier_may_not_read_the_anomalies_report(harness):
+    h = harness()
+    h.first_supervisor()
+    h.term.auth.create("7", "Cashier 7", "cashier", "1357")
+    h.login("7", "1357")
+    h.press("MENU", "5", "6")                    # Reports > Anomalies
+    assert "Not for your role" in h.text(), h.text()
+    assert h.flow() == ("notice", "show")
+    h.press("ENTER")
+    assert h.flow() == ("reports", "menu"), h.text()

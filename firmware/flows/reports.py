@@ -59,6 +59,9 @@ class ReportsFlow(MenuFlow):
         return None
 
     def anomalies(self):
+        if not self.term.can("anomalies"):     # it names other operators
+            self.term.refuse("anomalies", "rep_anomalies")
+            return None
         from firmware.flows.anomaly_view import AnomaliesFlow
         self.term.push(AnomaliesFlow(self.term))
         return None

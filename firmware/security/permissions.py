@@ -24,7 +24,8 @@ TABLE = {
     "settings": EVERYONE,        # language, change own PIN, about
     "change_pin": EVERYONE,
     "mfa_enrol": (SUPERVISOR, TECHNICIAN),  # TOTP, for the roles [mfa] asks it of
-    "operators": (SUPERVISOR,),  # the list of operators, add, edit, disable, reset PIN
+    "operators": (SUPERVISOR,),
+    "anomalies": (SUPERVISOR,),  # the limit and anomaly hits: they name other operators  # the list of operators, add, edit, disable, reset PIN
     "policy": (SUPERVISOR, TECHNICIAN),     # offline policy, limits (reading)
     "diagnostics": (SUPERVISOR, TECHNICIAN),
     "service": (TECHNICIAN,),    # host certificate alarm, keys, updates
