@@ -279,3 +279,19 @@ def test_a_cashier_may_not_read_the_anomalies_report(harness):
     assert h.flow() == ("notice", "show")
     h.press("ENTER")
     assert h.flow() == ("reports", "menu"), h.text()
+
+
+def test_an_operator_added_by_a_supervisor_chooses_a_pin_at_first_login(harness):
+    h = harness(mfa={"actions": []})
+    h.first_supervisor()
+    h.login()
+    h.press("MENU", "6", "3", "2", "5", "8", "0", "ENTER")     # Operators (the only supervisor)
+    h.press("ENTER", "1", "7", "ENTER", "1", "3", "5", "7", "ENTER", "1", "3", "5", "7", "ENTER")
+    assert "Created: ID 7" in h.text(), h.text()
+    _logout(h)
+    h.login("7", "1357")
+    assert h.flow() == ("pin_change", "new") and "One-time PIN" in h.text(), h.text()
+    h.press("1", "3", "5", "7", "ENTER")                       # the supervisor's: refused
+    assert "PIN used before" in h.text(), h.text()
+    h.press("8", "0", "2", "4", "ENTER", "8", "0", "2", "4", "ENTER", "ENTER")
+    assert h.flow() == ("idle", "idle") and h.term.operator["id"] == "7"

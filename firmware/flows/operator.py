@@ -101,9 +101,12 @@ class NewOperatorFlow(Flow):
             self.error = "err_pin_mismatch"
             return "pin"
         name = self.t("role_" + self.role) + " " + self.op_id
-        self.created = self.term.auth.create(self.op_id, name, self.role, self.pin)
-        self.pin = ""
         creator = self.term.operator["id"] if self.term.operator else ""
+        # a PIN another person typed is a one-time PIN: the new operator chooses their
+        # own at the first login (the first run's supervisor typed its own)
+        self.created = self.term.auth.create(self.op_id, name, self.role, self.pin,
+                                             must_change=bool(creator))
+        self.pin = ""
         self.term.store.audit("operator_added", creator, "%s %s" % (self.op_id, self.role))
         self.term.beep("ok")
         return "done"
