@@ -36,6 +36,7 @@ class SealedSecrets:
         self.sealed = SealedFile(os.path.join(keys.folder, FILE),
                                  sealing_key(keys.key("data")), PURPOSE)
         self._records = None
+        self._seen = None           # the file as it was when _records was read or written
 
     @property
     def path(self):
@@ -44,11 +45,16 @@ class SealedSecrets:
     def _load(self):
         """Every enrolment; raises KeyStoreError (a StorageFault) for a file that does
         not open: nobody's second factor is then guessed or dropped."""
-        if self._records is None:
+        # read again when another program (`handpos journal export --operator`, run
+        # beside the terminal) wrote the file since: a code it took is then spent here too
+        seen = self._stat()
+        if self._records is None or seen != self._seen:
+            self._records = None
             try:
                 raw = self.sealed.read()
             except SealedMissing:
                 self._records = {}
+                self._seen = seen
                 return self._records
             try:
                 doc = json.loads(raw.decode())
@@ -61,12 +67,23 @@ class SealedSecrets:
                                     "key folder from the backup, or enrol the operators "
                                     "again after a technician removes it" % self.path)
             self._records = doc["operators"]
+            self._seen = seen
         return self._records
+
+    def _stat(self):
+        """What changes when the file is written whole (a new file renamed in), or None."""
+        import os
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _write(self, records):
         doc = {"format": FORMAT, "version": 1, "operators": records}
         self.sealed.write(json.dumps(doc, sort_keys=True).encode())
         self._records = records
+        self._seen = self._stat()
 
     def get(self, op_id):
         rec = self._load().get(op_id)

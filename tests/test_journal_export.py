@@ -6,7 +6,8 @@ on stderr and the exit status is 1; bad input is one line and exit 2.
 
 The data folders are made by a harness session (tests/conftest.py); the command runs on
 them as `handpos ... --data DIR` does (the simulator's board: its key root is a file
-beside the folder).
+beside the folder), under a configuration whose [mfa] asks no code for an export:
+the code the product's [mfa] asks is tests/test_cli_mfa.py's.
 """
 import csv
 import io
@@ -29,11 +30,18 @@ CST = 480                   # UTC+8
 EST = -300                  # UTC-5
 
 
+NO_MFA = []        # the configuration file of the test running
+
+
 @pytest.fixture(autouse=True)
-def _keep_umask(monkeypatch):
+def _keep_umask(monkeypatch, tmp_path):
     """The command sets a private umask for its files (as the other tools do): put the
-    test process's back."""
+    test process's back. And a configuration without [mfa] "export" (the simulator's
+    board, the folder from --data)."""
     monkeypatch.delenv("HANDPOS_CONFIG", raising=False)
+    cfg = tmp_path / "no-mfa.toml"
+    cfg.write_text("[mfa]\nactions = []\n")
+    NO_MFA[:] = ["--config", str(cfg)]
     old = os.umask(0o022)
     os.umask(old)
     yield
@@ -41,7 +49,8 @@ def _keep_umask(monkeypatch):
 
 
 def _export(data, *args, day=DAY):
-    return main(["journal", "export", "--day", day, "--data", str(data)] + list(args))
+    return main(["journal", "export", "--day", day, "--data", str(data), "--board", "sim"]
+                + NO_MFA + list(args))
 
 
 def _pans(text):
@@ -203,7 +212,7 @@ def test_runs_while_the_terminal_runs_and_writes_nothing(day, tmp_path):
     env = dict(os.environ)
     env.pop("HANDPOS_CONFIG", None)
     r = subprocess.run([sys.executable, "-m", "tools", "journal", "export", "--day", DAY,
-                        "--format", "csv", "--data", day.data],
+                        "--format", "csv", "--data", day.data, "--board", "sim"] + NO_MFA,
                        cwd=ROOT, capture_output=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(io.StringIO(r.stdout.decode("utf-8"))))
@@ -306,7 +315,7 @@ def test_keys_that_do_not_open_are_named(day, tmp_path, capsys):
     """Another board's key root (the field board's TPM) does not open the simulator's
     keys: one line saying so, nothing written."""
     assert main(["journal", "export", "--day", DAY, "--data", day.data, "--board", "pizero2w",
-                 "--output", str(tmp_path / "x.csv")]) == 2
+                 *NO_MFA, "--output", str(tmp_path / "x.csv")]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "keys do not open" in line and line.endswith("nothing was written")
     assert not (tmp_path / "x.csv").exists()

@@ -556,8 +556,21 @@ def cmd_catalogue(args):
     data_dir = args.data or config["storage"]["data_dir"]
     if not os.path.isabs(data_dir):
         data_dir = os.path.join(REPO, data_dir)     # as the simulator reads it
-    return catalogue_csv.command(args, config, _profile_or_exit(board),
-                                 os.path.abspath(data_dir), _hold_stopped)
+    data_dir = os.path.abspath(data_dir)
+    profile = _profile_or_exit(board)
+    if args.action != "import" and os.path.isdir(data_dir):
+        # export and movements write the shop's data out: [mfa] "export"; they run
+        # beside the terminal, so the check writes no audit row (docs/audit.md)
+        refused = _mfa_gate(args, config, profile, data_dir, "export",
+                            "catalogue " + args.action, _catalogue_say, "nothing was written")
+        if refused:
+            return refused
+    return catalogue_csv.command(args, config, profile, data_dir, _hold_stopped)
+
+
+def _catalogue_say(line):
+    sys.stderr.write("handpos catalogue: " + line + "\n")
+    sys.stderr.flush()
 
 
 def _qr_say(line):
@@ -651,7 +664,7 @@ def _read_qr_key(args):
     return (lines[0] if lines else ""), None
 
 
-def _qr_audit(data_dir, event, detail, keys):
+def _qr_audit(data_dir, event, detail, keys, operator=""):
     """An audit row in the terminal's store (stopped meanwhile: the chain must have one
     writer), sealed into its chain, when it has a store; the reason when it could not be
     written, else None."""
@@ -668,12 +681,172 @@ def _qr_audit(data_dir, event, detail, keys):
         from drivers import audittrail
         # sealed into the chain as the terminal seals it (docs/audit.md)
         store.attach_audit_chain(audittrail.open_chain(keys))
-        store._audit(event, "", detail)     # the raising form: audit() keeps quiet
+        store._audit(event, operator, detail)     # the raising form: audit() keeps quiet
     except StorageFault as exc:
         return str(exc)
     finally:
         store.close()
     return None
+
+
+MFA_CODE_INPUT_MAX = 64
+
+
+def _mfa_options(a, action):
+    """--operator and --code-stdin of a command that [mfa] actions may guard."""
+    a.add_argument("--operator", default=None, metavar="ID",
+                   help="the supervisor or technician whose authenticator code (TOTP, or a "
+                        "recovery code) allows this, when [mfa] actions has %r (docs/mfa.md)"
+                        % action)
+    a.add_argument("--code-stdin", action="store_true",
+                   help="read the code from one line of standard input (default: ask for it "
+                        "on the terminal, not shown)")
+
+
+def _read_mfa_code(args, op_id):
+    """(code, None) or (None, why): the code typed on the terminal (not shown), or one
+    line of standard input with --code-stdin; spaces dropped (a recovery code is printed
+    as 12345 67890)."""
+    if args.code_stdin:
+        if sys.stdin is None:
+            return None, "--code-stdin, but there is no standard input"
+        line = sys.stdin.readline(MFA_CODE_INPUT_MAX + 1)
+        if len(line) > MFA_CODE_INPUT_MAX:
+            return None, "the line on standard input is not a code"
+    else:
+        try:
+            with open("/dev/tty"):
+                pass
+        except OSError:
+            return None, ("no terminal to ask the code on: type it at a terminal, or give it "
+                          "on standard input with --code-stdin")
+        import getpass
+        try:
+            line = getpass.getpass("authenticator code of operator %s (or a recovery code; "
+                                   "not shown): " % op_id)
+        except (EOFError, KeyboardInterrupt):
+            return None, "no code was typed"
+    return "".join(line.split()), None
+
+
+def _mfa_gate(args, config, profile, data_dir, action, command, say, nothing, keys=None,
+              audit=False):
+    """The second factor a command needs when [mfa] actions has action (docs/mfa.md "On
+    the command line"): --operator, a supervisor or technician per [mfa] roles, gives
+    the code of their authenticator app (or a recovery code), checked by the terminal's
+    own service over its sealed enrolments (DATA/keys/mfa.sealed) and its store's
+    lockout, so a code spent on the keypad is spent here and wrong codes here count
+    there. None when the command may go on (no code needed, or the right one given);
+    else 2, after one line through say(). audit: write mfa_ok / mfa_failed / ... into
+    the trail: only a command holding the terminal stopped may (the chain has one
+    writer); the others write no audit row."""
+    cfg = config.get("mfa") or {}
+    from firmware.security import mfa
+    if action not in cfg.get("actions", mfa.DEFAULT_ACTIONS):
+        return None
+    roles = list(cfg.get("roles", mfa.DEFAULT_ROLES))
+    op_id = args.operator
+    if not op_id:
+        say("refused: %s needs the authenticator code of a %s ([mfa] actions has %r): give "
+            "--operator ID; %s" % (command, " or ".join(roles), action, nothing))
+        return 2
+    if keys is None:
+        keys = _open_tool_keys(profile, data_dir, say, nothing)
+        if keys is None:
+            return 2
+    import time
+    from drivers.keystore import KeyStoreError
+    from drivers.mfa_store import SealedSecrets
+    from drivers.store_sqlite import SQLiteStore
+    from firmware.core.store import StorageFault
+    path = os.path.join(data_dir, "handpos.db")
+    if not os.path.exists(path):
+        say("refused: no store yet (%s), so no operator %s: start the terminal once; %s"
+            % (path, op_id, nothing))
+        return 2
+    try:
+        store = SQLiteStore(path)
+    except StorageFault as exc:
+        say("refused: %s; %s" % (exc, nothing))
+        return 2
+    try:
+        return _mfa_check(args, store, SealedSecrets(keys), roles, op_id, action, command,
+                          say, nothing, mfa, time.time, audit and (data_dir, keys))
+    except KeyStoreError as exc:        # the sealed enrolments do not open
+        say("refused: TOTP data damaged (%s): call a technician; %s" % (exc, nothing))
+        return 2
+    except StorageFault as exc:         # the store: a full or failing card
+        say("refused: %s; %s" % (exc, nothing))
+        return 2
+    finally:
+        store.close()
+
+
+def _mfa_check(args, store, secrets, roles, op_id, action, command, say, nothing, mfa, now,
+               audit_to):
+    op = store.get_operator(op_id)
+    if op is None:
+        say("refused: unknown operator %s; %s" % (op_id, nothing))
+        return 2
+    if not op.get("active", True):
+        say("refused: operator %s is disabled; %s" % (op_id, nothing))
+        return 2
+    if op["role"] not in roles:
+        say("refused: operator %s is a %s: only a %s gives the code for %s ([mfa] roles); %s"
+            % (op_id, op["role"], " or ".join(roles), action, nothing))
+        return 2
+    service = mfa.Mfa(secrets, store, now, os.urandom)
+    what = "%s (handpos %s)" % (action, command)
+
+    def audit(event, detail):
+        if audit_to:
+            unaudited = _qr_audit(audit_to[0], event, detail, audit_to[1], operator=op_id)
+            if unaudited:
+                say("not in the audit trail: %s" % unaudited)
+    if not service.enrolled(op_id):
+        audit("mfa_not_enrolled", what)
+        say("refused: operator %s has no authenticator: enrol TOTP on the terminal first: "
+            "Settings > Enrol TOTP; %s" % (op_id, nothing))
+        return 2
+    left = service.locked_for(op_id)
+    if left:
+        say("refused: operator %s is locked out after %d wrong codes: try again in %d min; %s"
+            % (op_id, service.max_failures, (left + 59) // 60, nothing))
+        return 2
+    code, why = _read_mfa_code(args, op_id)
+    if why:
+        say("refused: %s; %s" % (why, nothing))
+        return 2
+    if not code.isdigit() or len(code) not in (6, 10):
+        # not counted, as the keypad takes only 6 (or with F2 10) digits
+        say("refused: a code is the 6 digits the app shows, or a 10-digit recovery code; %s"
+            % nothing)
+        return 2
+    recovery = len(code) == 10
+    answer = service.verify_recovery(op_id, code) if recovery else service.verify(op_id, code)
+    if answer == mfa.OK:
+        if recovery:
+            left = service.recovery_left(op_id)
+            audit("mfa_recovery_used", "%s; %d left" % (what, left))
+            say("operator %s: recovery code accepted (%d left); it is spent" % (op_id, left))
+        else:
+            audit("mfa_ok", what)
+        return None
+    audit("mfa_failed", "%s: %s%s" % (what, answer, " (recovery code)" if recovery else ""))
+    if answer == mfa.LOCKED:
+        audit("mfa_locked", "%d min" % (service.lockout_s // 60))
+        say("refused: wrong code; operator %s is now locked out for %d min; %s"
+            % (op_id, service.lockout_s // 60, nothing))
+    elif answer == mfa.NOT_ENROLLED:      # removed meanwhile
+        say("refused: operator %s has no authenticator: enrol TOTP on the terminal first: "
+            "Settings > Enrol TOTP; %s" % (op_id, nothing))
+    elif answer == mfa.REPLAY:
+        say("refused: that code was used already: wait for the app's next code; %s" % nothing)
+    else:
+        say("refused: wrong code (%d of %d before a %d-min lockout); %s"
+            % (service.failures(op_id), service.max_failures, service.lockout_s // 60,
+               nothing))
+    return 2
 
 
 def cmd_qr_key(args):
@@ -708,6 +881,15 @@ def _qr_key_load(args, keystore):
         keys = _open_tool_keys(profile, data_dir, _qr_say, nothing)
         if keys is None:
             return 2
+        if args.code_stdin and not args.key_file:
+            _qr_say("refused: --code-stdin takes standard input, where the key would come "
+                    "from: give the key with --key-file FILE; %s" % nothing)
+            return 2
+        # the terminal is stopped (its locks held): the check's rows go into the trail
+        refused = _mfa_gate(args, config, profile, data_dir, "key_load", "qr-key load",
+                            _qr_say, nothing, keys=keys, audit=True)
+        if refused:
+            return refused
         key, why = _read_qr_key(args)
         if why:
             _qr_say("refused: %s; %s" % (why, nothing))
@@ -794,6 +976,11 @@ def cmd_journal(args):
     if found is None:
         return 2
     config, profile, data_dir = found
+    # beside the running terminal: the check writes no audit row (docs/audit.md)
+    refused = _mfa_gate(args, config, profile, data_dir, "export", "journal export",
+                        _journal_say, "nothing was written")
+    if refused:
+        return refused
     return journal_export.command(args, profile, data_dir)
 
 
@@ -810,6 +997,12 @@ def cmd_audit(args):
     if found is None:
         return 2
     config, profile, data_dir = found
+    if args.action == "export":
+        # read-only beside the running terminal: the check writes no audit row either
+        refused = _mfa_gate(args, config, profile, data_dir, "export", "audit export",
+                            _audit_say, "nothing was written")
+        if refused:
+            return refused
     return audit_trail.command(args, profile, data_dir)
 
 
@@ -907,6 +1100,7 @@ def main(argv=None):
         else:
             a.add_argument("--no-bom", action="store_true",
                            help="no UTF-8 byte order mark (Excel needs it to read UTF-8)")
+            _mfa_options(a, "export")
         if action == "movements":
             a.add_argument("--after", type=int, default=0, metavar="ID",
                            help="only the movements after this id (the last one exported)")
@@ -930,6 +1124,7 @@ def main(argv=None):
                            help="a file holding the key on one line (default: read it from "
                                 "standard input, or ask for it without echo)")
             a.add_argument("--key", default=None, help=argparse.SUPPRESS)   # refused, said why
+            _mfa_options(a, "key_load")
         a.set_defaults(func=cmd_qr_key)
 
     p = sub.add_parser("journal", help="the transaction journal for the back office "
@@ -943,6 +1138,7 @@ def main(argv=None):
                    help="csv (a header row, UTF-8) or json (a list of objects); default csv")
     a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     _data_options(a)
+    _mfa_options(a, "export")
     a.set_defaults(func=cmd_journal)
 
     p = sub.add_parser("audit", help="the audit trail: check its chain, or export it for "
@@ -959,6 +1155,7 @@ def main(argv=None):
                    help="csv (a header row, UTF-8) or json (a list of objects); default csv")
     a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     _data_options(a)
+    _mfa_options(a, "export")
     a.set_defaults(func=cmd_audit)
 
     args = parser.parse_args(argv)
