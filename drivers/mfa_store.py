@@ -13,10 +13,12 @@ The interface is firmware/security/mfa.py's secrets: get, put, remove.
 import hashlib
 import hmac
 import json
+import os
 
 from drivers.keystore import SealedMissing
 
 FILE = "mfa.sealed"
+LOCK = "mfa.lock"           # held while the file is read, changed and written again
 PURPOSE = "mfa totp enrolments"
 FORMAT = "handpos-mfa"
 
@@ -32,11 +34,12 @@ class SealedSecrets:
 
     def __init__(self, keys):
         from drivers.keystore import SealedFile
-        import os
         self.sealed = SealedFile(os.path.join(keys.folder, FILE),
                                  sealing_key(keys.key("data")), PURPOSE)
         self._records = None
         self._seen = None           # the file as it was when _records was read or written
+        self._lock_path = os.path.join(keys.folder, LOCK)
+        self._held = None           # (the lock file, depth) while held
 
     @property
     def path(self):
@@ -72,7 +75,6 @@ class SealedSecrets:
 
     def _stat(self):
         """What changes when the file is written whole (a new file renamed in), or None."""
-        import os
         try:
             st = os.stat(self.path)
         except OSError:
@@ -85,16 +87,51 @@ class SealedSecrets:
         self._records = records
         self._seen = self._stat()
 
+    def hold(self):
+        """The file to this program while the with-block runs: the terminal and a
+        command-line check (tools/cli.py) both write it, each after reading it, and
+        neither must write over what the other wrote meanwhile. Re-entrant."""
+        return _Held(self)
+
     def get(self, op_id):
         rec = self._load().get(op_id)
         return dict(rec) if rec is not None else None
 
     def put(self, op_id, record):
-        records = dict(self._load())
-        records[op_id] = dict(record)
-        self._write(records)            # the file first, then the copy in memory
+        with self.hold():               # read again under the lock: others' records kept
+            records = dict(self._load())
+            records[op_id] = dict(record)
+            self._write(records)        # the file first, then the copy in memory
 
     def remove(self, op_id):
-        records = dict(self._load())
-        if records.pop(op_id, None) is not None:
-            self._write(records)
+        with self.hold():
+            records = dict(self._load())
+            if records.pop(op_id, None) is not None:
+                self._write(records)
+
+
+class _Held:
+    def __init__(self, secrets):
+        self.secrets = secrets
+
+    def __enter__(self):
+        import fcntl
+        s = self.secrets
+        if s._held is None:
+            fd = os.open(s._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                os.close(fd)
+                raise
+            s._held = [fd, 0]
+        s._held[1] += 1
+        return s
+
+    def __exit__(self, *exc):
+        s = self.secrets
+        s._held[1] -= 1
+        if s._held[1] == 0:
+            fd, s._held = s._held[0], None
+            os.close(fd)                # and with it the lock
+        return False

@@ -823,6 +823,7 @@ def _mfa_check(args, store, secrets, roles, op_id, action, command, say, nothing
             % nothing)
         return 2
     recovery = len(code) == 10
+    # read, checked and spent under the sealed file's lock (Mfa holds it)
     answer = service.verify_recovery(op_id, code) if recovery else service.verify(op_id, code)
     if answer == mfa.OK:
         if recovery:

@@ -123,6 +123,10 @@ class Mfa:
     def verify(self, op_id, code):
         """A 6-digit code from the app: OK, WRONG, REPLAY, LOCKED or NOT_ENROLLED.
         A wrong or replayed code counts toward the lockout."""
+        with _hold(self.secrets):       # read, checked and spent as one (docs/mfa.md)
+            return self._verify(op_id, code)
+
+    def _verify(self, op_id, code):
         if self.locked_for(op_id):
             return LOCKED
         rec = self.secrets.get(op_id)
@@ -141,6 +145,10 @@ class Mfa:
 
     def verify_recovery(self, op_id, code):
         """A printed recovery code: OK (and it is spent), WRONG, LOCKED or NOT_ENROLLED."""
+        with _hold(self.secrets):
+            return self._verify_recovery(op_id, code)
+
+    def _verify_recovery(self, op_id, code):
         if self.locked_for(op_id):
             return LOCKED
         rec = self.secrets.get(op_id)
@@ -185,6 +193,22 @@ class Mfa:
 
     def failures(self, op_id):
         return self._failures(op_id)[0]
+
+
+class _NoHold:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _hold(secrets):
+    """secrets.hold(): the enrolments to this program while a code is checked and spent,
+    where another program may check codes too (drivers/mfa_store.py: the terminal and
+    the command line); nothing to hold for MemorySecrets."""
+    hold = getattr(secrets, "hold", None)
+    return hold() if hold is not None else _NoHold()
 
 
 def utc_seconds(t):
