@@ -6,7 +6,7 @@ service over its sealed enrolments and its store's lockout.
 
 A real data folder: the simulator harness (tests/conftest.py) makes it, a supervisor
 enrols a phone through the keypad's flow (tests/test_mfa.py's enrol, the TOTP clock
-pinned at T0, in the past), a cashier and a second supervisor (not enrolled) are added.
+pinned ten minutes back), a cashier and a second supervisor (not enrolled) are added.
 The commands then run as subprocesses on the folder with `--data` alone, so under the
 simulator's configuration (config/sim.toml), which keeps the product's [mfa]; the codes
 they are given are computed here from the enrolled key at the real time, as the phone
@@ -24,7 +24,7 @@ import pytest
 
 from firmware.core import config as schema
 from firmware.flows.mfa import MfaCheckFlow
-from tests.test_mfa import T0, _ask, enrol
+from tests.test_mfa import _ask, enrol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MCH_ID = "100000000002"
@@ -83,8 +83,11 @@ def field(harness):
     h.login()
     h.add_operator("1", "7", "1357")                # a cashier
     h.add_operator("2", "8", "2468")                # a supervisor with no phone yet
-    h.term.mfa.now = lambda: T0
-    phone, codes = enrol(h, h.term.operator, T0)
+    # enrolled ten minutes ago on the TOTP clock: the step the enrolment spent is before
+    # every code the commands are given at the real time, whatever the date
+    then = int(time.time()) - 600
+    h.term.mfa.now = lambda: then
+    phone, codes = enrol(h, h.term.operator, then)
     data = h.term.config["storage"]["data_dir"]
     h.close()
     return data, phone, codes, harness
