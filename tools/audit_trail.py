@@ -5,12 +5,11 @@ Both only read: the store is opened read-only (nothing created, migrated or seal
 so they may run beside the terminal. Exit status: 0 the trail is intact, 1 it is not
 (each problem named by record number), 2 it could not be checked at all.
 """
-import csv
-import io
-import json
 import os
 import sqlite3
 import sys
+
+from tools import journal_export
 
 COLUMNS = ("seq", "utc", "event", "operator", "detail", "mac", "check")
 
@@ -127,17 +126,11 @@ def export_rows(rows, verdict):
 
 
 def to_csv(rows):
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    for r in rows:
-        writer.writerow([r[c] for c in COLUMNS])
-    return buf.getvalue().encode("utf-8")
+    return journal_export.to_csv(rows, COLUMNS)     # the back office reads both alike
 
 
 def to_json(rows):
-    return (json.dumps([dict((c, r[c]) for c in COLUMNS) for r in rows], indent=1,
-                       ensure_ascii=False) + "\n").encode("utf-8")
+    return journal_export.to_json(rows, COLUMNS)
 
 
 def export(args, profile, data_dir, out=None):

@@ -112,17 +112,18 @@ def row(rec):
             "original_id": rec["original_id"]}
 
 
-def to_csv(rows):
+def to_csv(rows, columns=COLUMNS):
+    """The back office's CSV: a header row, UTF-8, CRLF (the audit export's too)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(columns)
     for r in rows:
-        writer.writerow([r[c] for c in COLUMNS])
+        writer.writerow([r[c] for c in columns])
     return out.getvalue().encode("utf-8")
 
 
-def to_json(rows):
-    return (json.dumps([dict((c, r[c]) for c in COLUMNS) for r in rows], indent=1,
+def to_json(rows, columns=COLUMNS):
+    return (json.dumps([dict((c, r[c]) for c in columns) for r in rows], indent=1,
                        ensure_ascii=False) + "\n").encode("utf-8")
 
 
