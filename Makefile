@@ -30,9 +30,13 @@ fonts:
 run: setup
 	$(PY) -m tools sim
 
+# the suite in WORKERS processes (pytest-xdist): most of its time is spent waiting on
+# sockets, timers and child processes, not on the CPU; the tests that share the
+# machine's pcscd or fixed ports run in one worker (tests/conftest.py, SHARED)
+WORKERS ?= 2
 test: setup node_modules/.installed
 	node tools/mpy_runner.mjs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
 
 test-mpy: node_modules/.installed
 	node tools/mpy_runner.mjs

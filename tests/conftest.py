@@ -329,6 +329,33 @@ def online(harness, hostsim, net):
 
 
 # -- every screen readable: a test during which a screen lost text fails -------------
+# Under pytest-xdist (`make test` runs the suite in parallel workers) the tests that share
+# one thing of the machine run in one worker, one after the other: the system pcscd with
+# its one virtual reader (vpcd's fixed port), and the simulators started as processes on
+# the configuration's fixed loopback ports.
+SHARED = {
+    "pcscd": ("test_anomaly.py", "test_at_rest.py", "test_emv_kernel.py", "test_host_trust.py",
+              "test_payment_faults.py", "test_pcsc.py", "test_sale_chip.py",
+              "test_settlement.py", "test_storm.py", "test_vcard.py", "test_vcard_pcscd.py",
+              "test_wire_profile.py", "test_bench_terminal.py",
+              # they build the sim board whole, its PC/SC reader on that pcscd too
+              "test_compose.py", "test_config.py", "test_keyroot.py", "test_catalogue.py"),
+    "ports": ("test_newcomer.py", "test_sim_e2e.py", "test_crash_recovery.py",
+              "test_chaos.py", "test_qr_chaos.py"),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    groups = {}
+    for group, files in SHARED.items():
+        for name in files:
+            groups[name] = group
+    for item in items:
+        group = groups.get(os.path.basename(str(item.fspath)))
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "text_loss_allowed: the test cuts text on purpose (the display's own "
