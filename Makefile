@@ -30,13 +30,15 @@ fonts:
 run: setup
 	$(PY) -m tools sim
 
-# the suite in WORKERS processes (pytest-xdist): most of its time is spent waiting on
-# sockets, timers and child processes, not on the CPU; the tests that share the
-# machine's pcscd or fixed ports run in one worker (tests/conftest.py, SHARED)
-WORKERS ?= 2
+# WORKERS=2 runs pytest in two processes (pytest-xdist; the tests that share the
+# machine's pcscd or fixed ports in one, tests/conftest.py SHARED): about 15 minutes
+# instead of 27, but tests/test_pcsc.py still loses its card to something in the other
+# worker, so the default stays one process until that is found
+WORKERS ?= 0
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 test: setup node_modules/.installed
 	node tools/mpy_runner.mjs
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+	$(PY) -m pytest -q $(XDIST)
 
 test-mpy: node_modules/.installed
 	node tools/mpy_runner.mjs
