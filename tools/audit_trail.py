@@ -134,17 +134,12 @@ def to_json(rows):
 
 
 def export(args, profile, data_dir, out=None):
-    from tools.journal_export import Refused as WriteRefused, write_output
+    from tools.journal_export import Refused as WriteRefused
     try:
         rows, verdict, chain = check(profile, data_dir)
         listed = export_rows(rows, verdict)
-        data = to_json(listed) if args.format == "json" else to_csv(listed)
-        if args.output:
-            write_output(args.output, data)
-        else:
-            target = out if out is not None else sys.stdout.buffer
-            target.write(data)
-            target.flush()
+        journal_export.deliver(args, to_json(listed) if args.format == "json"
+                               else to_csv(listed), out)
     except (Refused, WriteRefused) as exc:
         _say("refused: %s; nothing was written" % exc)
         return 2

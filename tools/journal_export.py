@@ -112,6 +112,16 @@ def row(rec):
             "original_id": rec["original_id"]}
 
 
+def deliver(args, data, out=None):
+    """The export's bytes to --output (whole or not there) or to standard output."""
+    if args.output:
+        write_output(args.output, data)
+    else:
+        target = out if out is not None else sys.stdout.buffer
+        target.write(data)
+        target.flush()
+
+
 def to_csv(rows, columns=COLUMNS):
     """The back office's CSV: a header row, UTF-8, CRLF (the audit export's too)."""
     out = io.StringIO()
@@ -245,13 +255,7 @@ def command(args, profile, data_dir, out=None):
         finally:
             journal.close()
         rows = [row(rec) for rec in good]
-        data = to_json(rows) if args.format == "json" else to_csv(rows)
-        if args.output:
-            write_output(args.output, data)
-        else:
-            target = out if out is not None else sys.stdout.buffer
-            target.write(data)
-            target.flush()
+        deliver(args, to_json(rows) if args.format == "json" else to_csv(rows), out)
     except Refused as exc:
         _say("refused: %s; nothing was written" % exc)
         return 2
