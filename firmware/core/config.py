@@ -244,6 +244,22 @@ def _percent_limit(value):
             "(10 % is 10000, 100 % is 100000)")
 
 
+def _digit_strings(value):
+    """A list of prefixes of digits (1 to 4 each); [] for none."""
+    if isinstance(value, list) and all(isinstance(v, str) and 0 < len(v) <= 4 and v.isdigit()
+                                       for v in value):
+        return None
+    return "must be a list of digit strings of 1 to 4 digits (e.g. [\"1\"]), or []"
+
+
+def _digits_or_empty(max_len):
+    def check(value):
+        if isinstance(value, str) and len(value) <= max_len and (value == "" or value.isdigit()):
+            return None
+        return "must be up to %d digits, or \"\"" % max_len
+    return check
+
+
 def _path(value):
     if isinstance(value, str) and value:
         return None
@@ -416,6 +432,26 @@ SCHEMA = {
         # the tax rate of an item a supervisor adds on the terminal (thousandths of a
         # percent: 13000 is 13 %), until the catalogue import gives it its own
         "default_tax_rate": (0, _int_range(0, 100000)),
+    },
+    # members and points (docs/members.md); amounts in [money]'s minor units
+    "members": {
+        "enabled": (True, _boolean),
+        # a member's phone: this many digits (11, a mainland China mobile), starting with
+        # one of phone_prefixes ("1" there; [] for any); a number typed with the country
+        # code in front (86...) is taken without it
+        "phone_digits": (11, _int_range(6, 15)),
+        "phone_prefixes": (["1"], _digit_strings),
+        "country_code": ("86", _digits_or_empty(4)),
+        # points earned per unit of the currency paid (after every discount), by tier, in
+        # thousandths of a point: 1000 is 1 point per yuan; rounded down per sale
+        "earn_basic": (1000, _int_range(0, 1000000)),
+        "earn_silver": (1500, _int_range(0, 1000000)),
+        "earn_gold": (2000, _int_range(0, 1000000)),
+        # what a point is worth when redeemed, in minor units (1: 100 points are 1.00)
+        "point_value": (1, _int_range(1, 100000)),
+        "redeem_min": (100, _int_range(1, 100000000)),   # fewest points taken at once
+        # the largest share of a sale points may pay (thousandths of a percent: 50000 = 50 %)
+        "redeem_max_percent": (50000, _percent_limit),
     },
 }
 
