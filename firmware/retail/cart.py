@@ -6,15 +6,22 @@ half up (tax.round_div), and every total is a sum of line figures, so that the s
 the receipt, the journal and the reports agree to the minor unit:
 
   gross          unit price x quantity, or unit price per kg x grams / 1000 (rounded)
-  line_discount  the line's own discount: percent of gross (rounded) or a fixed amount
+  promo_discount the automatic promotion's amount on the line (the pricer's, recorded
+                 in promo; firmware/retail/promotions.py decides it)
+  line_discount  the line's own discount: percent of gross - promo_discount (rounded)
+                 or a fixed amount
   cart_discount  the line's share of the cart discount (see _spread)
-  amount         gross - line_discount - cart_discount: what the line is sold for at
-                 shelf prices (with tax when tax_inclusive, before tax when not)
+  points_discount the line's share of the points redemption (spread like the cart
+                 discount, over what is left of each line)
+  amount         gross - promo_discount - line_discount - cart_discount -
+                 points_discount: what the line is sold for at shelf prices (with tax
+                 when tax_inclusive, before tax when not)
   tax            tax.tax_of(amount, rate, inclusive), rounded half up
   net, total     amount - tax and amount (inclusive), or amount and amount + tax
 
-  subtotal = sum of (gross - line_discount) of the lines not voided
-  total    = sum of line totals = subtotal - cart discount (+ tax when exclusive)
+  subtotal = sum of (gross - promo_discount - line_discount) of the lines not voided
+  total    = sum of line totals = subtotal - cart discount - redemption (+ tax when
+             exclusive)
   tax      = sum of line taxes = sum of the taxes per rate
 
 A voided line stays in the cart (receipt, journal) and counts for nothing. Changes that
@@ -23,7 +30,9 @@ would break a limit of [retail] are refused with CartError and leave the cart as
 from firmware.core.money import format_amount
 from firmware.retail.tax import WHOLE, format_rate, percent_of, round_div, tax_of
 
-VERSION = 1                 # of to_dict(); a new rounding rule needs a new version
+VERSION = 2                 # of to_dict(); a new rounding rule needs a new version
+READS = (1, 2)              # versions from_dict reads: 1 had no promotions, member, points
+ONE_X = 1000                # points_x of a line no multiplier applies to
 EACH = "each"
 KG = "kg"
 DISCOUNT_KINDS = ("percent", "amount")
@@ -32,12 +41,13 @@ DISCOUNT_KINDS = ("percent", "amount")
 DEFAULT_LIMITS = {"max_quantity": 9999, "max_weight_g": 99999, "max_line_amount": 1000000,
                   "max_lines": 200, "max_total": 1000000}
 # what CartError.what names -> whether its limit is money (shown in the currency)
-MONEY_LIMITS = ("line_amount", "total", "price", "discount", "amount")
+MONEY_LIMITS = ("line_amount", "total", "price", "discount", "amount", "redeem")
 
 
 class CartError(Exception):
     """A change the cart refused. what: quantity | weight | line_amount | lines | total |
-    price | amount | discount | rate | void | line | refund | journal; limit: the number
+    price | amount | discount | rate | void | line | refund | journal | redeem | member;
+    limit: the number
     that was crossed (a count, grams, or minor units when what is in MONEY_LIMITS), so
     the screen can say it: t(e.msg_id, limit=e.limit_text(currency))."""
 
@@ -76,13 +86,17 @@ class Line:
     (pieces; 1 for a weighed line), grams (None unless weighed), tax_rate, discount
     (None or (kind, value)), void, void_by, barcode, label_grams (the weight a
     price-embedded label stands for, worked back from the price per kg, for the stock;
-    else None). Computed by the cart: gross, line_discount, cart_discount, amount, tax,
-    net, total."""
+    else None), promo (None or {"id", "name_en", "name_zh", "amount"}: the automatic
+    promotion the pricer gave it, recorded so that the journal's copy is rebuilt without
+    the rules), points_x (the points multiplier, thousandths: 1000 is 1x). Computed by
+    the cart: gross, promo_discount, line_discount, cart_discount, points_discount,
+    amount, tax, net, total."""
 
     INPUTS = ("kind", "item_id", "plu", "name_en", "name_zh", "price", "original_price",
               "override_by", "quantity", "grams", "tax_rate", "discount", "void", "void_by",
-              "barcode", "label_grams")
-    FIGURES = ("gross", "line_discount", "cart_discount", "amount", "tax", "net", "total")
+              "barcode", "label_grams", "promo", "points_x")
+    FIGURES = ("gross", "promo_discount", "line_discount", "cart_discount",
+               "points_discount", "amount", "tax", "net", "total")
 
     def __init__(self, kind, price, tax_rate, quantity=1, grams=None, item_id=None, plu=None,
                  name_en="", name_zh="", barcode=None):
@@ -102,6 +116,8 @@ class Line:
         self.void_by = None
         self.barcode = barcode
         self.label_grams = None
+        self.promo = None
+        self.points_x = ONE_X
         for name in Line.FIGURES:
             setattr(self, name, 0)
 
@@ -109,6 +125,8 @@ class Line:
         other = Line(self.kind, self.price, self.tax_rate)
         for name in Line.INPUTS + Line.FIGURES:
             setattr(other, name, getattr(self, name))
+        if self.promo is not None:
+            other.promo = dict(self.promo)
         return other
 
     def weighed(self):
@@ -144,6 +162,8 @@ class Line:
             d[name] = getattr(self, name)
         if self.discount is not None:
             d["discount"] = {"kind": self.discount[0], "value": self.discount[1]}
+        if self.promo is not None:
+            d["promo"] = dict(self.promo)
         return d
 
     @staticmethod
@@ -154,6 +174,9 @@ class Line:
         line.void = bool(d.get("void"))
         disc = d.get("discount")
         line.discount = (disc["kind"], disc["value"]) if disc else None
+        promo = d.get("promo")          # a version 1 copy has neither
+        line.promo = dict(promo) if promo else None
+        line.points_x = d.get("points_x") or ONE_X
         return line
 
 
@@ -169,6 +192,10 @@ class Cart:
         self.lines = []
         self.discount = None            # None or (kind, value): the cart discount
         self.discount_by = None
+        self.member = None              # None or {"number", "tier"}: never a phone or name
+        self.redeem = None              # None or {"points", "amount"}: points paid with
+        self.points_earned = 0          # set by the loyalty code before the payment
+        self.pricer = None              # fn(cart) -> [(promo or None, points_x)] per line
         self.totals = {}
         self._compute()
 
@@ -265,6 +292,55 @@ class Cart:
         new.discount = self._discount(kind, value)
         self._replace(index, new)
 
+    def set_pricer(self, pricer):
+        """The automatic promotions: pricer(cart) -> [(promo or None, points_x)], one
+        per line, asked at every change (firmware.retail.promotions.Pricer). None: the
+        lines keep the promotions they have. from_dict never sets one."""
+        def apply():
+            self.pricer = pricer
+        self._change(apply)
+
+    def set_member(self, member):
+        """The member the sale is for ({"number": str, "tier": str}, or None): the cart
+        keeps the number and tier only. Promotions for members and tiers follow."""
+        if member is not None:
+            number, tier = member.get("number"), member.get("tier", "")
+            if not isinstance(number, str) or not number or not isinstance(tier, str):
+                raise CartError("member", None, "a member is {number, tier} as text")
+            member = {"number": number, "tier": tier}
+
+        def apply():
+            self.member = member
+        self._change(apply)
+
+    def set_redemption(self, points=0, amount=0):
+        """Points paid with: amount minor units off the sale, spread over the lines like
+        the cart discount. points 0 clears it. More than is left to pay is refused with
+        CartError("redeem", limit=the most that can be taken off)."""
+        if not _count(points) or points < 0 or not _count(amount) or amount < 0:
+            raise CartError("redeem", None, "points and amount are whole numbers")
+        redeem = None
+        if points:
+            if amount < 1:
+                raise CartError("redeem", None, "a redemption takes something off")
+            redeem = {"points": points, "amount": amount}
+
+        def apply():
+            self.redeem = redeem
+        self._change(apply)
+
+    def left_to_redeem(self):
+        """The most a redemption may take off now: what the sale comes to after its
+        promotions and discounts (before tax when prices are before tax)."""
+        return self.totals.get("subtotal", 0) - self.totals.get("discount", 0)
+
+    def copy(self):
+        """An independent cart with the same lines, figures and pricer (for previews)."""
+        other = Cart.from_dict(self.to_dict(), self.limits)
+        other.pricer = self.pricer
+        other.points_earned = self.points_earned
+        return other
+
     def set_discount(self, kind=None, value=0, operator=""):
         """The cart discount, spread over the lines (see _spread); kind None removes it."""
         discount = self._discount(kind, value)
@@ -327,7 +403,7 @@ class Cart:
     def _change(self, apply):
         """Apply a change; undo it and raise when the cart breaks a limit."""
         saved = [line.copy() for line in self.lines]
-        saved_discount = (self.discount, self.discount_by)
+        saved_state = (self.discount, self.discount_by, self.member, self.redeem, self.pricer)
         try:
             apply()
             self._compute()
@@ -335,7 +411,8 @@ class Cart:
                 raise CartError("total", self.limits["max_total"])
         except CartError:
             self.lines = saved
-            self.discount, self.discount_by = saved_discount
+            (self.discount, self.discount_by, self.member, self.redeem,
+             self.pricer) = saved_state
             self._compute()
             raise
 
@@ -345,34 +422,64 @@ class Cart:
         """The lines that count: (index, line) of every line not voided."""
         return [(i, self.lines[i]) for i in range(len(self.lines)) if not self.lines[i].void]
 
+    def _price(self):
+        """The pricer's promotions and multipliers onto the lines."""
+        decided = self.pricer(self)
+        for k in range(len(self.lines)):
+            line = self.lines[k]
+            promo, points_x = decided[k] if k < len(decided) else (None, ONE_X)
+            if line.void or promo is None or not promo.get("amount"):
+                line.promo = None
+            else:
+                line.promo = dict(promo)
+            line.points_x = ONE_X if line.void else points_x
+
     def _compute(self):
         inclusive = self.tax_inclusive
+        if self.pricer is not None:
+            self._price()
         active = []
         for line in self.lines:
             for name in Line.FIGURES:
                 setattr(line, name, 0)
             line.gross = line.gross_amount()
+            if line.promo is not None and not line.void:
+                line.promo_discount = line.promo["amount"]
+                if not _count(line.promo_discount) or not 0 <= line.promo_discount <= line.gross:
+                    raise CartError("journal", None, "a promotion larger than its line")
+            base = line.gross - line.promo_discount
             if line.discount is not None:
                 kind, value = line.discount
-                line.line_discount = percent_of(line.gross, value) if kind == "percent" else value
+                line.line_discount = percent_of(base, value) if kind == "percent" else value
+                if line.line_discount > base and not line.void:
+                    raise CartError("discount", base, "more than the line")
             if not line.void:
                 active.append(line)
         subtotal = 0
         for line in active:
-            subtotal += line.gross - line.line_discount
+            subtotal += line.gross - line.promo_discount - line.line_discount
         cart_discount = 0
         if self.discount is not None:
             kind, value = self.discount
             cart_discount = percent_of(subtotal, value) if kind == "percent" else value
             if cart_discount > subtotal:
                 raise CartError("discount", subtotal, "more than the cart")
-        shares = _spread(cart_discount, [line.gross - line.line_discount for line in active])
+        shares = _spread(cart_discount, [line.gross - line.promo_discount - line.line_discount
+                                         for line in active])
+        for k in range(len(active)):
+            active[k].cart_discount = shares[k]
+        redeemed = self.redeem["amount"] if self.redeem else 0
+        if redeemed > subtotal - cart_discount:
+            raise CartError("redeem", subtotal - cart_discount, "more than is left to pay")
+        shares = _spread(redeemed, [line.gross - line.promo_discount - line.line_discount -
+                                    line.cart_discount for line in active])
         rates = {}
         tax = total = items = 0
         for k in range(len(active)):
             line = active[k]
-            line.cart_discount = shares[k]
-            line.amount = line.gross - line.line_discount - line.cart_discount
+            line.points_discount = shares[k]
+            line.amount = (line.gross - line.promo_discount - line.line_discount -
+                           line.cart_discount - line.points_discount)
             line.tax = tax_of(line.amount, line.tax_rate, inclusive)
             if inclusive:
                 line.net, line.total = line.amount - line.tax, line.amount
@@ -387,13 +494,26 @@ class Cart:
             group["net"] += line.net
             group["tax"] += line.tax
             group["total"] += line.total
-        line_discounts = 0
+        line_discounts = promo_discounts = 0
+        promotions = []
+        by_id = {}
         for line in active:
             line_discounts += line.line_discount
+            promo_discounts += line.promo_discount
+            if line.promo_discount:
+                got = by_id.get(line.promo["id"])
+                if got is None:
+                    got = by_id[line.promo["id"]] = {
+                        "id": line.promo["id"], "name_en": line.promo.get("name_en", ""),
+                        "name_zh": line.promo.get("name_zh", ""), "amount": 0}
+                    promotions.append(got)
+                got["amount"] += line.promo_discount
         self.totals = {
             "lines": len(active), "items": items, "subtotal": subtotal,
             "line_discounts": line_discounts, "discount": cart_discount, "tax": tax,
             "total": total, "rates": [rates[r] for r in sorted(rates)],
+            "promo_discounts": promo_discounts, "points_discount": redeemed,
+            "promotions": promotions,
         }
 
     def total(self):
@@ -412,6 +532,9 @@ class Cart:
             "discount": ({"kind": self.discount[0], "value": self.discount[1]}
                          if self.discount else None),
             "discount_by": self.discount_by,
+            "member": dict(self.member) if self.member else None,
+            "redeem": dict(self.redeem) if self.redeem else None,
+            "points_earned": self.points_earned,
             "lines": [line.to_dict() for line in self.lines],
             "totals": _copy_totals(self.totals),
         }
@@ -420,17 +543,28 @@ class Cart:
     def from_dict(d, limits=None):
         """The cart a to_dict() copy was made from. Limits are not applied (they may have
         changed since the sale); the figures must come out as they were recorded, else
-        CartError("journal"), since the copy was not made by this rule."""
-        if d.get("v") != VERSION:
+        CartError("journal"), since the copy was not made by this rule. Version 1 copies
+        (before promotions, members and points) are read as carts without them."""
+        if d.get("v") not in READS:
             raise CartError("journal", VERSION, "cart copy version %r" % d.get("v"))
         cart = Cart(d["currency"], d["tax_inclusive"], limits)
         cart.lines = [Line.from_dict(ld) for ld in d["lines"]]
         disc = d.get("discount")
         cart.discount = (disc["kind"], disc["value"]) if disc else None
         cart.discount_by = d.get("discount_by")
+        member = d.get("member")
+        cart.member = {"number": member["number"], "tier": member.get("tier", "")} \
+            if member else None
+        redeem = d.get("redeem")
+        cart.redeem = {"points": redeem["points"], "amount": redeem["amount"]} if redeem else None
+        cart.points_earned = d.get("points_earned") or 0
         cart._compute()
-        if "totals" in d and _copy_totals(cart.totals) != _copy_totals(d["totals"]):
-            raise CartError("journal", None, "the recorded totals do not match the lines")
+        if "totals" in d:
+            mine = _copy_totals(cart.totals)
+            theirs = _copy_totals(d["totals"])
+            for key in theirs:          # a version 1 copy has fewer totals
+                if mine.get(key) != theirs[key]:
+                    raise CartError("journal", None, "the recorded totals do not match the lines")
         for i in range(len(cart.lines)):
             for name in Line.FIGURES:
                 if name in d["lines"][i] and d["lines"][i][name] != getattr(cart.lines[i], name):
@@ -441,6 +575,8 @@ class Cart:
 def _copy_totals(totals):
     out = dict(totals)
     out["rates"] = [dict(r) for r in totals["rates"]]
+    if "promotions" in totals:
+        out["promotions"] = [dict(p) for p in totals["promotions"]]
     return out
 
 
