@@ -87,6 +87,7 @@ class Built:
         self.selftests = {}
         self.datadir = None
         self.catalogue = None
+        self.members = None
 
     def close(self):
         if self.terminal is not None:
@@ -127,6 +128,8 @@ class Built:
             self.journal.close()
         if self.catalogue is not None:
             self.catalogue.close()
+        if self.members is not None:
+            self.members.close()
         if self.store is not None:
             self.store.close()
         if self.reactor is not None:
@@ -375,6 +378,7 @@ def _build_payments(b, profile, config, tr, console):
     b.journal, b.queue = open_payments_storage(config, console, term, dd)
     datadir.settle_state(dd, b.store, config, console)
     b.catalogue = term.catalogue = open_catalogue_storage(config, console, term, dd)
+    b.members = term.members = open_members_storage(config, console, term, dd)
     term.first_run_ok = datadir.first_run_allowed(dd, b.journal, b.queue)
     term.on_in_service = lambda: dd.set_state(datadir.IN_SERVICE, config["terminal"]["id"])
     try:
@@ -595,6 +599,24 @@ def open_catalogue_storage(config, console, term, dd):
     return None
 
 
+def open_members_storage(config, console, term, dd):
+    """The members and their points (members.db, docs/members.md): phone and name sealed
+    under keys derived from the data key; None without keys or with [members] enabled
+    false (the sale then has no member). One that cannot be opened is the terminal's
+    storage fault (part members), like any database."""
+    if dd.keys is None or not config.get("members", {}).get("enabled", True):
+        return None
+    from drivers.members_sqlite import open_members
+    try:
+        return open_members(config["storage"]["data_dir"], dd.keys.key("data"),
+                            on_fault=term.storage_fault,
+                            random_bytes=getattr(term.system, "random_bytes", None))
+    except StorageFault as exc:
+        console("members: %s" % exc)
+        _fault(term, exc)
+    return None
+
+
 def _fault(term, fault):
     from firmware.core.store import fault_code
     term.selftests["storage"] = (False, "%s %s" % (fault_code(fault), fault))
@@ -611,6 +633,8 @@ def check_storage(b, config, console, max_ms=1500):
     parts = [("store", b.store), ("journal", b.journal), ("queue", b.queue)]
     if b.catalogue is not None:
         parts.append(("catalogue", b.catalogue))
+    if b.members is not None:
+        parts.append(("members", b.members))
     for part, db in parts:
         if isinstance(db, Unavailable):
             report.append((db.fault.kind, part, 0))

@@ -140,7 +140,7 @@ class StorageFault(Exception):
 
 # The code a technician is told on the phone: E-<part><kind>, e.g. E-43 = keys damaged.
 # docs/storage.md has the table; the numbers never change meaning.
-FAULT_PARTS = ("store", "journal", "queue", "keys", "pinkey", "catalogue")
+FAULT_PARTS = ("store", "journal", "queue", "keys", "pinkey", "catalogue", "members")
 
 
 def fault_code(fault):

@@ -138,6 +138,8 @@ class RefundLinesFlow(Flow):
         if result is not None and result.get("state") == "approved":
             from firmware.retail import stock
             stock.give_back_refund(self.term, result)
+            from firmware.retail import loyalty
+            loyalty.refund(self.term, result)   # a member's points follow the money
             self.finish(result)
             return None
         self.part = None

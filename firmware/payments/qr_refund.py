@@ -108,12 +108,15 @@ class QrRefunds:
         rec = journal.get(job.rec_id)
         if state == "approved":
             original = journal.get(rec["original_id"])
+            from firmware.retail import loyalty
             if rec["kind"] == "refund":
                 journal.update(original["id"], refunded=original["refunded"] + rec["amount"])
+                loyalty.refund(self.term, rec)      # once: refund_lines may have done it
             else:
                 journal.update(original["id"], state="voided")
                 from firmware.retail import stock
                 stock.give_back(self.term, journal.get(original["id"]))
+                loyalty.void(self.term, journal.get(original["id"]))
         self.term.store.audit("qr_%s_%s" % (rec["kind"], state), rec["operator"],
                               "#%d of #%d %s" % (rec["id"], rec["original_id"],
                                                  fields.get("rc") or ""))

@@ -395,8 +395,10 @@ class Payments:
 
     def _restock(self, txn_id):
         """An item sale voided: its items go back on the shelf (once)."""
-        from firmware.retail import stock
-        stock.give_back(self.term, self.journal.get(txn_id))
+        from firmware.retail import loyalty, stock
+        rec = self.journal.get(txn_id)
+        stock.give_back(self.term, rec)
+        loyalty.void(self.term, rec)        # a member's points taken back (once)
 
     def _void_wait_over(self, original_id):
         waiter = self._void_waiters.pop(original_id, None)

@@ -196,7 +196,12 @@ def earn_points(cart, tier, rule):
 
 
 def before_points(cart):
-    """What the sale comes to before any points are redeemed (the base of the share)."""
+    """What the sale comes to before any points are redeemed (the base of the share and
+    the most a redemption can take: after promotions and discounts, before tax when
+    prices are before tax)."""
+    left = getattr(cart, "left_to_redeem", None)
+    if left is not None:
+        return left()
     totals = cart.totals
     return totals["total"] + totals.get("points_discount", 0)
 
