@@ -30,11 +30,12 @@ fonts:
 run: setup
 	$(PY) -m tools sim
 
-# WORKERS=2 runs pytest in two processes (pytest-xdist; the tests that share the
-# machine's pcscd or fixed ports in one, tests/conftest.py SHARED): about 15 minutes
-# instead of 27, but tests/test_pcsc.py still loses its card to something in the other
-# worker, so the default stays one process until that is found
-WORKERS ?= 0
+# pytest runs in WORKERS processes (pytest-xdist; 2 by default, WORKERS=0 for one): the
+# suite mostly waits on sockets, timers and child processes, so two workers take about
+# half the time on two cores. Each pytest process has a pcscd of its own (tests/conftest.py);
+# the tests that start simulators on the configuration's fixed ports share one worker
+# (tests/conftest.py SHARED)
+WORKERS ?= 2
 XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 test: setup node_modules/.installed
 	node tools/mpy_runner.mjs

@@ -52,7 +52,8 @@ class SimHarness:
         if not chip:                # the chip reader needs pcscd: only the tests that ask
             profile.pop("chip", None)
         self.sim = Simulator(profile, config, synced=synced, auth_iterations=50,
-                             console=self.console.append, clock=self._clock)
+                             console=self.console.append, clock=self._clock,
+                             chip_port=vpcd_port_of_process() if chip else None)
         self.term = self.sim.terminal
         self.reactor = self.sim.reactor
         self.sim.start()
@@ -328,18 +329,60 @@ def online(harness, hostsim, net):
     return make
 
 
-# -- every screen readable: a test during which a screen lost text fails -------------
-# Under pytest-xdist (`make test` runs the suite in parallel workers) the tests that share
-# one thing of the machine run in one worker, one after the other: the system pcscd with
-# its one virtual reader (vpcd's fixed port), and the simulators started as processes on
-# the configuration's fixed loopback ports.
+# -- a pcscd of each test process's own ------------------------------------------------
+# The PC/SC tests (tests/test_pcsc.py), the boards built whole with the sim profile's chip
+# reader and the harness's chip=True terminals talk to pcscd's Virtual PCD reader. Each
+# pytest process (one per xdist worker) gets a pcscd of its own: a private socket
+# (PCSCLITE_CSOCK_NAME, which libpcsclite reads once per process, so it is set before
+# any test runs and children inherit it) and private vpcd ports (HANDPOS_TEST_VPCD_PORT),
+# so that two workers never put cards in one reader. Where it cannot start (no pcscd,
+# or a system pcscd running and no mount namespace to start beside it), the tests use
+# the machine's pcscd as before and should run in one process.
+PCSCD_PORT_ENV = "HANDPOS_TEST_VPCD_PORT"
+_PCSCD = []
+
+
+def _start_private_pcscd(config):
+    if hasattr(config, "workerinput"):
+        pass                                        # an xdist worker: runs tests
+    elif config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+        return                                      # the xdist controller runs none
+    if os.environ.get("PCSCLITE_CSOCK_NAME"):
+        return                                      # someone chose a pcscd already
+    import tempfile
+    from tools.cards.vcard import PrivatePcscd
+    daemon = PrivatePcscd(tempfile.mkdtemp(prefix="handpos-pcscd-"), auto_exit=False)
+    try:
+        daemon.start()
+    except (RuntimeError, OSError) as exc:
+        config.handpos_pcscd_problem = str(exc)
+        return
+    os.environ["PCSCLITE_CSOCK_NAME"] = daemon.socket_path
+    os.environ[PCSCD_PORT_ENV] = str(daemon.port)
+    _PCSCD.append(daemon)
+
+
+def pytest_unconfigure(config):
+    while _PCSCD:
+        daemon = _PCSCD.pop()
+        daemon.stop()
+        os.environ.pop("PCSCLITE_CSOCK_NAME", None)
+        os.environ.pop(PCSCD_PORT_ENV, None)
+        import shutil
+        shutil.rmtree(daemon.workdir, ignore_errors=True)
+
+
+def vpcd_port_of_process():
+    """The vpcd port of this process's pcscd (None: the machine's, vpcd's default)."""
+    port = os.environ.get(PCSCD_PORT_ENV)
+    return int(port) if port else None
+
+
+# -- the tests that share fixed ports ---------------------------------------------------
+# Under pytest-xdist (`make test` runs the suite in parallel workers) the tests that start
+# simulators as processes on the configuration's fixed loopback ports run in one worker,
+# one after the other.
 SHARED = {
-    "pcscd": ("test_anomaly.py", "test_at_rest.py", "test_emv_kernel.py", "test_host_trust.py",
-              "test_payment_faults.py", "test_pcsc.py", "test_sale_chip.py",
-              "test_settlement.py", "test_storm.py", "test_vcard.py", "test_vcard_pcscd.py",
-              "test_wire_profile.py", "test_bench_terminal.py",
-              # they build the sim board whole, its PC/SC reader on that pcscd too
-              "test_compose.py", "test_config.py", "test_keyroot.py", "test_catalogue.py"),
     "ports": ("test_newcomer.py", "test_sim_e2e.py", "test_crash_recovery.py",
               "test_chaos.py", "test_qr_chaos.py"),
 }
@@ -356,7 +399,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+# -- every screen readable: a test during which a screen lost text fails -------------
 def pytest_configure(config):
+    _start_private_pcscd(config)
     config.addinivalue_line(
         "markers", "text_loss_allowed: the test cuts text on purpose (the display's own "
         "tests of cutting); any other screen that loses text fails its test")

@@ -2,7 +2,9 @@
 vsmartcard's vpcd reader, with a small virtual card of this file's own on vpcd's
 socket and the real firmware Reactor.
 
-pcscd is the one on this machine: the session fixture uses a running one (leaving it
+pcscd is the test process's own (tests/conftest.py starts one per pytest process on a
+private socket and private vpcd ports, so parallel workers never share a reader); where
+that could not start, the machine's: the session fixture uses a running one (leaving it
 running) or starts its own and always stops it. Without pcscd, vpcd or pyscard the
 tests are skipped with the reason; with HANDPOS_REQUIRE_PCSCD=1 (CI) they fail instead.
 """
@@ -20,10 +22,12 @@ from drivers import pcsc
 from drivers.pcsc import PcscReader, get_response, reader_kind, with_le
 from firmware.core.reactor import Reactor
 
-PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
+PRIVATE = bool(os.environ.get("HANDPOS_TEST_VPCD_PORT"))        # tests/conftest.py's pcscd
+PCSCD_SOCKET = os.environ.get("PCSCLITE_CSOCK_NAME") or "/run/pcscd/pcscd.comm"
 VPCD_CONF = "/etc/reader.conf.d/vpcd"
 VPCD_DRIVER = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
-VPCD_HOST, VPCD_PORT = "127.0.0.1", 35963     # vpcd's first slot
+# vpcd's first slot: the private pcscd's, or the Debian reader.conf's
+VPCD_HOST, VPCD_PORT = "127.0.0.1", int(os.environ.get("HANDPOS_TEST_VPCD_PORT") or 35963)
 VPCD_READER = "Virtual PCD 00 00"
 
 # T=0 only (no TD1), 8 historical bytes "HANDPOS1".
@@ -217,7 +221,7 @@ def pcscd(tmp_path_factory):
                                        else None)
     if binary is None:
         _unavailable("pcscd is not installed (Debian: apt-get install pcscd)")
-    if not (os.path.exists(VPCD_DRIVER) and os.path.exists(VPCD_CONF)):
+    if not (os.path.exists(VPCD_DRIVER) and (PRIVATE or os.path.exists(VPCD_CONF))):
         _unavailable("vsmartcard's vpcd reader driver is not installed (Debian: apt-get "
                      "install vsmartcard-vpcd)")
     proc = None

@@ -981,10 +981,13 @@ class PrivatePcscd:
     Debian's pcscd also watches USB: on a machine with a real reader and a system pcscd
     both daemons would see that reader (not the case in CI)."""
 
-    def __init__(self, workdir, port=None, debug=False, pcscd="pcscd"):
+    def __init__(self, workdir, port=None, debug=False, pcscd="pcscd", auto_exit=True):
         self.workdir = os.path.abspath(workdir)
         self.port = port or _free_port_pair()
         self.debug = debug
+        # --auto-exit: pcscd leaves 60 s after its last client; a daemon held for a
+        # whole test session (tests/conftest.py) must not
+        self.auto_exit = auto_exit
         self.pcscd = pcscd
         self.socket_path = os.path.join(self.workdir, "pcscd.comm")
         self.log_path = os.path.join(self.workdir, "pcscd.log")
@@ -1024,8 +1027,8 @@ class PrivatePcscd:
             os.set_inheritable(3, True)
             _die_with_parent()
         # --info at least: "Started by systemd" in the log shows it took our socket.
-        args = [self.pcscd, "--foreground", "--auto-exit", "--config", conf,
-                "--debug" if self.debug else "--info"]
+        args = [self.pcscd, "--foreground"] + (["--auto-exit"] if self.auto_exit else []) + \
+            ["--config", conf, "--debug" if self.debug else "--info"]
         log_from = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         env = dict(os.environ, LISTEN_FDS="1")
         env.pop("LISTEN_FDNAMES", None)
