@@ -8,7 +8,8 @@ again here, so the paper says what the journal says.
   Fuji apples                            name (wraps), in the receipt's language
     3 x 3.50                   10.50 A   quantity x unit price, line amount, rate mark
     Price 3.50, was 4.00                 a price override keeps the old price
-    Discount 10%               -1.05 A   a line discount
+    Buy 2 get 1                -3.50 A   the line's automatic promotion, by its name
+    Discount 10%               -0.70 A   a line discount (after the promotion)
   Bananas
     0.452 kg x 12.80/kg         5.79 B   a weighed line
   Milk 1L
@@ -17,9 +18,12 @@ again here, so the paper says what the journal says.
   5 items
   Subtotal                     15.24
   Discount 5%                  -0.76     the cart discount
+  Points 100                   -1.00     points redeemed (spread over the lines)
   Tax 9% (B)                    0.45     (prices without tax: taxes, then TOTAL)
   TOTAL                        14.48
   Incl. tax 9% (B)              0.45     (prices with tax: TOTAL, then the tax in it)
+  Member ...4632                         a member's sale: the member number's tail (the
+  Points earned                   12     cart keeps no phone), points earned and redeemed
 
 The rate marks (A, B, ...) appear only when the cart holds more than one tax rate;
 the letters follow the rates from lowest to highest.
@@ -81,6 +85,14 @@ def _discount_label(kind_value, t):
     return t("rcpt_discount")
 
 
+def promo_name(promo, t):
+    """A promotion's name in the receipt's language (the English one when the Chinese
+    is missing)."""
+    if t.lang == "zh" and promo.get("name_zh"):
+        return promo["name_zh"]
+    return promo.get("name_en") or promo.get("id", "")
+
+
 def add_lines(receipt, cart, t):
     """The cart's lines, each with its name, detail, override and discount."""
     marks = rate_marks(cart)
@@ -96,6 +108,9 @@ def add_lines(receipt, cart, t):
             for row in wrap(t("rcpt_price_was", price=_money(cart, line.price),
                               was=_money(cart, line.original_price)), receipt.width - 2):
                 receipt.add("  " + row)
+        if getattr(line, "promo_discount", 0):
+            pair_wrapped(receipt, promo_name(line.promo, t),
+                         _money(cart, -line.promo_discount) + mark, indent="  ")
         if line.discount is not None:
             pair_wrapped(receipt, _discount_label(line.discount, t),
                          _money(cart, -line.line_discount) + mark, indent="  ")
@@ -111,6 +126,10 @@ def add_totals(receipt, cart, t, total=True):
     pair_wrapped(receipt, t("rcpt_subtotal"), _money(cart, totals["subtotal"]))
     if cart.discount is not None:
         pair_wrapped(receipt, _discount_label(cart.discount, t), _money(cart, -totals["discount"]))
+    redeem = getattr(cart, "redeem", None)
+    if redeem:
+        pair_wrapped(receipt, t("rcpt_points_used", n="%d" % redeem["points"]),
+                     _money(cart, -totals["points_discount"]))
     label = "rcpt_tax_incl" if cart.tax_inclusive else "rcpt_tax_rate"
     taxes = []
     for group in totals["rates"]:
@@ -127,6 +146,39 @@ def add_totals(receipt, cart, t, total=True):
     if cart.tax_inclusive:
         for text, amount in taxes:
             pair_wrapped(receipt, text, amount)
+    add_member(receipt, cart, t)
+    return receipt
+
+
+def number_tail(number):
+    """'...4632': enough of a member number for the member to know it is theirs."""
+    return "..." + number[-4:] if len(number) > 4 else number
+
+
+def add_member(receipt, cart, t, extra=None):
+    """A member's sale: the member number's tail, the points earned and redeemed, then
+    extra [(left, right)] rows the caller has (the balance, from the members' store),
+    and whatever firmware.retail.members.receipt_rows(t, cart) adds when it has that.
+    Nothing for a sale without a member."""
+    member = getattr(cart, "member", None)
+    if not member:
+        return receipt
+    receipt.rule()
+    pair_wrapped(receipt, t("rcpt_member", n=number_tail(member["number"])), "")
+    if cart.points_earned:
+        pair_wrapped(receipt, t("rcpt_points_earned"), "%d" % cart.points_earned)
+    if cart.redeem:
+        pair_wrapped(receipt, t("rcpt_points_redeemed"), "%d" % cart.redeem["points"])
+    for left, right in extra or ():
+        pair_wrapped(receipt, left, right)
+    try:
+        from firmware.retail import members
+    except ImportError:
+        return receipt
+    rows = getattr(members, "receipt_rows", None)
+    if rows is not None:
+        for left, right in rows(t, cart):
+            pair_wrapped(receipt, left, right)
     return receipt
 
 
