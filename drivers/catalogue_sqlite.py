@@ -5,7 +5,9 @@ Tables: items (one row per PLU), barcodes (lookup key -> item, each key once),
 categories (English and Chinese names), stock (quantity on hand per item), movements
 (every stock change: item, delta, reason, operator, UTC time, reference, on hand
 after), prices (every price change a supervisor made), meta (the catalogue's
-currency), flags (rows that failed their integrity check). docs/retail.md has the
+currency), flags (rows that failed their integrity check), promotions (the automatic
+promotions, firmware/retail/promotions.py rules as JSON, in the import file's order;
+docs/promotions.md). docs/retail.md has the
 columns and units.
 
 Every movement is written with its stock change in one transaction (BEGIN IMMEDIATE),
@@ -24,6 +26,7 @@ comparisons, tools that have no key).
 Every error of the medium (full, I/O, damaged file) leaves as a StorageFault of the
 part "catalogue" (firmware/core/store.py), reported to the guard's listener.
 """
+import json
 import os
 import sqlite3
 import time
@@ -66,6 +69,8 @@ CREATE TABLE IF NOT EXISTS prices (
     id INTEGER PRIMARY KEY AUTOINCREMENT, item INTEGER NOT NULL REFERENCES items(id),
     old INTEGER NOT NULL, new INTEGER NOT NULL, operator TEXT NOT NULL, utc TEXT NOT NULL,
     mac BLOB);
+CREATE TABLE IF NOT EXISTS promotions (
+    id TEXT PRIMARY KEY, pos INTEGER NOT NULL, body TEXT NOT NULL, mac BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flags (
     tbl TEXT NOT NULL, row TEXT NOT NULL, utc TEXT NOT NULL, what TEXT NOT NULL,
     PRIMARY KEY (tbl, row));
@@ -715,6 +720,47 @@ class SQLiteCatalogue:
                 progress(done)
         self._txn(body)
         return counts
+
+    # -- promotions (handpos promotions import; firmware/retail/promotions.py) ---------
+    @guarded
+    def promotions(self):
+        """The promotions' rules in the import file's order; a row that fails its check
+        is left out and flagged (that promotion is not given: shelf prices stand)."""
+        rules = []
+        for ident, pos, body, mac in self.db.execute(
+                "SELECT id, pos, body, mac FROM promotions ORDER BY pos").fetchall():
+            if not self._ok("promotions", {"id": ident, "pos": pos, "body": body}, mac):
+                self._flag("promotions", ident, "MAC failed")
+                continue
+            try:
+                rule = json.loads(body)
+            except ValueError:
+                self._flag("promotions", ident, "not JSON")
+                continue
+            rule["order"] = pos
+            rules.append(rule)
+        return rules
+
+    @guarded
+    def replace_promotions(self, rules, ref=""):
+        """The promotions become rules (checked by firmware.retail.promotions.parse), in
+        one transaction: the old set goes, the new one is all there or none of it."""
+        rows = []
+        for pos in range(len(rules)):
+            rule = dict(rules[pos])
+            rule.pop("order", None)
+            body = json.dumps(rule, sort_keys=True, ensure_ascii=False)
+            rows.append((rule["id"], pos, body,
+                         self._mac("promotions", {"id": rule["id"], "pos": pos, "body": body})))
+
+        def body():
+            self.db.execute("DELETE FROM promotions")
+            self.db.executemany("INSERT INTO promotions VALUES (?,?,?,?)", rows)
+            self.db.execute("DELETE FROM flags WHERE tbl='promotions'")
+            self._flagged = {f for f in self._flagged if f[0] != "promotions"}
+            self._set_meta("promotions_from", ref)
+        self._txn(body)
+        return len(rows)
 
     def _codes_of_plu(self, plu):
         return [r[0] for r in self.db.execute("SELECT b.code FROM barcodes b JOIN items i "
