@@ -8,7 +8,7 @@ A scan on the idle screen (or F1 there, to type a PLU) opens the cart. On the ca
   UP/DOWN     choose a line          F1  its quantity (the multiply key)
   F2          void the line          F3  a keyed amount (a "misc" line)
   MENU        the cart's menu: 1 line discount, 2 cart discount, 3 price (of the
-              chosen line), 4 browse the categories
+              chosen line), 4 browse the categories, 5 member, 6 redeem points
   CANCEL      clears what is typed; on an empty entry asks to abandon the cart
 
 An unknown barcode says "Not found" with its code; ENTER there keys a price for it
@@ -22,7 +22,14 @@ spot unless a supervisor is the one logged in; every one is in the audit log.
 The cart's figures are firmware/retail/cart.py's; the payment is the sale flow's
 (firmware/flows/sale.py), which writes the cart into the journal record, so the
 receipt is itemised from what was recorded. Stock goes down once the payment is
-approved (firmware/retail/stock.py), and again never (the record says it was taken).
+approved (firmware/retail/stock.py), and again never (the record says it was taken);
+a member's points move then too (firmware/retail/loyalty.py apply).
+
+Automatic promotions (firmware/retail/promotions.py) come from the catalogue
+(promotions() of catalogue.db) when the cart opens, priced at the terminal's local time
+at every change; a row shows what the line comes to after its promotion and discount.
+A member card or member QR scanned on the cart opens the member's screen
+(firmware/flows/members.py) instead of looking for an item.
 """
 from firmware.core import keys
 from firmware.core.fsm import Flow
@@ -95,6 +102,9 @@ class CartFlow(Flow):
         self.unknown = None             # (code, symbology) of the barcode not found
         self.child = None               # the cart menu or the adding of an item, above
         self.first = (scan, symbology) if scan is not None else None
+        pricer = make_pricer(term)
+        if pricer is not None:
+            self.cart.set_pricer(pricer)
 
     def start(self):
         Flow.start(self)
@@ -119,6 +129,8 @@ class CartFlow(Flow):
 
     def add_scanned(self, code, symbology=None):
         code = code or ""
+        if _member_code(code):
+            return self._member_scan(code)
         catalogue = self.term.catalogue
         if catalogue is None:
             return self._refuse("ct_no_catalogue", {})
@@ -319,6 +331,18 @@ class CartFlow(Flow):
         self._push(CartMenuFlow(self.term, self.cart, self._chosen()), "menu")
         return None
 
+    def _member_scan(self, code):
+        """A member card or QR: the member's screen, handed the code (ENTER there puts
+        the member on the cart)."""
+        from firmware.flows.members import MemberFlow
+        flow = MemberFlow(self.term, self.cart)
+        self._push(flow, "menu")
+        if not flow.finished:
+            nxt = flow.take_code(code)
+            if nxt is not None and not flow.finished:
+                flow.goto(nxt)
+        return None
+
     def _push(self, flow, state):
         """A flow above the cart, the cart waiting in state (no time limit there: the
         flow above has its own)."""
@@ -404,6 +428,9 @@ class CartFlow(Flow):
             return self._refuse("err_amount_max", {})
         if self.cart.total() <= 0:      # all given away: nothing for a payment to take
             return self._refuse("ct_nothing_to_pay", {})
+        loyalty = _loyalty()
+        if loyalty is not None:         # the points it earns: a figure of the sale
+            loyalty.prepare(self.term, self.cart)
         self.term.push(SaleFlow(self.term, cart=self.cart))
         return "paying"
 
@@ -428,6 +455,9 @@ class CartFlow(Flow):
         if result is not None and result.get("state") == "approved":
             from firmware.retail import stock
             stock.take(self.term, result)
+            loyalty = _loyalty()
+            if loyalty is not None:     # once per record; catch_up at start if not here
+                loyalty.apply(self.term, result)
             self.finish(result)
             return None
         self.error = ("ct_not_paid", {})
@@ -526,6 +556,49 @@ class CartFlow(Flow):
                        selected=sel, alert="error" if self.error is not None else None)
 
 
+# -- promotions and members -----------------------------------------------------------
+def make_pricer(term):
+    """The pricer of the terminal's promotions (None when there are none, or the
+    catalogue has no promotions to give): priced at term.system.local_time, a line's
+    category read from the catalogue."""
+    catalogue = term.catalogue
+    load = getattr(catalogue, "promotions", None)
+    if load is None:
+        return None
+    try:
+        rules = load()
+    except Exception as exc:
+        from firmware.core.store import is_fault
+        if is_fault(exc):
+            return None                 # the fault screen says it; shelf prices meanwhile
+        raise
+    if not rules:
+        return None
+    from firmware.retail.promotions import Pricer
+
+    def category_of(item_id):
+        item = catalogue.get(item_id)
+        return item.get("category") if item else None
+    return Pricer(rules, term.system.local_time, category_of)
+
+
+def _member_code(code):
+    """True for a member card's or member QR's code, when members are built in."""
+    try:
+        from firmware.retail import members
+    except ImportError:
+        return False
+    return members.parse_code(code) is not None or members.looks_like_member_code(code)
+
+
+def _loyalty():
+    try:
+        from firmware.retail import loyalty
+    except ImportError:
+        return None
+    return loyalty
+
+
 # -- rows ---------------------------------------------------------------------------
 def pair(label, amount):
     """A label and an amount on one row, the label cut to what the amount leaves."""
@@ -541,7 +614,8 @@ def line_row(line, cart, t):
         name = format_weight(line.grams) + " " + name
     elif line.quantity != 1:
         name = "%dx %s" % (line.quantity, name)
-    return pair(name, format_amount(line.gross - line.line_discount, cart.currency))
+    return pair(name, format_amount(line.gross - line.promo_discount - line.line_discount,
+                                    cart.currency))
 
 
 def item_name(item, lang):
@@ -600,7 +674,8 @@ class CartMenuFlow(MenuFlow):
 
     def entries(self):
         return [("ct_line_discount", "line_discount"), ("ct_cart_discount", "cart_discount"),
-                ("ct_price", "price"), ("ct_browse", "browse")]
+                ("ct_price", "price"), ("ct_browse", "browse"), ("ct_member", "member"),
+                ("ct_redeem", "redeem")]
 
     def _open(self, flow):
         self.goto("sub")
@@ -632,7 +707,32 @@ class CartMenuFlow(MenuFlow):
             return self.say(self.t("ct_no_catalogue"))
         return self._open(BrowseFlow(self.term))
 
+    def member(self):
+        """The member of the sale (B's MemberFlow: phone typed, card or QR scanned)."""
+        try:
+            from firmware.flows.members import MemberFlow
+        except ImportError:
+            self.term.beep("error")
+            return self.say(self.t("ct_no_members"))
+        return self._open(MemberFlow(self.term, self.cart))
+
+    def redeem(self):
+        """Points paid with (RedeemFlow asks how many and sets the redemption)."""
+        try:
+            from firmware.flows.members import RedeemFlow
+        except ImportError:
+            self.term.beep("error")
+            return self.say(self.t("ct_no_members"))
+        if self.cart.empty():
+            return self._empty()
+        if self.cart.member is None:
+            self.term.beep("error")
+            return self.say(self.t("ct_member_first"))
+        return self._open(RedeemFlow(self.term, self.cart))
+
     def child_done(self, child, result):
+        if child.NAME == "notice":
+            return None                 # a notice over the menu
         if result is None:
             return "menu"
         self.finish((child.NAME, result))
@@ -669,7 +769,7 @@ class _CartChange(Flow):
 
     def try_change(self):
         """The change on a copy of the cart: "confirm", or None with the refusal shown."""
-        copy = Cart.from_dict(self.cart.to_dict(), self.cart.limits)
+        copy = self.cart.copy()         # with the pricer: the preview re-prices as the cart
         try:
             self.change(copy, "")
         except CartError as exc:
