@@ -13,6 +13,7 @@ ENTRIES = (
     ("menu_diagnostics", "diagnostics"),
     ("menu_logout", "logout"),
     ("menu_offline", "offline"),    # upload now for everyone; export asks a supervisor
+    ("menu_members", "members"),    # look up, enrol; erasing asks a supervisor
     ("menu_stock", "stock"),        # looking is for sellers; changes ask a supervisor
 )
 
@@ -101,6 +102,11 @@ class HomeFlow(MenuFlow):
     def stock(self):
         from firmware.flows.inventory import StockFlow
         self.term.push(StockFlow(self.term))
+        return None
+
+    def members(self):
+        from firmware.flows.members import MembersMenuFlow
+        self.term.push(MembersMenuFlow(self.term))
         return None
 
     def offline(self):

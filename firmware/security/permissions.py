@@ -21,6 +21,7 @@ TABLE = {
     "reports": SELLERS,          # X, Z, settlement, the journal browser, shifts
     "shift": SELLERS,
     "stock": SELLERS,            # looking; changes ask a supervisor
+    "members": SELLERS,          # look up and enrol; erasing asks a supervisor (mb_erase)
     "settings": EVERYONE,        # language, change own PIN, about
     "change_pin": EVERYONE,
     "mfa_enrol": (SUPERVISOR, TECHNICIAN),  # TOTP, for the roles [mfa] asks it of
@@ -39,6 +40,7 @@ TABLE = {
 SECOND_PERSON = (
     "menu_refund", "menu_void", "ct_sup_price", "ct_sup_discount", "op_manage",
     "gate_purpose", "off_export", "rep_z_reprint",
+    "mb_erase",                  # a member's data erased (issue 16)
 )
 
 

@@ -169,7 +169,9 @@ def test_key_storm_never_crashes_a_flow():
                                    # MENU > Reports and what it opens (issue 14)
                                    "reports", "shift", "shift_open", "shift_move",
                                    "shift_close", "x_report", "last_z", "journal",
-                                   "settle")
+                                   "settle",
+                                   # MENU > Members and what it opens (issue 16)
+                                   "members_menu", "member", "enrol", "member_erase")
 
 
 def test_device_lost_event_shows_what_to_check():
