@@ -281,7 +281,8 @@ class StockFlow(MenuFlow):
     TITLE = "inv_title"
     ENTRIES = (("inv_menu_lookup", "lookup"), ("inv_menu_receive", "receive"),
                ("inv_menu_count", "count"), ("inv_menu_adjust", "adjust"),
-               ("inv_menu_price", "price"), ("inv_menu_low", "low"))
+               ("inv_menu_price", "price"), ("inv_menu_low", "low"),
+               ("inv_menu_promos", "promotions"))
     STATES = _states(MenuFlow.STATES, {
         "menu": _states(MenuFlow.STATES["menu"], {
             "on": _states(MenuFlow.STATES["menu"]["on"], {"scan": "scan_lookup"})}),
@@ -317,6 +318,10 @@ class StockFlow(MenuFlow):
 
     def low(self):
         return self._open(LowStockFlow(self.term))
+
+    def promotions(self):
+        from firmware.flows.promotions_view import PromotionsFlow
+        return self._open(PromotionsFlow(self.term))
 
 
 # -- what the item flows share ------------------------------------------------------------
