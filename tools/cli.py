@@ -435,6 +435,17 @@ def _load_demo_catalogue(sim, data_dir, config):
         return
     _say("loaded the demo catalogue: %d items (%s)"
          % (got["added"], _show_path(catalogue_csv.DEMO)))
+    # and its promotions beside it (a time-limited discount, a buy-2-get-1)
+    from tools import promotions_file
+    try:
+        n, problems = promotions_file.load_demo(data_dir, keys.key("data"), config)
+    except (StorageFault, OSError) as exc:
+        _say("the demo promotions were not loaded: %s" % exc)
+        return
+    for line in problems:
+        _say("demo promotions: " + line)
+    if n:
+        _say("loaded the demo promotions: %d (%s)" % (n, _show_path(promotions_file.DEMO)))
 
 
 def cmd_check_config(args):
@@ -571,6 +582,19 @@ def cmd_catalogue(args):
 def _catalogue_say(line):
     sys.stderr.write("handpos catalogue: " + line + "\n")
     sys.stderr.flush()
+
+
+def cmd_promotions(args):
+    """The automatic promotions (docs/promotions.md): import replaces them all from a
+    JSON file, only while the terminal is stopped; list prints them with their windows."""
+    from tools import promotions_file
+    got = _tool_data_dir(args, promotions_file._say,
+                         "nothing was imported" if args.action == "import" else "nothing listed",
+                         "promotions " + args.action)
+    if got is None:
+        return 2
+    config, profile, data_dir = got
+    return promotions_file.command(args, config, profile, data_dir, _hold_stopped)
 
 
 def _qr_say(line):
@@ -1106,6 +1130,18 @@ def main(argv=None):
             a.add_argument("--after", type=int, default=0, metavar="ID",
                            help="only the movements after this id (the last one exported)")
         a.set_defaults(func=cmd_catalogue)
+
+    p = sub.add_parser("promotions", help="the automatic promotions: import them from a JSON "
+                                          "file, or list them (docs/promotions.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("import", help="replace the promotions with a JSON file's (the "
+                                          "terminal stopped): all good or nothing")
+    a.add_argument("file", help="the JSON file (UTF-8)")
+    _data_options(a)
+    a.set_defaults(func=cmd_promotions)
+    a = actions.add_parser("list", help="every promotion with its window and whether it is on now")
+    _data_options(a)
+    a.set_defaults(func=cmd_promotions)
 
     p = sub.add_parser("qr-key", help="load the QR acquirer's merchant key into the "
                                       "terminal's key store (docs/keys.md), or show it")
