@@ -98,8 +98,9 @@ class Terminal:
         if self.payments is not None:
             try:
                 self.unprinted = self.payments.recover()
-                from firmware.retail import stock
+                from firmware.retail import loyalty, stock
                 stock.catch_up(self)        # a sale approved just before a crash
+                loyalty.catch_up(self)      # and the member's points of it
                 self._recover_qr()
                 self.settlement().recover()  # a batch the host closed before the Z
                 self.payments.sign_on()
@@ -442,8 +443,9 @@ class Terminal:
         self.store.audit("storage_recovered", "", "")
         if self.payments is not None:
             self.payments.forwarder.kick()
-            from firmware.retail import stock
+            from firmware.retail import loyalty, stock
             stock.catch_up(self)            # stock a full card kept from moving
+            loyalty.catch_up(self)          # and points it kept from members.db
             self._recover_qr()              # an answer the full card could not keep
         current = self.current()
         if current is not None and current.NAME == "storage_fault":
