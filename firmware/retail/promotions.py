@@ -484,6 +484,7 @@ def parse(doc, currency_places, today=None, plus=None, categories=None):
     if len(raws) > RULES_MAX:
         return [], problems + ["%d promotions: at most %d" % (len(raws), RULES_MAX)]
     rules = []
+    expired = {}
     seen = {}
     for k in range(len(raws)):
         raw = raws[k]
@@ -500,6 +501,7 @@ def parse(doc, currency_places, today=None, plus=None, categories=None):
         if today is not None and rule["end"] is not None and rule["end"] < today:
             problems.append("%s: expired on %s (today is %s): take it out of the file"
                             % (where, date_text(rule["end"]), date_text(today)))
+            expired[rule["id"]] = True
         if plus is not None and rule["scope"] == "items":
             for plu in rule["plus"]:
                 if plu not in plus:
@@ -514,7 +516,7 @@ def parse(doc, currency_places, today=None, plus=None, categories=None):
             rule["category_names"] = list(rule["categories"])
             rule["categories"] = ids
         rules.append(rule)
-    problems += overlaps(rules)
+    problems += overlaps([r for r in rules if r["id"] not in expired])
     if problems:
         return [], problems
     return rules, []
