@@ -249,3 +249,38 @@ def test_files_are_private_and_fields_need_the_device_key(tmp_path):
         other.get(a["number"])
     assert other.find_by_phone(PHONE) is None                # its hash does not match
     other.close()
+
+
+def test_a_members_db_that_does_not_open_is_the_terminal_storage_fault(tmp_path):
+    from board.compose import open_members_storage
+    from drivers.members_sqlite import MembersOpenError
+    from firmware.core.store import fault_code
+    (tmp_path / "members.db").write_bytes(b"this is no database, a damaged card" * 200)
+    with pytest.raises(MembersOpenError) as e:
+        open_members(str(tmp_path), KEY)
+    assert e.value.part == "members" and e.value.kind == "corrupt"
+    assert fault_code(e.value) == "E-73"
+
+    class Keys:
+        def key(self, name):
+            return KEY
+
+    class Dd:
+        keys = Keys()
+
+    class T:
+        fault = None
+        selftests = {}
+        system = None
+
+        def storage_fault(self, fault):
+            self.fault = fault
+    term = T()
+    config = schema.defaults()
+    config["storage"]["data_dir"] = str(tmp_path)
+    lines = []
+    assert open_members_storage(config, lines.append, term, Dd()) is None
+    assert term.fault.part == "members" and term.fault.kind == "corrupt"   # on the screen
+    assert term.selftests["storage"][0] is False and "E-73" in term.selftests["storage"][1]
+    config["members"]["enabled"] = False
+    assert open_members_storage(config, lines.append, T(), Dd()) is None

@@ -209,10 +209,13 @@ def _missing(term, rec, kinds):
 
 
 def receipt_block(term, rec):
-    """[(label, value)] a member's sale prints (the masked phone, the points earned and
-    redeemed, and the balance after the sale), in the terminal's language; [] for any
-    other record. The balance counts this sale's points whether or not apply() ran yet
-    (the receipt prints at the approval, before it)."""
+    """[(label, value)] a member's sale adds to its receipt from members.db: the masked
+    phone and the points balance after the sale, in the terminal's language; [] for any
+    other record (the cart's own rows, the number's tail and the points earned and
+    redeemed, are firmware/retail/receipt_lines.add_member's). The balance counts this
+    sale's points whether or not apply() ran yet (the receipt prints at the approval,
+    before it). For receipt_lines.add_member(receipt, cart, t, extra=receipt_block(...)).
+    An erased member: nothing (the number points to no one)."""
     members = store(term)
     got = sale_points(rec) if rec is not None and rec.get("kind") == "sale" else None
     if members is None or got is None:
@@ -222,7 +225,7 @@ def receipt_block(term, rec):
     try:
         member = members.get(number)
         if member is None:
-            return [(t("mb_rc_member"), number)]
+            return []
         balance = member["points"]
         if rec.get("state") == "approved":
             if redeemed and members.applied(rec["id"], "redeem") is None:
@@ -231,12 +234,7 @@ def receipt_block(term, rec):
                 balance += earned
     except Exception as exc:
         if is_fault(exc) or exc.__class__.__name__ == "MemberDamaged":
-            return [(t("mb_rc_member"), number)]
+            return []
         raise
-    out = [(t("mb_rc_member"), mb.mask_phone(member["phone"]))]
-    if earned:
-        out.append((t("mb_rc_earned"), mb.group(earned)))
-    if redeemed:
-        out.append((t("mb_rc_redeemed"), mb.group(redeemed)))
-    out.append((t("mb_rc_balance"), mb.group(balance)))
-    return out
+    return [(t("mb_rc_member"), mb.mask_phone(member["phone"])),
+            (t("mb_rc_balance"), mb.group(balance))]
