@@ -76,7 +76,24 @@ def batch_totals(term, batch):
         if rec is not None:
             originals[rid] = rec
     return totals.summarize(records, originals, CategoryOf(term.catalogue),
-                            term.config["money"]["currency"])
+                            term.config["money"]["currency"], points_back(term))
+
+
+def points_back(term):
+    """summarize()'s points_back from the members' ledger (firmware/retail/loyalty.py
+    writes one "refund" entry per refund of a member's sale); None without members."""
+    members = getattr(term, "members", None)
+    if members is None:
+        return None
+
+    def back(rec):
+        try:
+            return members.applied(rec["id"], "refund")
+        except Exception as exc:            # a damaged or failing members.db: not known
+            if is_fault(exc) or exc.__class__.__name__ == "MemberDamaged":
+                return None
+            raise
+    return back
 
 
 def make_doc(term, report, batch):

@@ -18,6 +18,10 @@ paper say the same things in the same order:
   BY OPERATOR, BY HOUR (local)   the same blocks
   ITEMS       each item: what was sold (pieces or kg) and its amount, what came back;
               then what was not itemised; CATEGORIES their net
+  MEMBERS     the members' sales and refunds, the points earned and redeemed by the
+              sales and moved back by the refunds
+  DISCOUNTS   each automatic promotion (its name, lines, amount), the operators' line
+              and cart discounts, the money paid with points
   the totals check, END OF REPORT
 """
 from firmware.core.money import format_amount
@@ -210,12 +214,44 @@ def rows(doc, t, duplicate=False, reprinted_local=""):
         for key in order:
             _pair(out, _name(t, cats[key], "rpt_no_category"), money(cats[key]["net"]))
 
+    _loyalty_rows(out, t, money, s)
+
     out.append(("rule",))
     # checked again as laid out: a stored Z proves its figures at each reprint too
     ok = s["check"]["ok"] and check(s)["ok"]
     _center(out, t("rpt_check_ok") if ok else t("rpt_check_bad"), True)
     _center(out, t("rpt_end"))
     return out
+
+
+def _loyalty_rows(out, t, money, s):
+    """MEMBERS and DISCOUNTS, when the batch has any (a Z stored before them has none)."""
+    from firmware.retail.members import group
+    m = s.get("members")
+    p = s.get("points")
+    if m and (m["sale_n"] or m["refund_n"]):
+        out.append(("rule",))
+        _center(out, t("rpt_members"), True)
+        _pair(out, t("rpt_member_sales", n=m["sale_n"]), money(m["sale"]))
+        if m["refund_n"]:
+            _pair(out, t("rpt_member_refunds", n=m["refund_n"]), money(-m["refund"]))
+        _pair(out, t("rpt_points_earned"), group(p["earned"]))
+        _pair(out, t("rpt_points_redeemed"), group(p["redeemed"]))
+        if m["refund_n"] and p.get("back_known"):
+            _pair(out, t("rpt_points_back"), group(p["back"]))
+    d = s.get("discounts")
+    if d and (d["promotions"] or d["line"] or d["cart"] or d["points"]):
+        out.append(("rule",))
+        _center(out, t("rpt_discounts"), True)
+        promos = d["promotions"]
+        for pid in sorted(promos, key=lambda k: (-promos[k]["amount"], k)):
+            promo = promos[pid]
+            _pair(out, _name(t, promo, "rpt_other"))
+            _pair(out, "  " + t("rpt_promo_lines", n=promo["n"]), money(-promo["amount"]))
+        for key, msg in (("line", "rpt_disc_line"), ("cart", "rpt_disc_cart"),
+                         ("points", "rpt_disc_points")):
+            if d[key]:
+                _pair(out, t(msg), money(-d[key]))
 
 
 # -- the panel -----------------------------------------------------------------------

@@ -38,6 +38,19 @@ cannot be read, does not name its lines, or whose lines do not add up to its amo
   sum of the items' sales + unitemised sales     = sales
   sum of the items' refunds + unitemised refunds = refunds
 
+Members, points and discounts (issue 16) come from the carts too:
+
+  members     the approved sales whose cart names a member, and the approved refunds
+              of such sales: a tally ({"sale_n", "sale", "refund_n", "refund", "net"})
+  points      earned and redeemed by those sales (the cart's points_earned and its
+              redemption), and the points the refunds moved back (net: given back
+              minus taken back) as the members' ledger recorded them, when the caller
+              can ask it (points_back(refund record) -> int or None)
+  discounts   what the approved sales gave: per automatic promotion (its id, names,
+              lines and amount), the operators' line and cart discounts, and the money
+              paid with points. Refunds give back the lines' totals (promotions
+              included), so a discount is reported where it was given: on the sale.
+
 The check ("check": {"ok", "failed"}) proves each breakdown adds up to the totals.
 """
 import json
@@ -200,8 +213,9 @@ class _Items:
         self.unitemised[kind + "_n"] += 1
         self.unitemised[kind] += amount
 
-    def sale(self, rec):
-        cart = _json(rec.get("cart"))
+    def sale(self, rec, cart=None):
+        if cart is None:
+            cart = _json(rec.get("cart"))
         lines = _active_lines(cart) if cart is not None else None
         if not lines or not self._adds_up(lines, "total", rec["amount"]):
             self._not_itemised("sale", rec["amount"])
@@ -255,7 +269,61 @@ class _Items:
 
 # -- the summary ---------------------------------------------------------------------
 
-def summarize(records, originals=None, category_of=None, currency=None):
+class _Loyalty:
+    """Member sales, points and discounts of the batch (see the module's doc)."""
+
+    def __init__(self, points_back):
+        self.points_back = points_back
+        self.members = {"sale_n": 0, "sale": 0, "refund_n": 0, "refund": 0, "net": 0}
+        self.points = {"earned": 0, "redeemed": 0, "back": 0, "back_known": points_back is not None}
+        self.discounts = {"promotions": {}, "line": 0, "cart": 0, "points": 0}
+
+    def sale(self, rec, cart):
+        if cart is None:
+            return
+        member = cart.get("member")
+        if isinstance(member, dict) and member.get("number"):
+            _count(self.members, "sale", rec["amount"])
+            earned = cart.get("points_earned")
+            if _int(earned):
+                self.points["earned"] += earned
+            redeem = cart.get("redeem")
+            if isinstance(redeem, dict) and _int(redeem.get("points")):
+                self.points["redeemed"] += redeem["points"]
+        lines = _active_lines(cart)
+        if not lines:
+            return
+        d = self.discounts
+        for _, line in lines:
+            for field, key in (("line_discount", "line"), ("cart_discount", "cart"),
+                               ("points_discount", "points")):
+                if _int(line.get(field)):
+                    d[key] += line[field]
+            promo = line.get("promo")
+            amount = line.get("promo_discount")
+            if isinstance(promo, dict) and _int(amount) and amount:
+                pid = "%s" % (promo.get("id"),)
+                got = d["promotions"].get(pid)
+                if got is None:
+                    got = d["promotions"][pid] = {"name_en": promo.get("name_en") or pid,
+                                                  "name_zh": promo.get("name_zh") or "",
+                                                  "n": 0, "amount": 0}
+                got["n"] += 1
+                got["amount"] += amount
+
+    def refund(self, rec, sale):
+        cart = _json(sale.get("cart")) if sale is not None else None
+        member = cart.get("member") if cart is not None else None
+        if not (isinstance(member, dict) and member.get("number")):
+            return
+        _count(self.members, "refund", rec["amount"])
+        if self.points_back is not None:
+            back = self.points_back(rec)
+            if _int(back):
+                self.points["back"] += back
+
+
+def summarize(records, originals=None, category_of=None, currency=None, points_back=None):
     """The figures of one batch.
 
     records      the batch's journal records (journal.find(batch=n)), any order
@@ -263,6 +331,8 @@ def summarize(records, originals=None, category_of=None, currency=None):
                  them (sold in an earlier batch), so a refund of lines can name its items
     category_of  callable(item_id) -> (category key, name_en, name_zh) or None (no
                  category); None: every item under "Other"
+    points_back  callable(refund record) -> the points that refund moved back to its
+                 member (given back minus taken back), or None when not known
     currency     the report's currency (the terminal's); records in another are left out
                  and counted in "other_currency". None: the first record's.
     """
@@ -283,6 +353,7 @@ def summarize(records, originals=None, category_of=None, currency=None):
         "other_currency": 0,
     }
     items = _Items(category_of)
+    loyalty = _Loyalty(points_back)
     hour_of = {}                # (utc up to the hour, tz_min) -> local hour key
     first = last = None
     for rec in records:
@@ -335,12 +406,15 @@ def summarize(records, originals=None, category_of=None, currency=None):
             if rec["offline"] and rec["upload"] == "pending":
                 out["offline_pending"]["n"] += 1
                 out["offline_pending"]["amount"] += amount
-            items.sale(rec)
+            cart = _json(rec.get("cart"))
+            items.sale(rec, cart)
+            loyalty.sale(rec, cart)
         elif kind == "refund":
             sale = None
             if rec["original_id"]:
                 sale = by_id.get(rec["original_id"]) or (originals or {}).get(rec["original_id"])
             items.refund(rec, sale)
+            loyalty.refund(rec, sale)
     if first is not None:
         out["first_utc"], out["last_utc"] = first["utc"], last["utc"]
         out["first_local"] = local_minute(first["utc"], first["tz_min"])
@@ -348,6 +422,9 @@ def summarize(records, originals=None, category_of=None, currency=None):
     out["items"] = items.items
     out["categories"] = items.categories
     out["unitemised"] = items.unitemised
+    out["members"] = loyalty.members
+    out["points"] = loyalty.points
+    out["discounts"] = loyalty.discounts
     out["check"] = check(out)
     return out
 
@@ -409,4 +486,8 @@ def check(s):
     if items["sale"] + un["sale"] != t["sale"] or items["refund"] + un["refund"] != t["refund"] \
             or items["net"] != (t["sale"] - un["sale"]) - (t["refund"] - un["refund"]):
         failed.append("items")
+    m = s.get("members")            # a stored Z from before issue 16 has none
+    if m is not None and (m["sale"] > t["sale"] or m["refund"] > t["refund"]
+                          or m["net"] != m["sale"] - m["refund"]):
+        failed.append("members")
     return {"ok": not failed, "failed": failed}
