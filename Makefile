@@ -49,7 +49,8 @@ test-mpy: node_modules/.installed
 bench: setup
 	@command -v strace >/dev/null || $(SUDO) apt-get install -y strace >/dev/null || \
 	  echo "no strace: the bench will not count fsyncs"
-	rc=0; $(PY) -m tools.bench || rc=1; $(PY) -m tools.bench.reports || rc=1; exit $$rc
+	rc=0; $(PY) -m tools.bench || rc=1; $(PY) -m tools.bench.reports || rc=1; \
+	  $(PY) -m tools.bench.promotions || rc=1; exit $$rc
 
 # the chaos driver with its phases (host kills, full disk, flipped bytes), then a half
 # hour of the random-event storm (90 seeds of 1500 events, about 20 s each); HANDPOS_STORM_SEEDS and
