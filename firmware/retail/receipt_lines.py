@@ -164,7 +164,8 @@ def add_member(receipt, cart, t, extra=None):
     if not member:
         return receipt
     receipt.rule()
-    pair_wrapped(receipt, t("rcpt_member", n=number_tail(member["number"])), "")
+    for row in wrap(t("rcpt_member", n=number_tail(member["number"])), receipt.width):
+        receipt.add(row)
     if cart.points_earned:
         pair_wrapped(receipt, t("rcpt_points_earned"), "%d" % cart.points_earned)
     if cart.redeem:
