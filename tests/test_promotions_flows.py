@@ -146,3 +146,19 @@ def test_the_list_without_promotions_says_so(shop):
     h = shop()
     text = _list(h)
     assert "No promotions" in text, text
+
+
+def test_a_line_discount_comes_off_what_the_promotion_left(shop):
+    h = _promoted(shop)
+    h.scan(COLA)
+    h.press("F1")
+    h.press("3", "ENTER")                       # 3 x 1.49 = 4.47, one free: 2.98
+    assert "Total 2.98" in h.text(), h.text()
+    h.press("MENU", "1", "1")                   # line discount, percent
+    h.press("1", "0", "ENTER")
+    text = h.text()
+    assert "-0.30" in text and "2.68" in text, text     # 10 % of 2.98 = 0.298 -> 0.30
+    h.press("ENTER")
+    assert "Total 2.68" in h.text(), h.text()
+    line = h.term.current().cart.lines[0]
+    assert (line.promo_discount, line.line_discount) == (149, 30)

@@ -907,7 +907,7 @@ class DiscountFlow(_CartChange):
         if self.index is None:
             return cart.totals["subtotal"], cart.totals["discount"]
         line = cart.line(self.index)
-        return line.gross, line.line_discount
+        return line.gross - line.promo_discount, line.line_discount   # after its promotion
 
     def needs_supervisor(self, preview):
         retail = self.term.config["retail"]
