@@ -171,7 +171,10 @@ def test_key_storm_never_crashes_a_flow():
                                    "shift_close", "x_report", "last_z", "journal",
                                    "settle",
                                    # MENU > Members and what it opens (issue 16)
-                                   "members_menu", "member", "enrol", "member_erase")
+                                   "members_menu", "member", "enrol", "member_erase",
+                                   # the cart's MENU: its Member and Redeem entries and
+                                   # Stock > Promotions (issue 16)
+                                   "cart_menu", "redeem", "promotions")
 
 
 def test_device_lost_event_shows_what_to_check():
