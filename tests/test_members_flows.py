@@ -366,3 +366,20 @@ def test_erasing_needs_a_second_supervisor_when_the_rules_say_so(shop):
     assert "Needs another person" in h.press("ENTER")
     h.press("CANCEL")
     assert h.term.members.count() == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_sales_receipt_prints_the_masked_phone_and_the_balance_after_it(shop, lang):
+    """What the member reads on paper: their number's tail with the phone masked, the
+    points earned and used, and the balance after this sale; never the phone itself."""
+    h = shop_in(shop, lang)
+    m = h.term.members.enrol(PHONE, "WANG")
+    h.term.members.apply(m["number"], 1, "adjust", 300)
+    sale = _member_sale(h, m["number"], redeem=100)
+    t = h.term.t
+    text = paper(h, t("mb_rc_balance"))
+    assert "138****5678" in text and m["number"][-4:] in text, text
+    assert PHONE not in text and "WANG" not in text, text
+    balance = [row for row in text.splitlines() if t("mb_rc_balance") in row]
+    assert balance and balance[0].split()[-1] == "%d" % (300 - 100 + 4), text
+    assert json.loads(sale["cart"])["points_earned"] == 4

@@ -61,8 +61,10 @@ def _cart(rec):
         return None
 
 
-def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=None):
-    """A Receipt for a journal record. copy: merchant | customer."""
+def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=None,
+          member_rows=None):
+    """A Receipt for a journal record. copy: merchant | customer. member_rows: a member's
+    sale's rows from the members' store (firmware/retail/loyalty.receipt_block)."""
     r = Receipt(lang=t.lang)
     term = config["terminal"]
     cur = rec["currency"]
@@ -105,7 +107,7 @@ def build(rec, config, t, copy="merchant", synced=True, reprint=False, original=
     if cart is not None:                # an item sale: its lines, tax and total
         from firmware.retail.receipt_lines import add_lines, add_totals
         add_lines(r, cart, t)
-        add_totals(r, cart, t, total=False)
+        add_totals(r, cart, t, total=False, member_rows=member_rows)
         r.rule()
     elif rec["kind"] == "refund" and original is not None:
         # a refund of items: the lines it gives back, with the sale's names and prices

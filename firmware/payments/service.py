@@ -794,9 +794,11 @@ class Payments:
         if rec is None:
             return None                 # nothing recorded: nothing to print
         original = self.journal.get(rec["original_id"]) if rec["original_id"] else None
+        from firmware.retail import loyalty
         receipt = build_receipt(rec, self.term.config, self.term.t, copy,
                                 synced=self.term.system.clock_synced(), reprint=reprint,
-                                original=original)
+                                original=original,
+                                member_rows=loyalty.receipt_block(self.term, rec))
         job = self.term.print_receipt(receipt)
         if job is not None and copy == "merchant":
             self._jobs[job] = txn_id

@@ -117,8 +117,9 @@ def add_lines(receipt, cart, t):
     return receipt
 
 
-def add_totals(receipt, cart, t, total=True):
-    """Item count, subtotal, the cart discount, tax per rate and the total."""
+def add_totals(receipt, cart, t, total=True, member_rows=None):
+    """Item count, subtotal, the cart discount, tax per rate and the total, then the
+    member's block (member_rows: what the members' store adds, see add_member)."""
     totals = cart.totals
     marks = rate_marks(cart)
     receipt.rule()
@@ -146,7 +147,7 @@ def add_totals(receipt, cart, t, total=True):
     if cart.tax_inclusive:
         for text, amount in taxes:
             pair_wrapped(receipt, text, amount)
-    add_member(receipt, cart, t)
+    add_member(receipt, cart, t, member_rows)
     return receipt
 
 
@@ -164,13 +165,17 @@ def add_member(receipt, cart, t, extra=None):
     if not member:
         return receipt
     receipt.rule()
-    for row in wrap(t("rcpt_member", n=number_tail(member["number"])), receipt.width):
-        receipt.add(row)
+    rows = list(extra or ())
+    if rows and rows[0][0] == t("mb_rc_member"):    # the masked phone beside the number
+        pair_wrapped(receipt, t("rcpt_member", n=number_tail(member["number"])), rows.pop(0)[1])
+    else:
+        for row in wrap(t("rcpt_member", n=number_tail(member["number"])), receipt.width):
+            receipt.add(row)
     if cart.points_earned:
         pair_wrapped(receipt, t("rcpt_points_earned"), "%d" % cart.points_earned)
     if cart.redeem:
         pair_wrapped(receipt, t("rcpt_points_redeemed"), "%d" % cart.redeem["points"])
-    for left, right in extra or ():
+    for left, right in rows:
         pair_wrapped(receipt, left, right)
     try:
         from firmware.retail import members
