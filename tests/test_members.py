@@ -132,7 +132,7 @@ def test_privacy_notice_in_both_languages_fits_the_paper():
         text = r.text()
         for line in r.lines:
             assert display_width(line.text) <= r.width, line.text
-        for msg in mb.NOTICE_PARAGRAPHS + ("mb_notice_title",):
+        for msg in mb.NOTICE_PARAGRAPHS + ("rcpt_mb_notice_head",):
             assert t(msg) != msg
         assert ("delete" in text) if lang == "en" else ("删除" in text)
 

@@ -129,7 +129,7 @@ def test_enrol_prints_the_notice_asks_consent_and_prints_the_card(shop, lang):
     h = shop_in(shop, lang)
     t = h.term.t
     cart, flow = _enrol_from_lookup(h)
-    notice = paper(h, t("mb_notice_title"))
+    notice = paper(h, t("rcpt_mb_notice_head"))
     for words in (("What we keep", "Why", "How long", "To delete it", "138****5678")
                   if lang == "en" else ("我们保存", "用途", "保存期限", "删除方式")):
         assert words in notice, notice
@@ -142,7 +142,7 @@ def test_enrol_prints_the_notice_asks_consent_and_prints_the_card(shop, lang):
     card_text = paper(h, member["number"])
     card = [r for r in h.sim.vprinter.receipts if member["number"] in r.text()][-1]
     assert card.barcodes == [mb.card_code(member["number"])]     # read back off the paper
-    assert t("mb_card_title") in card_text
+    assert t("rcpt_mb_card_head") in card_text
     assert "139****1111" in card_text and "13900001111" not in card_text
     h.press("ENTER")                               # back on the member's found screen
     assert h.flow() == ("member", "found"), h.text()

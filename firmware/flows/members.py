@@ -362,7 +362,7 @@ class EnrolFlow(Flow):
         from firmware.ui.screen import wrap
         m = self.member
         r = Receipt(lang=self.t.lang)
-        r.add(self.t("mb_card_title"), "center", bold=True)
+        r.add(self.t("rcpt_mb_card_head"), "center", bold=True)
         r.add(self.term.config["terminal"]["merchant_name"], "center")
         r.blank()
         r.barcode(mb.card_code(m["number"]))
@@ -370,7 +370,7 @@ class EnrolFlow(Flow):
         r.pair(self.t("mb_rc_member"), mb.mask_phone(m["phone"]))
         r.pair(self.t("mb_card_joined"), m["consent_utc"][:10])
         r.blank()
-        for row in wrap(self.t("mb_card_keep"), r.width):
+        for row in wrap(self.t("rcpt_mb_card_keep"), r.width):
             r.add(row)
         self.term.print_receipt(r)
 

@@ -271,8 +271,8 @@ def summary_rows(t, member):
             t("mb_pts", n=group(member["points"]))]
 
 
-NOTICE_PARAGRAPHS = ("mb_notice_what", "mb_notice_why", "mb_notice_how", "mb_notice_long",
-                     "mb_notice_delete")
+NOTICE_PARAGRAPHS = ("rcpt_mb_notice_what", "rcpt_mb_notice_why", "rcpt_mb_notice_how", "rcpt_mb_notice_long",
+                     "rcpt_mb_notice_delete")
 
 
 def notice_receipt(t, receipt, merchant="", width=None):
@@ -280,7 +280,7 @@ def notice_receipt(t, receipt, merchant="", width=None):
     wrapped to the paper."""
     from firmware.ui.screen import wrap
     width = width or receipt.width
-    receipt.add(t("mb_notice_title"), "center", bold=True)
+    receipt.add(t("rcpt_mb_notice_head"), "center", bold=True)
     if merchant:
         receipt.add(merchant, "center")
     for msg in NOTICE_PARAGRAPHS:
