@@ -287,6 +287,19 @@ class KeyStore:
     def key(self, name):
         return self._keys[name]
 
+    def replace(self, name, key):
+        """Put a key loaded at provisioning (tools/provision.py) in place of name, the
+        file written whole or not at all; on failure the old key stays, in memory too."""
+        if name not in NAMES or len(key) != KEY_BYTES:
+            raise ValueError("a %d-byte key for one of %s" % (KEY_BYTES, ", ".join(NAMES)))
+        old = self._keys.get(name)
+        self._keys[name] = bytes(key)
+        try:
+            self._write()
+        except BaseException:
+            self._keys[name] = old
+            raise
+
     def sealed(self, filename, name, purpose, part="keys"):
         """A SealedFile in the key folder under one of the keys."""
         return SealedFile(os.path.join(self.folder, filename), self._keys[name], purpose, part)

@@ -1195,6 +1195,41 @@ def main(argv=None):
     _mfa_options(a, "export")
     a.set_defaults(func=cmd_audit)
 
+    # issue 17: provisioning (docs/key-ceremony.md)
+    p = sub.add_parser("provision", help="set up a terminal from a provisioning file: IDs, "
+                                         "host, supervisor, TR-31 key blocks, a trial sale "
+                                         "(docs/key-ceremony.md)", allow_abbrev=False)
+    p.add_argument("file", help="the provisioning file (TOML)")
+    _data_options(p)
+    p.add_argument("--restart", action="store_true",
+                   help="forget the steps a stopped run of another file recorded")
+    _mfa_options(p, "key_load")
+    p.set_defaults(func=lambda a: __import__("tools.provision").provision.command(a))
+    p = sub.add_parser("keys", help="the key block protection key (KBPK) and its ceremony "
+                                    "(docs/key-ceremony.md)")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("kbpk", help="load the KBPK from custodians' components, or show it")
+    actions = k.add_subparsers(dest="action", required=True)
+    for action, text in (("load", "the key ceremony: 2 or 3 components (XOR), each typed "
+                                  "unseen or read from a file, KCVs shown, sealed"),
+                         ("status", "the KBPK's KCV and custodians (exit 1 when none)")):
+        a = actions.add_parser(action, help=text, allow_abbrev=False)
+        _data_options(a)
+        if action == "load":
+            a.add_argument("--components", type=int, choices=(2, 3), default=2,
+                           help="how many custodians hold a component (default 2)")
+            a.add_argument("--algorithm", choices=("aes", "tdes"), default="aes",
+                           help="aes (TR-31 version D blocks, default) or tdes (version B)")
+            a.add_argument("--custodian", action="append", metavar="NAME",
+                           help="a custodian's name, in the order of the components")
+            a.add_argument("--component-file", action="append", metavar="FILE",
+                           help="a component on one line, in hex (default: typed unseen)")
+            a.add_argument("--expect-kcv", metavar="KCV",
+                           help="the KBPK's check value from the key's owner: refused "
+                                "when the components make another")
+            _mfa_options(a, "key_load")
+        a.set_defaults(func=lambda a: __import__("tools.kbpk").kbpk.command(a))
+
     args = parser.parse_args(argv)
     args.argv = argv
     return args.func(args)

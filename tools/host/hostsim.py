@@ -950,10 +950,15 @@ class HostSim:
         if code != "00":
             return self._emv_reply(msg, self._response(msg, code)), delivery, note
         rrn, auth = self._approval_codes()
-        booking = self.ledger.book(msg, "refund" if proc[:2] == "20" else "sale", rrn, auth)
+        # a test sale (DE48 "TEST", a provisioning's trial: docs/host-protocol.md) is booked
+        # as kind "test": authorised like a sale, never in the batch totals or the money
+        test = proc[:2] == "00" and msg.get("48") == "TEST"
+        booking = self.ledger.book(msg, "test" if test else "refund" if proc[:2] == "20"
+                                   else "sale", rrn, auth)
         if int(msg["4"]) % 100 == LOST_IN_BATCH:
             self.ledger.set_missing(booking, True)
-        return self._emv_reply(msg, self._response(msg, "00") | {"37": rrn, "38": auth}), delivery, note
+        return self._emv_reply(msg, self._response(msg, "00", *(("48",) if test else ())) |
+                               {"37": rrn, "38": auth}), delivery, note
 
     def _void(self, msg):
         """0200 with processing code 02: undo the sale whose RRN is in DE37."""
