@@ -85,13 +85,13 @@ def test_example_and_sim_configs_are_valid():
 
 
 def test_board_profiles_load_and_unknown_board_is_named():
-    for name in ("sim", "pizero2w", "pi4"):
+    for name in ("sim", "pizero2w", "pi4", "pi5"):
         profile = load_profile(name)
         assert profile["display"]["width"] == 128
         assert "ENTER" in profile["keypad"]["keymap"].values()
     with pytest.raises(ConfigError) as err:
         load_profile("nosuchboard")
-    assert "known: pi4, pizero2w, sim" in err.value.problems[0]
+    assert "known: pi4, pi5, pizero2w, sim" in err.value.problems[0]
 
 
 def test_lab_settings_are_refused_outside_the_lab(tmp_path):
