@@ -1164,6 +1164,53 @@ def main(argv=None):
             _mfa_options(a, "key_load")
         a.set_defaults(func=cmd_qr_key)
 
+    # issue 17: signed updates and the backup (docs/updates.md)
+    p = sub.add_parser("update", help="signed application updates: build a bundle, apply "
+                                      "one, see or settle the release on trial (docs/updates.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("build", help="sign the release's files into a bundle (the LAB "
+                                         "test key unless --key)", allow_abbrev=False)
+    a.add_argument("--version", help="the release's version, MAJOR.MINOR.PATCH (default "
+                                     "firmware/core/version.py's)")
+    a.add_argument("--floor", help="lowest version allowed after this one is marked good "
+                                   "(anti-rollback; default its own version)")
+    a.add_argument("--key", metavar="PEM", help="the vendor's Ed25519 private key")
+    a.add_argument("--source", metavar="DIR", help="the tree to take the files from "
+                                                   "(default this checkout)")
+    a.add_argument("--output", "-o", metavar="FILE", help="default handpos-VERSION.hpup")
+    for action, text in (
+            ("apply", "verify, back up, install beside the running release, switch, restart"),
+            ("status", "the release folders, the one on trial, the minimum, the last steps"),
+            ("confirm", "run the health check now and mark the release on trial good"),
+            ("health", "the health check alone (the launcher runs it)")):
+        a = actions.add_parser(action, help=text, allow_abbrev=False)
+        _data_options(a)
+        a.add_argument("--root", help="the release root (default [update] release_root)")
+        if action == "apply":
+            a.add_argument("bundle", help="a bundle file (a USB stick's) or an http(s) URL")
+            a.add_argument("--reinstall", action="store_true",
+                           help="write the running version again")
+        if action in ("apply", "health", "confirm"):
+            a.add_argument("--wait", type=int, default=0, metavar="S",
+                           help="apply: wait S seconds for the verdict; health: for the "
+                                "terminal to come up")
+    for a in actions.choices.values():
+        a.set_defaults(func=lambda a: __import__("tools.update").update.command(a))
+    p = sub.add_parser("backup", help="the terminal's data in one file, and back "
+                                      "(docs/updates.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, text in (("create", "journal, queue, store, catalogue, members, keys (as "
+                                    "wrapped at rest) and configuration in one file"),
+                         ("restore", "bring a backup of this terminal back, the terminal "
+                                     "stopped")):
+        a = actions.add_parser(action, help=text, allow_abbrev=False)
+        _data_options(a)
+        if action == "restore":
+            a.add_argument("file", help="the backup file (.hpbak)")
+        else:
+            a.add_argument("--output-dir", metavar="DIR", help="default DATA/backups")
+        a.set_defaults(func=lambda a: __import__("tools.update").update.backup_command(a))
+
     p = sub.add_parser("journal", help="the transaction journal for the back office "
                                        "(docs/close-of-day.md)")
     actions = p.add_subparsers(dest="action", required=True)

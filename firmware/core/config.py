@@ -404,6 +404,18 @@ SCHEMA = {
     "storage": {
         "data_dir": ("/var/lib/handpos", _path),
     },
+    # signed application updates (docs/updates.md): the A/B release folders, where a
+    # technician's USB stick is mounted, and how a new release proves itself
+    "update": {
+        "release_root": ("/opt/handpos", _path),        # releases/{a,b}, current, marks
+        "usb_path": ("/media/usb", _path),              # bundles (*.hpup) found here
+        "health_timeout_s": (180, _int_range(30, 3600)),    # to pass the health check
+        "boots_max": (2, _int_range(1, 5)),             # starts on trial, then rolled back
+        "echo": (True, _boolean),                       # the health check echoes the host
+        # how apply stops and starts the terminal ("" : the technician does it)
+        "stop_command": ("systemctl stop handpos.service", _optional_text(200)),
+        "start_command": ("systemctl start handpos.service", _optional_text(200)),
+    },
     # selling items (docs/retail.md); amounts in the currency's minor units
     "retail": {
         # shelf prices include the tax (VAT, as in China and Europe); false adds the tax
