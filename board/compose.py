@@ -158,6 +158,10 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
         tests["storage"] = (True, "ok")
         # the audit trail sealed under the device's audit key (docs/audit.md)
         audittrail.attach(b.store, dd.keys, console)
+        # what an update, its launcher and its health check did while the terminal was
+        # stopped or starting: audited now, the trail's one writer (docs/updates.md)
+        from drivers import updater
+        updater.audit_log(config["update"]["release_root"], b.store, console)
     except StoreError as exc:
         console(str(exc))
         b.store = Unavailable(exc)
