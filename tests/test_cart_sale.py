@@ -196,3 +196,15 @@ def test_with_the_host_gone_an_item_sale_is_approved_offline_itemised_and_stocke
     h.to_idle()
     assert h.stock("1") == water0 - 1
     assert [q["amount"] for q in h.term.payments.queue.pending()] == [278]
+
+
+def test_a_scan_while_the_cart_menu_is_up_goes_into_the_cart(shop):
+    """A cashier opens the cart's menu, then the customer hands over one more item and
+    it is scanned: the menu closes and the item is in the cart, not lost."""
+    h = shop()
+    h.scan(WATER)
+    h.press("MENU")
+    assert h.flow() == ("cart_menu", "menu"), h.text()
+    text = h.scan(COLA)
+    assert h.flow() == ("cart", "cart"), text
+    assert "Cart 2" in text and "Cola" in text, text

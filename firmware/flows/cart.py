@@ -449,6 +449,8 @@ class CartFlow(Flow):
                 return self._add(result, barcode=code)
             if result is not None and result[0] == BrowseFlow.NAME:
                 return self._add(result[1])
+            if result is not None and result[0] == "scan":
+                return self.scanned(result[1])
             return "cart"
         if child.NAME != "sale":
             return None                 # a notice over the cart
@@ -666,6 +668,9 @@ class CartMenuFlow(MenuFlow):
     TITLE = "ct_menu_title"
     STATES = dict(MenuFlow.STATES)
     STATES["sub"] = {"timeout": None, "on": {}}     # an entry's flow runs above
+    # a scan while the menu is up goes to the cart, as it would have without the menu
+    STATES["menu"] = {"timeout": MenuFlow.STATES["menu"]["timeout"],
+                      "on": dict(MenuFlow.STATES["menu"]["on"], scan="scanned")}
 
     def __init__(self, term, cart, index):
         MenuFlow.__init__(self, term)
@@ -676,6 +681,9 @@ class CartMenuFlow(MenuFlow):
         return [("ct_line_discount", "line_discount"), ("ct_cart_discount", "cart_discount"),
                 ("ct_price", "price"), ("ct_browse", "browse"), ("ct_member", "member"),
                 ("ct_redeem", "redeem")]
+
+    def scanned(self, ev):
+        self.finish(("scan", ev))
 
     def _open(self, flow):
         self.goto("sub")
