@@ -31,7 +31,7 @@ import os
 import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, quick_check, \
+from drivers.sqlite_durable import Guard, guarded, mac_ok, open_schema, probe, quick_check, \
     record_mac, transaction
 from firmware.core.store import StorageFault
 from firmware.retail.catalogue import (EACH, PLU_MAX, PRICE_MAX, QTY_MAX, BadItem,
@@ -103,16 +103,6 @@ def _utc():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _create_private(path):
-    """Make the database file 0600 before SQLite opens it, whatever the umask: SQLite
-    gives its -wal and -shm files the mode of the database file."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-
-
 class SQLiteCatalogue:
     fault_class = StorageFault
     durable = True
@@ -124,26 +114,8 @@ class SQLiteCatalogue:
         self.allow_negative_stock = allow_negative_stock
         self.now = now or _utc
         self.guard = Guard(PART, on_fault, path)
-        self._flagged = set()
-        try:
-            _create_private(path)
-            self.db = open_durable(path)
-            self.guard.db = self.db
-            self.db.execute("PRAGMA foreign_keys=ON")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                self.db.close()
-                raise CatalogueOpenError("io", PART, "%s was written by a newer handpos "
-                                         "(schema %d)" % (path, version))
-            self.db.executescript(SCHEMA)
-            if version < SCHEMA_VERSION:
-                self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            self._flagged = {(r[0], r[1]) for r in self.db.execute("SELECT tbl, row FROM flags")}
-        except (sqlite3.Error, OSError) as exc:
-            fault = self.guard.fault(exc)
-            raise CatalogueOpenError(fault.kind if fault else "io", PART,
-                                     "cannot open %s (%s): check the SD card and free space"
-                                     % (path, exc))
+        self.db, self._flagged = open_schema(path, self.guard, SCHEMA, SCHEMA_VERSION,
+                                             CatalogueOpenError, PART, ("PRAGMA foreign_keys=ON",))
         self.currency = self._meta("currency")
         if currency is not None and self.currency is not None and currency != self.currency:
             self.db.close()

@@ -38,7 +38,7 @@ import os
 import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_durable, probe, quick_check, \
+from drivers.sqlite_durable import Guard, guarded, mac_ok, open_schema, probe, quick_check, \
     record_mac, transaction
 from firmware.core.store import StorageFault
 from firmware.retail import members as rules
@@ -100,14 +100,6 @@ def derive(data_key, purpose):
                     hashlib.sha256).digest()
 
 
-def _create_private(path):
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-    if not os.path.exists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-
-
 class SQLiteMembers:
     fault_class = StorageFault
     durable = True
@@ -122,28 +114,10 @@ class SQLiteMembers:
         self._lookup = derive(data_key, "phone lookup")
         self.key = mac_key(data_key, PART)
         self.guard = Guard(PART, on_fault, path)
-        self._flagged = set()
-        try:
-            _create_private(path)
-            self.db = open_durable(path)
-            self.guard.db = self.db
-            # freed bytes are overwritten: an erased member's ciphertext does not stay
-            # in a free page or a cell's old place
-            self.db.execute("PRAGMA secure_delete=ON")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                self.db.close()
-                raise MembersOpenError("io", PART, "%s was written by a newer handpos "
-                                       "(schema %d)" % (path, version))
-            self.db.executescript(SCHEMA)
-            if version < SCHEMA_VERSION:
-                self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)
-            self._flagged = {(r[0], r[1]) for r in self.db.execute("SELECT tbl, row FROM flags")}
-        except (sqlite3.Error, OSError) as exc:
-            fault = self.guard.fault(exc)
-            raise MembersOpenError(fault.kind if fault else "io", PART,
-                                   "cannot open %s (%s): check the SD card and free space"
-                                   % (path, exc))
+        # freed bytes are overwritten: an erased member's ciphertext does not stay
+        # in a free page or a cell's old place
+        self.db, self._flagged = open_schema(path, self.guard, SCHEMA, SCHEMA_VERSION,
+                                             MembersOpenError, PART, ("PRAGMA secure_delete=ON",))
 
     # -- keys and fields ---------------------------------------------------------------
     def phone_key(self, digits):

@@ -127,6 +127,44 @@ def open_durable(path):
     return db
 
 
+def create_private(path):
+    """Make the database file 0600 before SQLite opens it, whatever the umask: SQLite
+    gives its -wal and -shm files the mode of the database file."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def open_schema(path, guard, schema, version, open_error, part, pragmas=()):
+    """A private, durable database at path with schema (a script of CREATE ... IF NOT
+    EXISTS) at user_version version, and the set of (table, row) its flags table names
+    (rows that failed their check before). pragmas run first (each a statement). A file
+    of a newer schema, or one SQLite cannot open, raises open_error(kind, part, detail)
+    with guard's words for the fault. Returns (db, flagged)."""
+    try:
+        create_private(path)
+        db = open_durable(path)
+        guard.db = db
+        for pragma in pragmas:
+            db.execute(pragma)
+        found = db.execute("PRAGMA user_version").fetchone()[0]
+        if found > version:
+            db.close()
+            raise open_error("io", part, "%s was written by a newer handpos (schema %d)"
+                             % (path, found))
+        db.executescript(schema)
+        if found < version:
+            db.execute("PRAGMA user_version=%d" % version)
+        flagged = {(r[0], r[1]) for r in db.execute("SELECT tbl, row FROM flags")}
+    except (sqlite3.Error, OSError) as exc:
+        fault = guard.fault(exc)
+        raise open_error(fault.kind if fault else "io", part,
+                         "cannot open %s (%s): check the SD card and free space" % (path, exc))
+    return db, flagged
+
+
 def transaction(db, body):
     """body() inside BEGIN IMMEDIATE ... COMMIT; rolled back if it raises (unless SQLite
     ended the transaction itself, as it does on some errors). Returns what body returns."""
