@@ -38,7 +38,21 @@ class DiagnosticsFlow(MenuFlow):
         return [("diag_selftest", "selftest"), ("diag_printer", "printer_test"),
                 ("diag_keypad", "keypad_test"), ("diag_buzzer", "buzzer_test"),
                 ("diag_echo", "echo_test"), ("diag_system", "system_info"),
-                ("diag_damaged", "damaged_records")]
+                ("diag_damaged", "damaged_records"),
+                ("diag_troubleshoot", "troubleshoot"), ("ts_report", "diag_report")]
+
+    # issue 17: the guided troubleshooting and the printed diagnostic report
+    def troubleshoot(self):
+        from firmware.flows.troubleshoot import TroubleshootFlow
+        self.term.push(TroubleshootFlow(self.term))
+        return None
+
+    def diag_report(self):
+        from firmware.flows.troubleshoot import print_report
+        if self.term.printer is None:
+            return self.say(self.t("dev_printer") + ": " + self.t("fail"), self.t("check_printer"))
+        print_report(self.term)
+        return self.say(self.t("ts_report_printing"))
 
     def damaged_records(self):
         """Journal records that failed their MAC: which, since when, what was found.

@@ -15,12 +15,18 @@ ENTRIES = (
     ("menu_offline", "offline"),    # upload now for everyone; export asks a supervisor
     ("menu_members", "members"),    # look up, enrol; erasing asks a supervisor
     ("menu_stock", "stock"),        # looking is for sellers; changes ask a supervisor
+    ("menu_help", "troubleshoot"),  # issue 17: no network, payment failed, printer, ...
 )
 
 
 class HomeFlow(MenuFlow):
     NAME = "home"
     TITLE = "home_title"
+
+    def troubleshoot(self):
+        from firmware.flows.troubleshoot import TroubleshootFlow
+        self.term.push(TroubleshootFlow(self.term))
+        return None
 
     def entries(self):
         return list(ENTRIES)

@@ -20,7 +20,19 @@ class SettingsFlow(MenuFlow):
         ("set_host_trust", "host_trust", "policy"),
         ("set_mfa_enrol", "mfa_enrol", "mfa_enrol"),
         ("set_limits", "limits", "policy"),
+        ("net_title", "network", "network"),                # issue 17
+        ("fr_title", "factory_reset", "factory_reset"),
     )
+
+    def network(self):
+        from firmware.flows.network import NetworkFlow
+        self.term.push(NetworkFlow(self.term))
+        return None
+
+    def factory_reset(self):
+        from firmware.flows.factory_reset import FactoryResetFlow
+        self.term.push(FactoryResetFlow(self.term))
+        return None
 
     def entries(self):
         other = "zh" if self.t.lang == "en" else "en"

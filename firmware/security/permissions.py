@@ -31,6 +31,13 @@ TABLE = {
     "diagnostics": (SUPERVISOR, TECHNICIAN),
     "service": (TECHNICIAN,),    # host certificate alarm, keys, updates
     "offline": EVERYONE,         # upload now; the export asks a supervisor
+    # issue 17: the faults every operator meets, in words (firmware/flows/troubleshoot.py);
+    # the printed report, network settings and the factory reset (a supervisor approves
+    # inside) are the service side
+    "troubleshoot": EVERYONE,
+    "diag_report": (SUPERVISOR, TECHNICIAN),
+    "network": (TECHNICIAN,),
+    "factory_reset": (TECHNICIAN,),
     "logout": EVERYONE,
 }
 
