@@ -434,6 +434,11 @@ def _build_payments(b, profile, config, tr, console):
             chip = None
 
     key = load_dukpt(dd, b.store, config, console, term)
+    # issue 17: a host a technician set on the terminal, then term.network (nmcli, the
+    # simulator's fake under the same driver), the wipe and restart (board/service.py)
+    from board import service
+    service.host_override(b.store, config, console)
+    service.attach(b, profile, config, tr, console)
     address = config["host"]["address"]
     if address:
         from drivers.hostlink import HostLink, make_client_context

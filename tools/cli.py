@@ -1211,6 +1211,15 @@ def main(argv=None):
             a.add_argument("--output-dir", metavar="DIR", help="default DATA/backups")
         a.set_defaults(func=lambda a: __import__("tools.update").update.backup_command(a))
 
+    p = sub.add_parser("diag", help="the diagnostic report for support, no card data "
+                                    "(docs/field-repair.md)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("report", help="the report the terminal prints (self-test aside), "
+                                          "from its data folder; read-only, it may run")
+    a.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
+    _data_options(a)
+    a.set_defaults(func=lambda a: __import__("tools.diag_report").diag_report.cli(a))
+
     p = sub.add_parser("journal", help="the transaction journal for the back office "
                                        "(docs/close-of-day.md)")
     actions = p.add_subparsers(dest="action", required=True)

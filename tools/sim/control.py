@@ -27,6 +27,8 @@ Requests (one JSON object a line) and their answers:
   {"cmd": "network", "up": false}              -> cut the simulated network (the fault proxy
                                                   resets every connection) or bring it back;
                                                   "link": "host" or "qr" cuts one link only
+  {"cmd": "wifi", "up": false}                 -> the fake nmcli says the Wi-Fi dropped (the
+                                                  device disconnected, no address) or is back
   {"cmd": "queue"}                             -> the store-and-forward queue: records (no
                                                   card data), totals, the forwarder's progress
   {"cmd": "state"}                             -> operator, language, flows, printer, frames
@@ -247,6 +249,13 @@ class ControlServer:
                                    "QR acquirer" if link == "qr" else "host")})
             return
         self._reply(conn, {"ok": True, "up": self.sim.network_up, "links": self.sim.links_up})
+
+    def cmd_wifi(self, conn, req):
+        if not self.sim.set_wifi(bool(req.get("up", False))):
+            self._reply(conn, {"ok": False, "error": "no fake nmcli: the board profile has "
+                               "no [network] nmcli = \"sim\""})
+            return
+        self._reply(conn, {"ok": True, "up": bool(req.get("up", False))})
 
     def cmd_queue(self, conn, req):
         pay = self.sim.terminal.payments

@@ -151,6 +151,18 @@ class Simulator:
             "msr_device": self.msr_device,
             "scanner_device": self.scanner_device,
         }
+        # issue 17: the fake nmcli under the network driver, its state beside the data
+        # folder (DATA-net/nmcli.json); the control socket's "wifi" drops the Wi-Fi there
+        self.nmcli_state = None
+        if profile.get("network", {}).get("nmcli") == "sim":
+            from tools.sim import fake_nmcli
+            net_dir = os.path.abspath(config["storage"]["data_dir"]).rstrip("/") + "-net"
+            os.makedirs(net_dir, mode=0o700, exist_ok=True)
+            self.nmcli_state = os.path.join(net_dir, "nmcli.json")
+            if not os.path.exists(self.nmcli_state):
+                fake_nmcli.make_state(self.nmcli_state)
+            transports["nmcli_path"] = fake_nmcli.install(os.path.join(net_dir, "bin"),
+                                                          self.nmcli_state)
         kwargs = {"auth_iterations": auth_iterations}
         if console is not None:
             kwargs["console"] = console
@@ -254,6 +266,15 @@ class Simulator:
                 proxies[name].set("reset", existing=True, new=True)
             self.links_up[name] = bool(up)
         self.network_up = all(self.links_up[n] for n in proxies if proxies[n] is not None)
+        return True
+
+    def set_wifi(self, up):
+        """The fake nmcli's Wi-Fi drops (the device disconnected, no address, nothing in
+        a scan) or comes back; False without the fake nmcli."""
+        if self.nmcli_state is None:
+            return False
+        from tools.sim import fake_nmcli
+        fake_nmcli.set_wifi(self.nmcli_state, up)
         return True
 
     def save_frame(self, path):
