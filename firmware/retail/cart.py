@@ -10,7 +10,7 @@ the receipt, the journal and the reports agree to the minor unit:
                  in promo; firmware/retail/promotions.py decides it)
   line_discount  the line's own discount: percent of gross - promo_discount (rounded)
                  or a fixed amount
-  cart_discount  the line's share of the cart discount (see _spread)
+  cart_discount  the line's share of the cart discount (see tax.spread)
   points_discount the line's share of the points redemption (spread like the cart
                  discount, over what is left of each line)
   amount         gross - promo_discount - line_discount - cart_discount -
@@ -28,7 +28,7 @@ A voided line stays in the cart (receipt, journal) and counts for nothing. Chang
 would break a limit of [retail] are refused with CartError and leave the cart as it was.
 """
 from firmware.core.money import format_amount
-from firmware.retail.tax import WHOLE, format_rate, percent_of, round_div, tax_of
+from firmware.retail.tax import WHOLE, format_rate, percent_of, round_div, spread, tax_of
 
 VERSION = 2                 # of to_dict(); a new rounding rule needs a new version
 READS = (1, 2)              # versions from_dict reads: 1 had no promotions, member, points
@@ -342,7 +342,7 @@ class Cart:
         return other
 
     def set_discount(self, kind=None, value=0, operator=""):
-        """The cart discount, spread over the lines (see _spread); kind None removes it."""
+        """The cart discount, spread over the lines (see tax.spread); kind None removes it."""
         discount = self._discount(kind, value)
 
         def apply():
@@ -464,14 +464,14 @@ class Cart:
             cart_discount = percent_of(subtotal, value) if kind == "percent" else value
             if cart_discount > subtotal:
                 raise CartError("discount", subtotal, "more than the cart")
-        shares = _spread(cart_discount, [line.gross - line.promo_discount - line.line_discount
+        shares = spread(cart_discount, [line.gross - line.promo_discount - line.line_discount
                                          for line in active])
         for k in range(len(active)):
             active[k].cart_discount = shares[k]
         redeemed = self.redeem["amount"] if self.redeem else 0
         if redeemed > subtotal - cart_discount:
             raise CartError("redeem", subtotal - cart_discount, "more than is left to pay")
-        shares = _spread(redeemed, [line.gross - line.promo_discount - line.line_discount -
+        shares = spread(redeemed, [line.gross - line.promo_discount - line.line_discount -
                                     line.cart_discount for line in active])
         rates = {}
         tax = total = items = 0
@@ -578,32 +578,6 @@ def _copy_totals(totals):
     if "promotions" in totals:
         out["promotions"] = [dict(p) for p in totals["promotions"]]
     return out
-
-
-def _spread(discount, bases):
-    """Shares of a cart discount, one per line, that add up to the discount exactly.
-
-    Each line gets discount * base / sum(bases) rounded down; the minor units left
-    over go one each to the lines with the largest remainders (the earlier line on a
-    tie): the largest-remainder method. A line never gets more than its base.
-    """
-    total = 0
-    for b in bases:
-        total += b
-    if discount == 0 or total == 0:
-        return [0] * len(bases)
-    shares = []
-    rests = []
-    given = 0
-    for i in range(len(bases)):
-        share = discount * bases[i] // total
-        shares.append(share)
-        rests.append((-(discount * bases[i] % total), i))
-        given += share
-    rests.sort()
-    for k in range(discount - given):
-        shares[rests[k][1]] += 1
-    return shares
 
 
 # -- refunds ------------------------------------------------------------------------

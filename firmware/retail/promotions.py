@@ -42,12 +42,12 @@ Spreading (exact to the minor unit): a percent, amount or fixed-price rule is wo
 and rounded per line (half up, tax.round_div). A cart-scope amount, or a cart-scope
 percent with a minimum, is worked out once on its lines' total and a buy-X-get-Y or
 cheapest-free saving once on its group; each is spread over the lines it comes from
-by the largest-remainder method (cart._spread): a line's weight is its gross for a
+by the largest-remainder method (tax.spread): a line's weight is its gross for a
 cart-scope rule, and for buy-X-get-Y the money of its pieces that fall in a complete
 group (pieces ranked by unit price, dearest first: of each buy + get in turn the last
 get are free). Shares add up to the saving exactly; no line gets more than its gross.
 """
-from firmware.retail.tax import WHOLE, percent_of, round_div
+from firmware.retail.tax import WHOLE, percent_of, round_div, spread
 
 try:
     from heapq import heappop, heappush
@@ -595,28 +595,6 @@ def overlaps(rules):
 
 
 # -- working out a rule on lines ---------------------------------------------------------
-def spread(amount, weights):
-    """amount over weights, largest remainder, the earlier on a tie; shares add up to
-    amount exactly and none is more than its weight (amount <= sum of weights)."""
-    total = 0
-    for w in weights:
-        total += w
-    if amount <= 0 or total <= 0:
-        return [0] * len(weights)
-    shares = []
-    rests = []
-    given = 0
-    for i in range(len(weights)):
-        share = amount * weights[i] // total
-        shares.append(share)
-        rests.append((-(amount * weights[i] % total), i))
-        given += share
-    rests.sort()
-    for k in range(amount - given):
-        shares[rests[k][1]] += 1
-    return shares
-
-
 def _free_before(n, buy, get):
     """How many of the first n positions (ranked dearest first) are free."""
     size = buy + get

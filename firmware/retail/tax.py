@@ -74,3 +74,28 @@ def format_rate(rate):
             digits = digits[:-1]
         text += "." + digits
     return text + "%"
+
+
+def spread(amount, weights):
+    """amount in minor units over weights (the lines' bases), by the largest-remainder
+    method: each gets amount * weight // sum rounded down, and the units left over go
+    one each to the largest remainders (the earlier on a tie). The shares add up to
+    amount exactly and none is more than its weight when amount <= sum of weights. A
+    cart discount, a points redemption and a promotion's group reward are spread so."""
+    total = 0
+    for w in weights:
+        total += w
+    if amount <= 0 or total <= 0:
+        return [0] * len(weights)
+    shares = []
+    rests = []
+    given = 0
+    for i in range(len(weights)):
+        share = amount * weights[i] // total
+        shares.append(share)
+        rests.append((-(amount * weights[i] % total), i))
+        given += share
+    rests.sort()
+    for k in range(amount - given):
+        shares[rests[k][1]] += 1
+    return shares
