@@ -1284,7 +1284,7 @@ def main(argv=None):
                            help="the KBPK's check value from the key's owner: refused "
                                 "when the components make another")
             _mfa_options(a, "key_load")
-        a.set_defaults(func=lambda a: __import__("tools.kbpk").kbpk.command(a))
+        a.set_defaults(func=lambda a: __import__("tools.kbpk_cli").kbpk_cli.command(a))
 
     args = parser.parse_args(argv)
     args.argv = argv
