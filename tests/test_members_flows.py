@@ -317,7 +317,7 @@ def test_supervisor_erases_a_member_sales_still_report(shop):
     secrets = [bytes(b) for b in con.execute("SELECT phone_key, phone, name FROM members").fetchone()]
     con.close()
     h.press("MENU", "UP", "UP")
-    assert "> 10 Members" in h.text(), h.text()
+    assert "> 11 Members" in h.text(), h.text()
     h.press("ENTER", "3")                           # Members > Erase
     assert h.flow() == ("supervisor", "pin"), h.text()
     h.press(*"2580")

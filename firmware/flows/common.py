@@ -1,7 +1,7 @@
 """Pieces several flows share: a keypad entry field and a menu."""
 from firmware.core import keys
 from firmware.core.fsm import Flow
-from firmware.ui.screen import BODY_ROWS
+from firmware.ui.screen import BODY_ROWS, ROW_COLUMNS
 
 
 def entry_keys(**more):
@@ -61,6 +61,71 @@ class PinEntry:
             self.error = "err_pin_short"
             return True
         return False
+
+
+TAP_PAUSE_MS = 1200         # the same key again within this: its next character
+
+
+class MultiTap:
+    """Text typed on the digit keys, as on a phone: taps maps a key to its characters;
+    the key pressed again within TAP_PAUSE_MS gives its next one, another key (or a
+    pause) the next place. cases: F2 switches upper and lower case for what comes next
+    (a Wi-Fi passphrase); without, the characters are as taps has them (a name)."""
+
+    def __init__(self, clock, taps, max_len, cases=False):
+        self.clock = clock
+        self.taps = taps
+        self.max_len = max_len
+        self.cases = cases
+        self.upper = False
+        self.value = ""
+        self._last = None
+        self._at = 0
+        self._turn = 0
+
+    def key(self, name):
+        """Apply a key; True when the text changed (or the case did)."""
+        if name == keys.DOUBLE_ZERO:
+            name = "0"
+        now = self.clock()
+        if name in self.taps:
+            chars = self.taps[name]
+            if name == self._last and now - self._at < TAP_PAUSE_MS and self.value:
+                self._turn = (self._turn + 1) % len(chars)
+                self.value = self.value[:-1] + self._case(chars[self._turn])
+            else:
+                if len(self.value) >= self.max_len:
+                    return False
+                self._turn = 0
+                self.value += self._case(chars[0])
+            self._last, self._at = name, now
+            return True
+        self._last = None
+        if self.cases and name == keys.F2:
+            self.upper = not self.upper
+            return True
+        if name == keys.BKSP and self.value:
+            self.value = self.value[:-1]
+            return True
+        if name == keys.CLEAR and self.value:
+            self.value = ""
+            return True
+        return False
+
+    def _case(self, ch):
+        if not self.cases:
+            return ch
+        return ch.upper() if self.upper else ch
+
+    def text(self):
+        return self.value.strip()
+
+    def clear(self):
+        self.value = ""
+
+    def shown(self, columns=ROW_COLUMNS - 1):
+        """The end of the text that fits, spaces as _, and the cursor."""
+        return (self.value.replace(" ", "_"))[-columns:] + "|"
 
 
 class AmountField:

@@ -13,9 +13,10 @@ ENTRIES = (
     ("menu_diagnostics", "diagnostics"),
     ("menu_logout", "logout"),
     ("menu_offline", "offline"),    # upload now for everyone; export asks a supervisor
+    ("menu_help", "troubleshoot"),  # no network, payment failed, printer, power, errors
     ("menu_members", "members"),    # look up, enrol; erasing asks a supervisor
+    # Stock last: MENU then UP reaches it in one key (the shelf is where it is used)
     ("menu_stock", "stock"),        # looking is for sellers; changes ask a supervisor
-    ("menu_help", "troubleshoot"),  # issue 17: no network, payment failed, printer, ...
 )
 
 

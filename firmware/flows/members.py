@@ -24,9 +24,8 @@ cart see only the member number.
 from firmware.core import keys
 from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
-from firmware.flows.common import Field, MenuFlow
+from firmware.flows.common import Field, MenuFlow, MultiTap
 from firmware.retail import members as mb
-from firmware.ui.screen import ROW_COLUMNS
 
 ENTRY = "entry_timeout_s"
 PHONE_MAX = 15
@@ -34,7 +33,6 @@ POINTS_MAX = 9
 # multi-tap letters of the digit keys (a phone keypad's); 0 is a space
 TAPS = {"1": ".-'", "2": "ABC", "3": "DEF", "4": "GHI", "5": "JKL", "6": "MNO", "7": "PQRS",
         "8": "TUV", "9": "WXYZ", "0": " "}
-TAP_PAUSE_MS = 1200         # the same key again within this: the next letter of the key
 
 
 def _store(term):
@@ -64,51 +62,6 @@ def public(member):
     """What leaves these flows: the number, tier, points and the masked phone."""
     return {"number": member["number"], "tier": member["tier"], "points": member["points"],
             "masked": mb.mask_phone(member.get("phone", ""))}
-
-
-class MultiTap:
-    """Letters typed on the digit keys, as on a phone: a key pressed again within
-    TAP_PAUSE_MS gives its next letter, another key (or a pause) the next place."""
-
-    def __init__(self, clock, max_len=mb.NAME_MAX):
-        self.clock = clock
-        self.max_len = max_len
-        self.value = ""
-        self._last = None
-        self._at = 0
-        self._turn = 0
-
-    def key(self, name):
-        if name == keys.DOUBLE_ZERO:
-            name = "0"
-        now = self.clock()
-        if name in TAPS:
-            letters = TAPS[name]
-            if name == self._last and now - self._at < TAP_PAUSE_MS and self.value:
-                self._turn = (self._turn + 1) % len(letters)
-                self.value = self.value[:-1] + letters[self._turn]
-            else:
-                if len(self.value) >= self.max_len:
-                    return False
-                self._turn = 0
-                self.value += letters[0]
-            self._last, self._at = name, now
-            return True
-        self._last = None
-        if name == keys.BKSP and self.value:
-            self.value = self.value[:-1]
-            return True
-        if name == keys.CLEAR and self.value:
-            self.value = ""
-            return True
-        return False
-
-    def text(self):
-        return self.value.strip()
-
-    def shown(self, columns=ROW_COLUMNS - 1):
-        shown = self.value.replace(" ", "_") if self.value else ""
-        return shown[-columns:] + "|"
 
 
 class MemberFlow(Flow):
@@ -285,7 +238,7 @@ class EnrolFlow(Flow):
         self.rule = mb.rules(term.config)
         self.phone = phone
         self.field = Field(PHONE_MAX)
-        self.name = MultiTap(term.reactor.clock)
+        self.name = MultiTap(term.reactor.clock, TAPS, mb.NAME_MAX)
         self.error = None
         self.member = None
         self.outcome = None             # not_kept: "mb_not_enrolled" | "mb_exists"
@@ -381,7 +334,7 @@ class EnrolFlow(Flow):
     def _not_kept(self, outcome):
         self.outcome = outcome
         self.phone = None
-        self.name = MultiTap(self.term.reactor.clock)
+        self.name = MultiTap(self.term.reactor.clock, TAPS, mb.NAME_MAX)
         return "not_kept"
 
     def close(self, ev):

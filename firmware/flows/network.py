@@ -14,7 +14,7 @@ range, a passphrase too short. The work is done by term.network (drivers/network
 over nmcli); this flow only asks and shows.
 """
 from firmware.core import events, keys
-from firmware.flows.common import Field, MenuFlow
+from firmware.flows.common import Field, MenuFlow, MultiTap
 from firmware.ui.screen import BODY_ROWS, ROW_COLUMNS, wrap
 
 WAIT_MS = 60000
@@ -22,7 +22,6 @@ HOST_SETTING = "host.address"       # the host a technician set here (board/serv
 # multi-tap: each key's characters in turn, its digit last; 1 holds the signs
 TAPS = {"1": ".-_@!?#*+/1", "2": "abc2", "3": "def3", "4": "ghi4", "5": "jkl5",
         "6": "mno6", "7": "pqrs7", "8": "tuv8", "9": "wxyz9", "0": " 0"}
-TAP_PAUSE_MS = 1200
 PSK_MIN, PSK_MAX = 8, 63
 
 
@@ -137,57 +136,6 @@ def parse_wifi_qr(text):
     kind = fields.get("T", "")
     return {"ssid": fields["S"], "security": "" if kind in ("", "nopass") else kind,
             "psk": fields.get("P", "")}
-
-
-class TextTap:
-    """A passphrase typed by multi-tap (TAPS): the same key again within TAP_PAUSE_MS
-    gives its next character; F2 switches upper and lower case for what comes next."""
-
-    def __init__(self, clock, max_len=PSK_MAX):
-        self.clock = clock
-        self.max_len = max_len
-        self.value = ""
-        self.upper = False
-        self._last = None
-        self._at = 0
-        self._turn = 0
-
-    def key(self, name):
-        if name == keys.DOUBLE_ZERO:
-            name = "0"
-        now = self.clock()
-        if name in TAPS:
-            chars = TAPS[name]
-            if name == self._last and now - self._at < TAP_PAUSE_MS and self.value:
-                self._turn = (self._turn + 1) % len(chars)
-                self.value = self.value[:-1] + self._case(chars[self._turn])
-            else:
-                if len(self.value) >= self.max_len:
-                    return False
-                self._turn = 0
-                self.value += self._case(chars[0])
-            self._last, self._at = name, now
-            return True
-        self._last = None
-        if name == keys.F2:
-            self.upper = not self.upper
-            return True
-        if name == keys.BKSP and self.value:
-            self.value = self.value[:-1]
-            return True
-        if name == keys.CLEAR and self.value:
-            self.value = ""
-            return True
-        return False
-
-    def _case(self, ch):
-        return ch.upper() if self.upper else ch
-
-    def clear(self):
-        self.value = ""
-
-    def shown(self, columns=ROW_COLUMNS - 1):
-        return (self.value.replace(" ", "_"))[-columns:] + "|"
 
 
 class AddressField(Field):
@@ -361,7 +309,7 @@ class NetworkFlow(MenuFlow):
         self.error = None
         if not self.security:
             return self._join("")
-        self.psk = TextTap(self.term.reactor.clock)
+        self.psk = MultiTap(self.term.reactor.clock, TAPS, PSK_MAX, cases=True)
         return "psk"
 
     def type_psk(self, ev):
