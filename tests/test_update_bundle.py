@@ -137,6 +137,20 @@ def test_a_bundle_cut_short_is_refused(bundle, tmp_path, keep):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("change", ["end cut", "bytes after"])
+def test_a_bundle_cut_in_its_end_or_with_bytes_after_it_is_refused(bundle, tmp_path, change):
+    """Every file may be whole while the archive's end is missing (a copy pulled out in
+    its last kilobytes) or something follows it: neither is the bundle the vendor made."""
+    with open(bundle, "rb") as f:
+        data = f.read()
+    bad = tmp_path / "bad.hpup"
+    bad.write_bytes(data[:-tarfile.RECORDSIZE + 512] if change == "end cut" else data + b"x")
+    with pytest.raises(release.BundleError) as exc:
+        release.verify(str(bad), lab_keys())
+    assert ("cut short" if change == "end cut" else "after its end") in str(exc.value)
+    assert release.verify(bundle, lab_keys())["version"]     # the whole one still goes
+
+
 def test_not_a_bundle_at_all(tmp_path):
     junk = tmp_path / "x.hpup"
     junk.write_bytes(b"hello" * 100)

@@ -260,6 +260,7 @@ def verify(path, keys, into=None):
                     raise BundleError("the bundle holds %s where its manifest says %s: "
                                       "altered or damaged" % (info.name, e["path"]))
                 data = _member_bytes(tar, info, max(e["size"], 0) + 1)
+                last = info
                 if len(data) != e["size"] or hashlib.sha256(data).hexdigest() != e["sha256"]:
                     raise BundleError("wrong hash: %s does not match the signed manifest "
                                       "(altered or damaged): get the bundle again" % e["path"])
@@ -269,6 +270,18 @@ def verify(path, keys, into=None):
             if extra is not None:
                 raise BundleError("the bundle holds %s, which its manifest does not list: "
                                   "altered" % extra.name)
+            # the archive's end (two zero blocks, then zeros to the record) must be there
+            # too: a copy cut in it has every file, but a cut copy is never installed
+            end = last.offset_data + (last.size + tarfile.BLOCKSIZE - 1) // \
+                tarfile.BLOCKSIZE * tarfile.BLOCKSIZE
+            raw.seek(end)
+            tail = raw.read(tarfile.RECORDSIZE + 1)
+            if len(tail) < 2 * tarfile.BLOCKSIZE:
+                raise BundleError("the bundle is cut short (%d bytes; its end is missing): "
+                                  "copy it again" % size)
+            if tail.strip(b"\0"):
+                raise BundleError("the bundle has bytes after its end: altered or damaged: "
+                                  "get the bundle again")
     except tarfile.ReadError as exc:
         raise BundleError("the bundle is cut short or is not a bundle (%s): copy it again"
                           % exc)
