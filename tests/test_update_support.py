@@ -17,7 +17,10 @@ def write_config(base, tid="HP000001", release_root=None, extra=""):
     with open(path, "w") as f:
         f.write('[terminal]\nid = "%s"\n[storage]\ndata_dir = "%s"\n[lab]\nenabled = true\n'
                 '[security]\ntest_keys = true\n[update]\nrelease_root = "%s"\n'
-                'stop_command = ""\nstart_command = ""\nhealth_timeout_s = 60\n%s'
+                'stop_command = ""\nstart_command = ""\nhealth_timeout_s = 60\n'
+                # the technician's authenticator code before an apply is
+                # tests/test_update_mfa.py's: not asked here
+                '[mfa]\nactions = ["pin_reset", "key_load", "export", "factory_reset"]\n%s'
                 % (tid, os.path.join(str(base), "data"),
                    release_root or os.path.join(str(base), "root"), extra))
     return path

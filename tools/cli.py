@@ -1190,6 +1190,10 @@ def main(argv=None):
             a.add_argument("bundle", help="a bundle file (a USB stick's) or an http(s) URL")
             a.add_argument("--reinstall", action="store_true",
                            help="write the running version again")
+            _mfa_options(a, "update")
+            a.add_argument("--grant-stdin", action="store_true",
+                           help="the terminal's Update entry: its grant (the technician's "
+                                "code taken on the keypad) on standard input")
         if action in ("apply", "health", "confirm"):
             a.add_argument("--wait", type=int, default=0, metavar="S",
                            help="apply: wait S seconds for the verdict; health: for the "

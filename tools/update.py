@@ -43,9 +43,20 @@ class Refused(Exception):
     pass
 
 
+_quiet = []         # set once stderr is gone
+
+
 def _say(line, prog="update"):
-    sys.stderr.write("handpos %s: %s\n" % (prog, line))
-    sys.stderr.flush()
+    """One line on stderr. Started from the terminal's Update entry, stderr is the
+    terminal's pipe, which breaks when step 3 stops the terminal: apply goes on (every
+    step is in update.log anyway), it never dies half-way over a lost screen."""
+    if _quiet:
+        return
+    try:
+        sys.stderr.write("handpos %s: %s\n" % (prog, line))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _quiet.append(True)
 
 
 def _checkpoint(name):
@@ -351,6 +362,76 @@ def wait_verdict(root, slot, seconds, out=_say):
     return 1
 
 
+def hold_stopped(data_dir):
+    """cli._hold_stopped, except beside the simulator that started this apply from its
+    Update entry (HANDPOS_UPDATE_BESIDE_SIM names its pid, which is this process's
+    parent and the holder of the data folder's sim.lock): the simulator cannot stop
+    itself the way systemd stops the device's terminal, so its lock is not asked for;
+    its screen shows the update and takes no sale meanwhile (docs/simulator.md)."""
+    from tools import cli
+    beside = os.environ.get("HANDPOS_UPDATE_BESIDE_SIM", "")
+    if beside and beside == str(os.getppid()):
+        lock, holder = cli.lock_data_dir(data_dir, cli.SIM_LOCK)
+        if lock is None and holder == beside:
+            lock, holder = cli.lock_data_dir(data_dir, cli.RUN_LOCK)
+            if lock is None:
+                return None, ("the terminal is running on %s (pid %s): stop it first"
+                              % (data_dir, holder))
+            return [lock], None
+        if lock is not None:
+            lock.close()
+    return cli._hold_stopped(data_dir)
+
+
+def update_gate(args, config, profile, data_dir):
+    """The second factor before an apply ([mfa] actions has "update"; docs/mfa.md): the
+    code of a supervisor or technician (--operator, on the tty or --code-stdin), or the
+    terminal's grant (--grant-stdin) when its Update entry took the technician's code on
+    the keypad. None: go on; else the exit status, after one line. A data folder with
+    no store yet (a first install) has no operator to ask and no data to protect."""
+    from firmware.security import mfa
+    from tools import cli
+    nothing = "nothing was installed"
+
+    def say(line):
+        _say(line)
+        try:
+            _root(args, config).log("refused", line[len("refused: "):]
+                                    if line.startswith("refused: ") else line)
+        except OSError:
+            pass
+    if "update" not in (config.get("mfa") or {}).get("actions", mfa.DEFAULT_ACTIONS):
+        return None
+    if not os.path.exists(os.path.join(data_dir, "handpos.db")):
+        return None
+    if not getattr(args, "grant_stdin", False):
+        return cli._mfa_gate(args, config, profile, data_dir, "update", "update apply", say,
+                             nothing)
+    keys = cli._open_tool_keys(profile, data_dir, say, nothing)
+    if keys is None:
+        return 2
+    import hmac as hmaclib
+    from drivers import update_runner
+    line = sys.stdin.readline(256) if sys.stdin is not None else ""
+    parts = line.split()
+    if len(parts) != 3 or not parts[1].isdigit():
+        say("refused: --grant-stdin, but no grant from the terminal on standard input; %s"
+            % nothing)
+        return 2
+    op_id, utc, mac = parts[0], int(parts[1]), parts[2]
+    want = update_runner.grant_mac(update_runner.grant_key(keys.key("data")), args.bundle,
+                                   op_id, utc)
+    if not hmaclib.compare_digest(want, mac):
+        say("refused: the terminal's grant does not match this bundle and this device; %s"
+            % nothing)
+        return 2
+    if abs(time.time() - utc) > update_runner.GRANT_S:
+        say("refused: the terminal's grant is older than %d s: start the update again on "
+            "the terminal; %s" % (update_runner.GRANT_S, nothing))
+        return 2
+    return None
+
+
 # -- status, health, confirm -----------------------------------------------------------
 def status_lines(root):
     marks = root.marks()
@@ -599,8 +680,11 @@ def command(args):
         config_file = None if (args.data and not args.config and
                                not os.environ.get("HANDPOS_CONFIG")) else \
             cli.config_path(args.config)
-        return apply(args, config, cli._profile_or_exit(board), data_dir, config_file,
-                     cli._hold_stopped)
+        profile = cli._profile_or_exit(board)
+        refused = update_gate(args, config, profile, data_dir)
+        if refused:
+            return refused
+        return apply(args, config, profile, data_dir, config_file, hold_stopped)
     got = _context(args, "update", nothing)
     if got is None:
         return 2
