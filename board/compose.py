@@ -211,6 +211,7 @@ def build(profile, config, transports=None, console=_console, auth_iterations=No
         _fault(term, dd.fault)
     term.cl_leds = b.cl_leds
     term.mfa = build_mfa(dd, term, system, console)
+    term.updates = build_updates(b, profile, config, tr, dd)
     if isinstance(b.store, SQLiteStore):
         b.store.guard.on_fault = term.storage_fault
     elif term.fault is None:
@@ -497,6 +498,26 @@ def build_qr(b, config, console, term):
     qr = QrPayments(term, term.payments, link, messages, config)
     link.on_link = qr.link_changed      # the acquirer's own reachability, not the card host's
     return qr
+
+
+def build_updates(b, profile, config, tr, dd):
+    """term.updates, Settings > Update's bundles and apply (drivers/update_runner.py): on
+    the device `handpos update apply` as the transient unit handpos-update (systemd-run),
+    from the profile's [update] runner = "child" (the simulator) a child process beside
+    the terminal. The grant key lets apply take the code the keypad checked."""
+    from board.configfile import config_path
+    from drivers import update_runner
+    board = profile.get("board", {}).get("name", "pizero2w")
+    key = update_runner.grant_key(dd.keys.key("data")) if dd.keys is not None else None
+    config_file = tr.get("config_file")
+    if (profile.get("update") or {}).get("runner") == "child":
+        data_dir = os.path.abspath(config["storage"]["data_dir"])
+        env = dict(os.environ)
+        env["HANDPOS_UPDATE_BESIDE_SIM"] = str(os.getpid())
+        argv = update_runner.child_argv(sys.executable, data_dir, board, config_file)
+        return update_runner.UpdateRunner(b.reactor, config, argv, env=env, key=key)
+    argv = update_runner.systemd_argv(sys.executable, config_file or config_path(), board)
+    return update_runner.UpdateRunner(b.reactor, config, argv, key=key, new_session=False)
 
 
 def build_mfa(dd, term, system, console):

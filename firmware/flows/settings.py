@@ -22,7 +22,13 @@ class SettingsFlow(MenuFlow):
         ("set_limits", "limits", "policy"),
         ("net_title", "network", "network"),                # issue 17
         ("fr_title", "factory_reset", "factory_reset"),
+        ("set_update", "update", "service"),     # issue 17: signed updates from USB
     )
+
+    def update(self):
+        from firmware.flows.update import UpdateFlow
+        self.term.push(UpdateFlow(self.term))
+        return None
 
     def network(self):
         from firmware.flows.network import NetworkFlow
