@@ -861,7 +861,9 @@ def command(args):
     finally:
         for lock in held:
             lock.close()
+    # a simulator's folder: its host is the one the trial sale just reached, already
+    # running, so the simulator must not start a host simulator of its own there
     _out("provision: terminal provisioned; start it%s"
-         % (" with: handpos sim --config %s" % config_file
+         % (" with: handpos sim --config %s --host external" % config_file
             if config_file.endswith(os.path.basename(data_dir) + ".toml") else ""))
     return 0
