@@ -1106,7 +1106,7 @@ MESSAGES = {
     "ts_do_dhcp": "Check router",
     "ts_do_host": "Network > Host",
     "ts_do_dns": "Check DNS server",
-    "ts_do_refused": "Host down: call",
+    "ts_do_refused": "Call acquirer",
     "ts_do_reset": "Check router/SIM",
     "ts_do_route": "Check router/SIM",
     "ts_do_tls": "Check the clock",

@@ -1098,7 +1098,7 @@ MESSAGES = {
     "ts_do_dhcp": "检查路由器DHCP",
     "ts_do_host": "在网络中设主机",
     "ts_do_dns": "检查DNS服务器",
-    "ts_do_refused": "主机未运行:致电",
+    "ts_do_refused": "请联系收单机构",
     "ts_do_reset": "检查路由器/SIM",
     "ts_do_route": "检查路由器/SIM",
     "ts_do_tls": "请检查时钟",
