@@ -211,3 +211,27 @@ def test_the_device_runs_apply_as_a_unit_of_its_own():
     i = argv.index("/opt/handpos/venv/bin/python")
     assert argv[i:i + 6] == ["/opt/handpos/venv/bin/python", "-m", "tools", "update", "apply",
                              "/media/usb/x.hpup"]
+
+
+def test_beside_the_simulator_that_started_it_and_no_other(harness, tmp_path, usb):
+    """The simulator holds its data folder's sim.lock: apply started from its Update
+    entry (its pid in HANDPOS_UPDATE_BESIDE_SIM, apply's parent) goes on beside it; any
+    other apply is refused at step 3, as beside a running terminal."""
+    from tools import cli
+    h, root = field(harness, tmp_path, usb)
+    lock, _ = cli.lock_data_dir(h.term.config["storage"]["data_dir"], cli.SIM_LOCK)
+    try:
+        h.term.updates.env["HANDPOS_UPDATE_BESIDE_SIM"] = "1"       # not this simulator
+        to_update(h)
+        h.press("ENTER", "ENTER")
+        h.run(120000, until=lambda: h.flow() == ("update", "ended"), limit=10 ** 6)
+        assert "Terminal running" in h.text(), (h.text(), h.term.current().lines)
+        assert updater.ReleaseRoot(root).current_slot() is None
+        h.press("ENTER")
+        h.term.updates.env["HANDPOS_UPDATE_BESIDE_SIM"] = str(os.getpid())
+        open_entry(h, "update")
+        h.press("ENTER", "ENTER")
+        h.run(120000, until=lambda: h.flow() == ("update", "ended"), limit=10 ** 6)
+        assert "Installed 9.1.0" in h.text(), (h.text(), h.term.current().lines)
+    finally:
+        lock.close()
