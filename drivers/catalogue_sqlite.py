@@ -28,11 +28,10 @@ part "catalogue" (firmware/core/store.py), reported to the guard's listener.
 """
 import json
 import os
-import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_schema, probe, quick_check, \
-    record_mac, transaction
+from drivers.sqlite_durable import Guard, flag_row, guarded, mac_ok, open_schema, probe, \
+    quick_check, record_mac, transaction
 from firmware.core.store import StorageFault
 from firmware.retail.catalogue import (EACH, PLU_MAX, PRICE_MAX, QTY_MAX, BadItem,
                                        CatalogueError, DuplicateBarcode, DuplicatePLU,
@@ -130,15 +129,7 @@ class SQLiteCatalogue:
         return self.key is None or mac_ok(self.key, table, fields, mac, defaults)
 
     def _flag(self, table, row, what):
-        mark = (table, str(row))
-        if mark in self._flagged:
-            return
-        self._flagged.add(mark)
-        try:
-            self.db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?, ?)",
-                            (table, str(row), _utc(), what))
-        except sqlite3.Error:
-            pass        # kept in memory; flagged again at the next read after a restart
+        flag_row(self.db, self._flagged, table, row, what, _utc())
 
     def _damaged(self, table, row, item_id, what="its record failed its integrity check"):
         self._flag(table, row, what)

@@ -35,11 +35,10 @@ Every error of the medium leaves as a StorageFault of the part "members".
 import hashlib
 import hmac
 import os
-import sqlite3
 import time
 
-from drivers.sqlite_durable import Guard, guarded, mac_ok, open_schema, probe, quick_check, \
-    record_mac, transaction
+from drivers.sqlite_durable import Guard, flag_row, guarded, mac_ok, open_schema, probe, \
+    quick_check, record_mac, transaction
 from firmware.core.store import StorageFault
 from firmware.retail import members as rules
 
@@ -145,15 +144,7 @@ class SQLiteMembers:
         return record_mac(self.key, table, fields)
 
     def _flag(self, table, row, what):
-        mark = (table, str(row))
-        if mark in self._flagged:
-            return
-        self._flagged.add(mark)
-        try:
-            self.db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?, ?)",
-                            (table, str(row), _utc(), what))
-        except sqlite3.Error:
-            pass        # kept in memory; flagged again at the next read after a restart
+        flag_row(self.db, self._flagged, table, row, what, _utc())
 
     def _damaged(self, table, row, what="its record failed its integrity check"):
         self._flag(table, row, what)

@@ -165,6 +165,21 @@ def open_schema(path, guard, schema, version, open_error, part, pragmas=()):
     return db, flagged
 
 
+def flag_row(db, flagged, table, row, what, utc):
+    """Note once that row of table failed its check: in flagged (the set open_schema()
+    gave, for this run) and in the database's flags table (for the next runs, and the
+    technician's tools), with when and what. A store that cannot write it keeps it in
+    memory: the row is flagged again at its next read after a restart."""
+    mark = (table, str(row))
+    if mark in flagged:
+        return
+    flagged.add(mark)
+    try:
+        db.execute("INSERT OR IGNORE INTO flags VALUES (?, ?, ?, ?)", (table, str(row), utc, what))
+    except sqlite3.Error:
+        pass
+
+
 def transaction(db, body):
     """body() inside BEGIN IMMEDIATE ... COMMIT; rolled back if it raises (unless SQLite
     ended the transaction itself, as it does on some errors). Returns what body returns."""
