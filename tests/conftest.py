@@ -28,10 +28,12 @@ class SimHarness:
         # the second person (tests/test_operators.py) turn it on
         config["auth"]["second_person"] = False
         config["auth"].update(auth or {})
-        # likewise the supervisor's authenticator code for a queue export: asked only
-        # where a test asks for it (tests/test_mfa.py, tests/test_operators.py)
+        # likewise the authenticator code for a queue export and a factory reset: asked
+        # only where a test asks for it (tests/test_mfa.py, tests/test_operators.py,
+        # tests/test_factory_reset.py)
         if mfa is None:
-            config["mfa"]["actions"] = [a for a in config["mfa"]["actions"] if a != "export"]
+            config["mfa"]["actions"] = [a for a in config["mfa"]["actions"]
+                                        if a not in ("export", "factory_reset")]
         else:
             config["mfa"].update(mfa)
         if offline:

@@ -80,3 +80,27 @@ def test_done_with_both_roles_then_the_terminal_starts_as_new(harness):
     assert h2.flow() == ("idle", "idle")
     assert h2.term.payments.journal.last() is None
     assert h2.term.store.get_operator(TECH[0]) is None
+
+
+def test_the_technicians_authenticator_code_is_asked_when_mfa_says_so(harness):
+    """[mfa] actions with factory_reset: after the technician's PIN, their code (a wrong
+    one keeps the reset from going on), then the supervisor, then the wipe."""
+    from tests.test_mfa import T0, _clock, enrol
+    h = technician(harness, mfa={"actions": ["factory_reset"]})
+    _clock(h, T0)
+    op = h.term.operator
+    phone, _ = enrol(h, op, T0)
+    h.term.go_home()                                 # the enrolment's stand-in asker off
+    h.term.mfa.now = lambda: T0 + 60                 # a minute on: a fresh code
+    to_reset(h)
+    h.press("ENTER", *TECH[1], "ENTER")
+    assert h.flow()[0] == "mfa_check", h.text()
+    wrong = "%06d" % ((int(phone.code(T0 + 60)) + 1) % 1000000)
+    h.press(*wrong, "ENTER")
+    assert h.flow()[0] == "mfa_check", h.text()     # refused: still asking
+    h.press(*phone.code(T0 + 60), "ENTER")
+    assert h.flow()[0] == "supervisor", h.text()
+    h.press("1", "ENTER", "2", "5", "8", "0", "ENTER")
+    assert h.flow() == ("factory_reset", "final"), h.text()
+    events = [r[1] for r in h.term.store.audit_log(20)]
+    assert events[:3] == ["supervisor_ok", "mfa_ok", "mfa_failed"], events

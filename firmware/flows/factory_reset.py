@@ -60,6 +60,7 @@ class FactoryResetFlow(Flow):
                      "on": {"digit": "type", keys.BKSP: "type", keys.CLEAR: "type",
                             keys.ENTER: "tech_pin_done", keys.CANCEL: "cancel",
                             "timeout": "cancel"}},
+        "mfa": {"timeout": None, "on": {}},                 # MfaCheckFlow on top
         "supervisor": {"timeout": None, "on": {}},          # SupervisorFlow on top
         "final": {"timeout": ENTRY,
                   "on": {keys.F4: "wipe", keys.CANCEL: "cancel", "timeout": "cancel"}},
@@ -113,6 +114,15 @@ class FactoryResetFlow(Flow):
             self.error = "err_login"
             self.term.store.audit("factory_reset_refused", self.tech, "technician PIN")
             return None
+        # the technician's authenticator code when [mfa] asks it for a factory reset
+        # (docs/mfa.md); then the supervisor, the second person
+        from firmware.flows.mfa import MfaCheckFlow, mfa_required
+        if mfa_required(self.term, op, "factory_reset"):
+            self.term.push(MfaCheckFlow(self.term, op, "factory_reset"))
+            return "mfa"
+        return self._ask_supervisor()
+
+    def _ask_supervisor(self):
         from firmware.flows.supervisor import SupervisorFlow
         self.term.push(SupervisorFlow(self.term, PURPOSE))
         return "supervisor"
@@ -121,6 +131,8 @@ class FactoryResetFlow(Flow):
         if result is None:
             self.finish(None)
             return None
+        if self.state == "mfa":                 # the code was right: the second person
+            return self._ask_supervisor()
         if result["id"] == self.tech:           # cannot happen (roles differ); never one
             self.finish(None)
             return None
