@@ -44,6 +44,10 @@ def test_no_network_walk_with_the_network_cut_at_the_fault_proxy(online, net):
     assert "Cut on the way" in rows and "> Check router/SIM" in rows, "|".join(rows)
     assert "TLS: not tried" in rows
     assert h.term.screen.alert == "error"
+    # what the panel shows first: the step that failed, then its cause and the advice
+    scr = h.term.screen
+    assert scr.lines[scr.first_visible():scr.first_visible() + 3] == [
+        "Host: FAIL", "Cut on the way", "> Check router/SIM"], scr.lines
     for _ in range(8):
         h.press("DOWN")                              # every row reachable on the panel
     assert "TLS: not tried" in h.text()

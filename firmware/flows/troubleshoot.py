@@ -497,6 +497,17 @@ class NoNetworkFlow(Flow):
         rows = self.rows()
         if self.state == "walk":
             self.top = max(0, len(rows) - BODY_ROWS)    # the step under way in view
+            self.placed = False
+        elif not getattr(self, "placed", False):
+            # the walk's end: the step that failed at the top, its cause and what to do
+            # under it (UP/DOWN move from there)
+            self.placed = True
+            failed = [r[0] for r in self.results if r[1] is False]
+            if failed:
+                head = "%s: " % self.t("ts_step_" + failed[0])
+                at = [i for i in range(len(rows)) if rows[i].startswith(head)]
+                if at:
+                    self.top = max(0, min(at[-1], len(rows) - BODY_ROWS))
         footer = "footer_back" if self.state == "walk" else "ts_footer_again"
         failed = [r for r in self.results if r[1] is False]
         alert = None if self.state == "walk" else ("error" if failed else "ok")
