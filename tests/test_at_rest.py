@@ -494,11 +494,14 @@ def at_rest(tmp_path_factory):
         net.stop()
         hostsim.stop()
     # a file the terminal made beside its data folder (the lab's key root stands for the
-    # device's OTP or TPM there) is a device secret: it must not be in the folder either
+    # device's OTP or TPM there) is a device secret: it must not be in the folder either;
+    # the simulated NetworkManager's state (terminal-net/, the fake nmcli's: Wi-Fi names,
+    # addresses) is the network's, not the device's, and is plain JSON like the folder's
     for folder, dirs, names in os.walk(str(base)):
         if folder == str(base):
             dirs[:] = [d for d in dirs
-                       if d not in ("terminal", "host") and not d.startswith("view-")]
+                       if d not in ("terminal", "host", "terminal-net")
+                       and not d.startswith("view-")]
         for name in names:
             path = os.path.join(folder, name)
             if os.path.getsize(path) <= 4096:
