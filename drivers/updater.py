@@ -253,18 +253,24 @@ def audit_log(root, store, console=None):
     if not root or not os.path.isdir(root):
         return 0
     try:
-        done = int(store.get_setting(AUDITED_SETTING) or 0)
+        # "n utc": the last line audited and its time; a bare number from before
+        mark = (store.get_setting(AUDITED_SETTING) or "0").split(" ", 1)
+        done, done_utc = int(mark[0]), (mark[1] if len(mark) > 1 else None)
     except Exception:
         return 0
+    lines = ReleaseRoot(root).log_lines()
+    if done_utc is not None and not [x for x in lines
+                                     if x["n"] == done and x.get("utc") == done_utc]:
+        done = 0        # not the log audited before (a release root made anew): all of it
     n = 0
-    for line in ReleaseRoot(root).log_lines():
+    for line in lines:
         if line["n"] <= done:
             continue
         try:
             store._audit("update_" + str(line.get("event", "step")), "",
                          ("#%d %s %s" % (line["n"], line.get("utc", ""),
                                          line.get("detail", "")))[:500])
-            store.set_setting(AUDITED_SETTING, str(line["n"]))
+            store.set_setting(AUDITED_SETTING, "%d %s" % (line["n"], line.get("utc", "")))
         except Exception as exc:
             if console:
                 console("update log: not audited (%s)" % exc)
