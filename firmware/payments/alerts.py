@@ -14,6 +14,7 @@ A hit is a dict:
 The checks themselves: firmware/payments/limits.py and anomaly.py; what the flows ask
 and how a hit is recorded: firmware/payments/checks.py.
 """
+from firmware.core.dates import civil_from_days, days_from_civil
 
 LIMIT = "limit"
 ANOMALY = "anomaly"
@@ -33,30 +34,6 @@ def hit(kind, rule, action, lines, amount, currency, detail):
 
 
 # -- the clock: stamps as the journal writes them ("YYYY-MM-DDTHH:MM:SSZ") ----------
-def days_from_civil(y, m, d):
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm:
-    whole numbers only, the same under both Pythons)."""
-    y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def civil_from_days(z):
-    z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + (3 if mp < 10 else -9)
-    return y + (m <= 2), m, d
-
-
 def _minutes(utc):
     y, mo, d, h, mi = utc[0], utc[1], utc[2], utc[3], utc[4]
     return days_from_civil(y, mo, d) * 1440 + h * 60 + mi

@@ -36,6 +36,8 @@ import binascii
 import hashlib
 import json
 
+from firmware.core.dates import civil_from_days
+
 OPS = ("pay", "query", "cancel", "create", "close", "refund")
 
 NOT_JSON = "not_json"
@@ -153,29 +155,12 @@ def verify(fields, key):
 
 # -- time ---------------------------------------------------------------------------------
 
-def _civil(days):
-    """(year, month, day) of a count of days since 1970-01-01 (proleptic Gregorian),
-    without the interpreter's time module: MicroPython's epoch differs by port."""
-    days += 719468
-    era = (days if days >= 0 else days - 146096) // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    year = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    if month <= 2:
-        year += 1
-    return year, month, day
-
-
 def utc_stamp(epoch):
     """UTC YYYYMMDDhhmmss of seconds since 1970-01-01."""
     epoch = int(epoch)
     days = epoch // 86400
     secs = epoch - days * 86400
-    year, month, day = _civil(days)
+    year, month, day = civil_from_days(days)
     return "%04d%02d%02d%02d%02d%02d" % (year, month, day, secs // 3600,
                                          (secs // 60) % 60, secs % 60)
 

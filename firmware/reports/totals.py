@@ -55,6 +55,8 @@ The check ("check": {"ok", "failed"}) proves each breakdown adds up to the total
 """
 import json
 
+from firmware.core.dates import civil_from_days, days_from_civil
+
 VERSION = 1
 KINDS = ("sale", "refund", "void")
 UNRESOLVED = ("created", "sending", "offline_pending", "reversal_pending")
@@ -86,28 +88,6 @@ def _group(groups, key, kind, amount):
 
 # -- local time ----------------------------------------------------------------------
 
-def _days(y, m, d):
-    """Days since 1970-01-01 of a civil date (proleptic Gregorian)."""
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def _civil(z):
-    z += 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (1 if m <= 2 else 0), m, d
-
-
 def local_minute(utc, tz_min):
     """'YYYY-MM-DD HH:MM' local, from a record's UTC stamp (YYYY-MM-DDTHH:MM:SSZ) and its
     offset in minutes; "" when the stamp is not one."""
@@ -116,9 +96,9 @@ def local_minute(utc, tz_min):
         minutes = int(utc[11:13]) * 60 + int(utc[14:16]) + (tz_min or 0)
     except (ValueError, TypeError, IndexError):
         return ""
-    days = _days(y, mo, d) + minutes // 1440
+    days = days_from_civil(y, mo, d) + minutes // 1440
     minutes = minutes % 1440
-    y, mo, d = _civil(days)
+    y, mo, d = civil_from_days(days)
     return "%04d-%02d-%02d %02d:%02d" % (y, mo, d, minutes // 60, minutes % 60)
 
 

@@ -47,6 +47,7 @@ cart-scope rule, and for buy-X-get-Y the money of its pieces that fall in a comp
 group (pieces ranked by unit price, dearest first: of each buy + get in turn the last
 get are free). Shares add up to the saving exactly; no line gets more than its gross.
 """
+from firmware.core.dates import days_from_civil as day_number, weekday
 from firmware.retail.tax import WHOLE, percent_of, round_div, spread
 
 try:
@@ -95,21 +96,6 @@ ONE_X = 1000
 
 
 # -- dates ------------------------------------------------------------------------------
-def day_number(y, m, d):
-    """Days since 1970-01-01 of a civil date (proleptic Gregorian)."""
-    y -= 1 if m <= 2 else 0
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def weekday(day):
-    """ISO weekday (1 Monday .. 7 Sunday) of a day number."""
-    return (day + 3) % 7 + 1
-
-
 def date_text(day):
     """A day number as YYYY-MM-DD."""
     z = day + 719468
