@@ -17,10 +17,10 @@ A member erased since is skipped: their number points to no one.
 
 term.members is None on a terminal without keys: then nothing here does anything.
 """
-import json
 
 from firmware.core.store import is_fault
 from firmware.retail import members as mb
+from firmware.retail.refund import cart_field
 
 CATCH_UP = 20       # records looked at again at start (a crash hits the last ones)
 
@@ -29,20 +29,10 @@ def store(term):
     return getattr(term, "members", None)
 
 
-def _cart_dict(rec):
-    if rec is None or not rec.get("cart"):
-        return None
-    try:
-        d = json.loads(rec["cart"])
-    except ValueError:
-        return None
-    return d if isinstance(d, dict) else None
-
-
 def sale_points(rec):
     """(member number, points earned, points redeemed) a sale record carries, or None
     when it is no member's sale."""
-    d = _cart_dict(rec)
+    d = cart_field(rec)
     if d is None or not isinstance(d.get("member"), dict) or not d["member"].get("number"):
         return None
     redeem = d.get("redeem") or {}

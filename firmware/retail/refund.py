@@ -13,16 +13,23 @@ import json
 from firmware.retail.cart import Cart, CartError, refund as refund_money, refundable
 
 
-def sold_cart(rec):
-    """The cart an approved item sale's record carries, or None (a keyed amount, or a
-    copy this release cannot read)."""
+def cart_field(rec):
+    """The dict a record's "cart" field holds (a sale's cart copy, a refund's
+    {"refund": part}), or None: no field, or text that is no JSON object."""
     if rec is None or not rec.get("cart"):
         return None
     try:
         d = json.loads(rec["cart"])
     except ValueError:
         return None
-    if not isinstance(d, dict) or "lines" not in d:
+    return d if isinstance(d, dict) else None
+
+
+def sold_cart(rec):
+    """The cart an approved item sale's record carries, or None (a keyed amount, or a
+    copy this release cannot read)."""
+    d = cart_field(rec)
+    if d is None or "lines" not in d:
         return None
     try:
         return Cart.from_dict(d)
@@ -32,13 +39,8 @@ def sold_cart(rec):
 
 def part_of(rec):
     """The refund part a refund record carries, or None."""
-    if rec is None or not rec.get("cart"):
-        return None
-    try:
-        d = json.loads(rec["cart"])
-    except ValueError:
-        return None
-    if not isinstance(d, dict) or not isinstance(d.get("refund"), dict):
+    d = cart_field(rec)
+    if d is None or not isinstance(d.get("refund"), dict):
         return None
     return d["refund"]
 
