@@ -11,6 +11,24 @@ def entry_keys(**more):
     return out
 
 
+class EntryFlow(Flow):
+    """A flow with a typed field (self.field, a Field) and an error row (self.error):
+    a key typed clears the error; CANCEL clears what was typed, or, with nothing typed,
+    leaves the flow."""
+
+    def type(self, ev):
+        self.error = None
+        self.field.key(ev.get("key"))
+
+    def cancel_key(self, ev):
+        if self.field.value:
+            self.field.clear()
+            self.error = None
+            return None
+        self.finish(None)
+        return None
+
+
 class Field:
     """Digits typed on the keypad: BKSP takes one back, CLEAR empties it."""
 

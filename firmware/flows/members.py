@@ -24,7 +24,7 @@ cart see only the member number.
 from firmware.core import keys
 from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
-from firmware.flows.common import Field, MenuFlow, MultiTap
+from firmware.flows.common import EntryFlow, Field, MenuFlow, MultiTap
 from firmware.retail import members as mb
 
 ENTRY = "entry_timeout_s"
@@ -64,7 +64,7 @@ def public(member):
             "masked": mb.mask_phone(member.get("phone", ""))}
 
 
-class MemberFlow(Flow):
+class MemberFlow(EntryFlow):
     NAME = "member"
     INITIAL = "entry"
     STATES = {
@@ -97,18 +97,6 @@ class MemberFlow(Flow):
             self.term.push(NoticeFlow(self.term, self.t("mb_title"), [self.t("mb_off")]))
             return
         Flow.start(self)
-
-    def type(self, ev):
-        self.error = None
-        self.field.key(ev.get("key"))
-
-    def cancel_key(self, ev):
-        if self.field.value:
-            self.field.clear()
-            self.error = None
-            return None
-        self.finish(None)
-        return None
 
     def _refuse(self, msg_id, values=None):
         self.term.beep("error")
@@ -215,7 +203,7 @@ class MemberFlow(Flow):
                            t("footer_mb_enrol") if self.may_enrol else t("footer_back"))
 
 
-class EnrolFlow(Flow):
+class EnrolFlow(EntryFlow):
     NAME = "enrol"
     INITIAL = "phone"
     STATES = {
@@ -256,10 +244,6 @@ class EnrolFlow(Flow):
         if self.phone:
             return "name"
         return None
-
-    def type(self, ev):
-        self.error = None
-        self.field.key(ev.get("key"))
 
     def phone_done(self, ev):
         digits, why = mb.normalise_phone(self.field.value, self.rule)
@@ -363,7 +347,7 @@ class EnrolFlow(Flow):
             self.term.show(title, rows, t("footer_ok"), alert="warn")
 
 
-class RedeemFlow(Flow):
+class RedeemFlow(EntryFlow):
     NAME = "redeem"
     INITIAL = "points"
     STATES = {
@@ -414,18 +398,6 @@ class RedeemFlow(Flow):
 
     def most(self):
         return mb.redeem_most(self.balance, self.payable(), self.rule)
-
-    def type(self, ev):
-        self.error = None
-        self.field.key(ev.get("key"))
-
-    def cancel_key(self, ev):
-        if self.field.value:
-            self.field.clear()
-            self.error = None
-            return None
-        self.finish(None)
-        return None
 
     def done(self, ev):
         from firmware.retail.cart import CartError

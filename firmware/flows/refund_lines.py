@@ -14,7 +14,7 @@ of a line add up to exactly what it was sold for, tax included.
 from firmware.core import keys
 from firmware.core.fsm import Flow
 from firmware.core.money import format_amount
-from firmware.flows.common import Field
+from firmware.flows.common import EntryFlow, Field
 from firmware.retail import refund as refunds
 from firmware.retail.cart import CartError, format_weight
 from firmware.ui.receipt import display_width, fit
@@ -28,7 +28,7 @@ def _measure_text(line, n):
     return format_weight(n) if line.weighed() else "%d" % n
 
 
-class RefundLinesFlow(Flow):
+class RefundLinesFlow(EntryFlow):
     NAME = "refund_lines"
     INITIAL = "lines"
     STATES = {
@@ -68,10 +68,6 @@ class RefundLinesFlow(Flow):
     def down(self, ev):
         self.field.clear()
         self.pos = min(len(self.left) - 1, self.pos + 1)
-
-    def type(self, ev):
-        self.error = None
-        self.field.key(ev.get("key"))
 
     def _set(self, index, measure):
         if measure:
@@ -117,14 +113,6 @@ class RefundLinesFlow(Flow):
     def back(self, ev):
         self.part = None
         return "lines"
-
-    def cancel_key(self, ev):
-        if self.field.value:
-            self.field.clear()
-            self.error = None
-            return None
-        self.finish(None)
-        return None
 
     # -- paying back ----------------------------------------------------------------
     def pay(self, ev):
