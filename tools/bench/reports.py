@@ -105,11 +105,11 @@ def _carts(items, rnd, n=80):
 
 def _utc(rnd, day, minute):
     """A UTC stamp of day (0 = 2026-11-01) at local minute (TZ_MIN ahead of UTC)."""
-    from firmware.reports.totals import _civil, _days
+    from firmware.core.dates import civil_from_days, days_from_civil
     minutes = minute - TZ_MIN
-    days = _days(2026, 11, 1) + day + minutes // 1440
+    days = days_from_civil(2026, 11, 1) + day + minutes // 1440
     minutes %= 1440
-    y, mo, d = _civil(days)
+    y, mo, d = civil_from_days(days)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, minutes // 60, minutes % 60,
                                                 rnd.randint(0, 59))
 
